@@ -1,0 +1,750 @@
+//! The token cache: [`TokenProvider`] and per-audience [`TokenHandle`]s.
+//!
+//! Per key (audience, tenant) one slot. A slot's token is
+//! * **fresh** until its refresh point: served with one `ArcSwap` load, one clock read and one
+//!   `HeaderValue` clone — no lock, no allocation, no await;
+//! * **stale** from the refresh point until `expires_on − buffer`: still served at once; the
+//!   first caller to see it stale starts one background refresh on a spawned task;
+//! * **expired** (or absent): callers wait for the single in-flight fetch and share its result.
+//!
+//! A failed refresh never evicts a token that is still valid; the next attempt waits at least
+//! the failure backoff (30 s, doubling to 5 min). A refresh that returns a token that is already
+//! due for refresh (managed-identity endpoints cache tokens and may return the very one held)
+//! is a success whose next refresh is pushed back by the same backoff: never a tight loop.
+
+mod stats;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use http::HeaderValue;
+use tokio::sync::watch;
+
+use crate::audience::Audience;
+use crate::credential::{TokenCredential, TokenRequest};
+use crate::error::Error;
+use crate::time::TimeSource;
+use crate::token::AccessToken;
+
+pub use stats::CacheStats;
+use stats::Stats;
+
+const TWO_HOURS: Duration = Duration::from_secs(2 * 3600);
+const NO_GATE: u64 = 0;
+const GATE_IN_FLIGHT: u64 = u64::MAX;
+
+/// Builds a [`TokenProvider`].
+///
+/// Defaults, with a 24-hour managed-identity token as the worked example:
+/// * refresh at the source's `refresh_in` when given, else at half the lifetime for tokens
+///   living 2 h or more (here: after 12 h), else 5 minutes before expiry (at most half the
+///   lifetime);
+/// * minus an early jitter of up to `max_jitter` (default 5 min) or a tenth of the lifetime,
+///   whichever is smaller, so a fleet started together does not refresh together;
+/// * stop serving `expiry_buffer` (default 60 s, at most a tenth of the lifetime) before the
+///   token expires, so a token is never handed out just as it expires in flight;
+/// * after a failed fetch, wait `failure_backoff` (default 30 s, doubling to
+///   `max_failure_backoff`, 5 min) before the next background attempt; callers with no valid
+///   token retry at most once per `cold_retry_interval` (default 1 s) and otherwise get the
+///   last error at once.
+pub struct TokenProviderBuilder {
+    credential: Arc<dyn TokenCredential>,
+    time: TimeSource,
+    opts: Options,
+}
+
+#[derive(Clone, Debug)]
+struct Options {
+    expiry_buffer: Duration,
+    max_jitter: Duration,
+    failure_backoff: Duration,
+    max_failure_backoff: Duration,
+    cold_retry_interval: Duration,
+    eager: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            expiry_buffer: Duration::from_secs(60),
+            max_jitter: Duration::from_secs(300),
+            failure_backoff: Duration::from_secs(30),
+            max_failure_backoff: Duration::from_secs(300),
+            cold_retry_interval: Duration::from_secs(1),
+            eager: false,
+        }
+    }
+}
+
+impl TokenProviderBuilder {
+    /// Clock, timer and jitter (default: the system's).
+    pub fn time_source(mut self, time: TimeSource) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// How long before expiry a token stops being served (default 60 s; never more than a
+    /// tenth of the token's lifetime).
+    pub fn expiry_buffer(mut self, d: Duration) -> Self {
+        self.opts.expiry_buffer = d;
+        self
+    }
+
+    /// Upper bound of the early refresh jitter (default 5 min; never more than a tenth of the
+    /// token's lifetime). `Duration::ZERO` disables jitter.
+    pub fn max_jitter(mut self, d: Duration) -> Self {
+        self.opts.max_jitter = d;
+        self
+    }
+
+    /// Wait after a failed fetch before the next background attempt (default 30 s, doubling
+    /// per consecutive failure). Values below 30 s are raised to 30 s.
+    pub fn failure_backoff(mut self, d: Duration) -> Self {
+        self.opts.failure_backoff = d.max(Duration::from_secs(30));
+        self
+    }
+
+    /// Cap of the doubling failure backoff (default 5 min).
+    pub fn max_failure_backoff(mut self, d: Duration) -> Self {
+        self.opts.max_failure_backoff = d;
+        self
+    }
+
+    /// Minimum time between fetches for callers that hold no valid token, after a failure
+    /// (default 1 s). Within it, callers get the last error at once.
+    pub fn cold_retry_interval(mut self, d: Duration) -> Self {
+        self.opts.cold_retry_interval = d;
+        self
+    }
+
+    /// Refresh on a timer at each token's refresh point even without traffic (default off:
+    /// refresh is triggered by the first request that sees the token stale).
+    pub fn eager_refresh(mut self, eager: bool) -> Self {
+        self.opts.eager = eager;
+        self
+    }
+
+    /// The provider.
+    pub fn build(self) -> TokenProvider {
+        TokenProvider {
+            inner: Arc::new(Inner {
+                credential: self.credential,
+                time: self.time,
+                opts: self.opts,
+                slots: ArcSwap::from_pointee(HashMap::new()),
+                insert_lock: Mutex::new(()),
+                stats: Stats::default(),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for TokenProviderBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenProviderBuilder")
+            .field("credential", &self.credential.name())
+            .field("options", &self.opts)
+            .finish()
+    }
+}
+
+/// The token cache in front of a credential, shared by both middlewares.
+///
+/// Cheap to clone (an `Arc` inside); make one per process and share it. For each API you call,
+/// resolve a [`TokenHandle`] once with [`TokenProvider::handle`]: the handle's hot path does no
+/// hashing and no locking. [`TokenProvider::header`] is the ad-hoc form (one lock-free map
+/// lookup per call).
+///
+/// Fetches run on a spawned tokio task, so a caller that is dropped does not cancel the fetch
+/// the others wait for.
+///
+/// ```no_run
+/// use entra_mi::{Audience, ManagedIdentityCredential, TokenProvider};
+/// # async fn run() -> Result<(), entra_mi::Error> {
+/// let provider = TokenProvider::builder(ManagedIdentityCredential::system_assigned()?)
+///     .eager_refresh(true)
+///     .build();
+/// let arm = provider.handle(&Audience::azure_resource_manager());
+/// let header = arm.header().await?;
+/// # let _ = header; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TokenProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    credential: Arc<dyn TokenCredential>,
+    time: TimeSource,
+    opts: Options,
+    slots: ArcSwap<HashMap<SlotKey, Arc<Slot>>>,
+    insert_lock: Mutex<()>,
+    stats: Stats,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SlotKey {
+    audience: Audience,
+    tenant: Option<Arc<str>>,
+}
+
+struct Slot {
+    request: TokenRequest,
+    current: ArcSwapOption<Entry>,
+    /// Monotonic nanoseconds before which no background refresh starts; `GATE_IN_FLIGHT`
+    /// while one runs.
+    refresh_gate: AtomicU64,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    flight: Option<watch::Receiver<Option<FlightResult>>>,
+    failures: u32,
+    last_failure: Option<(Duration, Error)>,
+    early_streak: u32,
+}
+
+type FlightResult = Result<Arc<Entry>, Error>;
+
+struct Entry {
+    header: HeaderValue,
+    token: AccessToken,
+    refresh_at: Duration,
+    usable_until: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
+}
+
+impl TokenProvider {
+    /// A provider with the default settings.
+    pub fn new(credential: impl TokenCredential + 'static) -> Self {
+        Self::builder(credential).build()
+    }
+
+    /// A builder.
+    pub fn builder(credential: impl TokenCredential + 'static) -> TokenProviderBuilder {
+        Self::builder_shared(Arc::new(credential))
+    }
+
+    /// A builder for a credential that is already shared.
+    pub fn builder_shared(credential: Arc<dyn TokenCredential>) -> TokenProviderBuilder {
+        TokenProviderBuilder {
+            credential,
+            time: TimeSource::system(),
+            opts: Options::default(),
+        }
+    }
+
+    /// The handle for `audience` in the credential's own tenant. Resolve it once and keep it.
+    pub fn handle(&self, audience: &Audience) -> TokenHandle {
+        self.handle_for(&TokenRequest::new(audience.clone()))
+    }
+
+    /// The handle for the audience and tenant of `request` (its claims and deadline are not
+    /// part of the key; the deadline bounds each fetch).
+    pub fn handle_for(&self, request: &TokenRequest) -> TokenHandle {
+        let key = SlotKey {
+            audience: request.audience().clone(),
+            tenant: request.tenant().map(Arc::from),
+        };
+        let slot = self.slot(&key, request);
+        TokenHandle {
+            slot,
+            inner: self.inner.clone(),
+        }
+    }
+
+    fn slot(&self, key: &SlotKey, template: &TokenRequest) -> Arc<Slot> {
+        if let Some(slot) = self.inner.slots.load().get(key) {
+            return slot.clone();
+        }
+        let _guard = lock(&self.inner.insert_lock);
+        let current = self.inner.slots.load_full();
+        if let Some(slot) = current.get(key) {
+            return slot.clone();
+        }
+        let mut request = TokenRequest::new(key.audience.clone());
+        if let Some(t) = &key.tenant {
+            request = request.with_tenant(t.to_string());
+        }
+        if let Some(d) = template.deadline() {
+            request = request.with_deadline(d);
+        }
+        let slot = Arc::new(Slot {
+            request,
+            current: ArcSwapOption::empty(),
+            refresh_gate: AtomicU64::new(NO_GATE),
+            state: Mutex::new(SlotState::default()),
+        });
+        let mut next = (*current).clone();
+        next.insert(key.clone(), slot.clone());
+        self.inner.slots.store(Arc::new(next));
+        slot
+    }
+
+    fn existing_slot(&self, audience: &Audience) -> Option<Arc<Slot>> {
+        let key = SlotKey {
+            audience: audience.clone(),
+            tenant: None,
+        };
+        self.inner.slots.load().get(&key).cloned()
+    }
+
+    /// An `Authorization` header value for `audience`, waiting for a fetch only when no valid
+    /// token is cached. Marked sensitive.
+    pub async fn header(&self, audience: &Audience) -> Result<HeaderValue, Error> {
+        if let Some(slot) = self.inner.slots.load().get(&SlotKey {
+            audience: audience.clone(),
+            tenant: None,
+        }) {
+            if let Some(h) = try_header(&self.inner, slot) {
+                return Ok(h);
+            }
+        }
+        self.handle(audience).header().await
+    }
+
+    /// The header for `audience` if a valid token is cached, without waiting.
+    pub fn try_header(&self, audience: &Audience) -> Option<HeaderValue> {
+        let slots = self.inner.slots.load();
+        let slot = slots.get(&SlotKey {
+            audience: audience.clone(),
+            tenant: None,
+        })?;
+        try_header(&self.inner, slot)
+    }
+
+    /// The cached or freshly fetched token for `audience`.
+    pub async fn token(&self, audience: &Audience) -> Result<AccessToken, Error> {
+        self.handle(audience).token().await
+    }
+
+    /// Drops the cached token for `audience` only if it is still `token` (for example after an
+    /// API rejected it with 401). Returns whether it was dropped. A token that was already
+    /// replaced is left alone, so concurrent 401s cause one refetch, not many.
+    pub fn invalidate_if_current(&self, audience: &Audience, token: &AccessToken) -> bool {
+        self.existing_slot(audience)
+            .is_some_and(|slot| invalidate(&self.inner, &slot, |e| e.token.is_same_token(token)))
+    }
+
+    /// Counters over all audiences.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// The credential's name.
+    pub fn credential_name(&self) -> &str {
+        self.inner.credential.name()
+    }
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenProvider")
+            .field("credential", &self.inner.credential.name())
+            .field("audiences", &self.inner.slots.load().len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The cache slot of one audience (and tenant), resolved once.
+///
+/// [`TokenHandle::try_header`] is the hot path: one `ArcSwap` load, one clock read, one
+/// `HeaderValue` clone; no lock, no allocation, no hashing. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenHandle {
+    slot: Arc<Slot>,
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for TokenHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenHandle")
+            .field("audience", self.slot.request.audience())
+            .field("tenant", &self.slot.request.tenant())
+            .finish()
+    }
+}
+
+/// The hot path: one `ArcSwap` load, one clock read, one `HeaderValue` clone.
+#[inline]
+fn try_header(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Option<HeaderValue> {
+    let guard = slot.current.load();
+    let entry = guard.as_deref()?;
+    let now = inner.time.monotonic();
+    if now < entry.refresh_at {
+        inner.stats.hits.incr();
+        return Some(entry.header.clone());
+    }
+    stale_or_expired(inner, slot, entry, now).then(|| entry.header.clone())
+}
+
+/// Counts a stale-but-valid token as served and starts the background refresh; false when the
+/// token is past its usable window.
+#[cold]
+fn stale_or_expired(inner: &Arc<Inner>, slot: &Arc<Slot>, entry: &Entry, now: Duration) -> bool {
+    if now >= entry.usable_until {
+        return false;
+    }
+    inner.stats.stale_hits.incr();
+    if nanos(now) >= slot.refresh_gate.load(Ordering::Acquire) {
+        refresh_now(inner, slot, now);
+    }
+    true
+}
+
+fn begin_flight(
+    inner: &Arc<Inner>,
+    slot: &Arc<Slot>,
+    st: &mut SlotState,
+    runtime: &tokio::runtime::Handle,
+) -> watch::Receiver<Option<FlightResult>> {
+    let (tx, rx) = watch::channel(None);
+    st.flight = Some(rx.clone());
+    slot.refresh_gate.store(GATE_IN_FLIGHT, Ordering::Release);
+    inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+    let guard = FlightGuard {
+        inner: inner.clone(),
+        slot: slot.clone(),
+        done: false,
+    };
+    runtime.spawn(run_flight(guard, tx));
+    rx
+}
+
+async fn run_flight(mut guard: FlightGuard, tx: watch::Sender<Option<FlightResult>>) {
+    let result = guard
+        .inner
+        .credential
+        .get_token(&guard.slot.request)
+        .await;
+    let outcome = complete(&guard.inner, &guard.slot, result);
+    guard.done = true;
+    let _ = tx.send(Some(outcome));
+}
+
+/// Clears the in-flight marker if the fetch task ends without completing (panic, runtime
+/// shutdown), so the next caller starts a new fetch instead of waiting on a dead one.
+struct FlightGuard {
+    inner: Arc<Inner>,
+    slot: Arc<Slot>,
+    done: bool,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut st = lock(&self.slot.state);
+            st.flight = None;
+            self.slot.refresh_gate.store(NO_GATE, Ordering::Release);
+            self.inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(audience = %self.slot.request.audience(), "token fetch ended without a result");
+        }
+    }
+}
+
+/// Stores a fetched token or records a failure; returns what the waiters get.
+fn complete(inner: &Arc<Inner>, slot: &Arc<Slot>, result: Result<AccessToken, Error>) -> FlightResult {
+    let time = &inner.time;
+    let opts = &inner.opts;
+    let now = time.monotonic();
+    let wall = time.system_now();
+    let mut st = lock(&slot.state);
+    st.flight = None;
+    let audience = slot.request.audience();
+    let result = result.and_then(|token| {
+        let expires_at = match token.monotonic {
+            Some(m) => m.expires_at,
+            None => now + token.expires_on().duration_since(wall).unwrap_or_default(),
+        };
+        if expires_at <= now {
+            return Err(Error::Credential {
+                credential: inner.credential.name().to_owned(),
+                message: format!("returned a token for {audience} that has already expired"),
+            });
+        }
+        Ok((token, expires_at))
+    });
+    match result {
+        Ok((mut token, expires_at)) => {
+            let lifetime = expires_at - now;
+            let buffer = opts.expiry_buffer.min(lifetime / 10);
+            let usable_until = expires_at - buffer;
+            let source_refresh = token
+                .monotonic
+                .and_then(|m| m.refresh_at)
+                .or_else(|| {
+                    token
+                        .refresh_on()
+                        .map(|r| now + r.duration_since(wall).unwrap_or_default())
+                });
+            let planned = match source_refresh {
+                Some(r) => r,
+                None if lifetime >= TWO_HOURS => now + lifetime / 2,
+                None => expires_at - Duration::from_secs(300).min(lifetime / 2),
+            };
+            let jitter = opts.max_jitter.min(lifetime / 10).mul_f64(time.jitter());
+            let mut refresh_at = planned.saturating_sub(jitter).min(usable_until).max(now);
+            let previous = slot.current.load_full();
+            let same = previous.as_ref().is_some_and(|p| p.token.is_same_token(&token));
+            // A token that is already due (the endpoint returned its cached token, or one close
+            // to expiry): keep it and push the next attempt back instead of looping.
+            let min_gap = Duration::from_secs(1).min(lifetime / 4);
+            if refresh_at <= now + min_gap {
+                st.early_streak += 1;
+                let backoff = failure_backoff(opts, st.early_streak, time.jitter());
+                refresh_at = (now + backoff).min(usable_until);
+                tracing::debug!(
+                    audience = %audience,
+                    same_token = same,
+                    next_attempt_in_s = (refresh_at - now).as_secs(),
+                    "fetched token is already due for refresh; next attempt backs off"
+                );
+            } else {
+                st.early_streak = 0;
+            }
+            token.set_refresh_on(wall + (refresh_at - now));
+            let header = token.header_value();
+            // Promote the header's bytes to shared storage now, so clones on the hot path are a
+            // reference-count increment and never allocate.
+            drop(header.clone());
+            let entry = Arc::new(Entry {
+                header,
+                token,
+                refresh_at,
+                usable_until,
+            });
+            slot.current.store(Some(entry.clone()));
+            st.failures = 0;
+            st.last_failure = None;
+            slot.refresh_gate.store(NO_GATE, Ordering::Release);
+            tracing::debug!(
+                audience = %audience,
+                expires_in_s = lifetime.as_secs(),
+                refresh_in_s = (refresh_at - now).as_secs(),
+                same_token = same,
+                "token cached"
+            );
+            drop(st);
+            if opts.eager {
+                schedule_eager(inner, slot, refresh_at);
+            }
+            Ok(entry)
+        }
+        Err(error) => {
+            inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+            st.failures += 1;
+            st.last_failure = Some((now, error.clone()));
+            let backoff = failure_backoff(opts, st.failures, time.jitter());
+            let next = now + backoff;
+            slot.refresh_gate.store(nanos(next), Ordering::Release);
+            let still_valid = slot
+                .current
+                .load()
+                .as_deref()
+                .is_some_and(|e| now < e.usable_until);
+            if still_valid {
+                tracing::warn!(
+                    audience = %audience,
+                    error = %error,
+                    retry_in_s = backoff.as_secs(),
+                    "token refresh failed; the cached token stays in service"
+                );
+            } else {
+                tracing::warn!(audience = %audience, error = %error, "token fetch failed");
+            }
+            drop(st);
+            if opts.eager {
+                schedule_eager(inner, slot, next);
+            }
+            Err(error)
+        }
+    }
+}
+
+fn failure_backoff(opts: &Options, consecutive: u32, jitter: f64) -> Duration {
+    let exp = consecutive.saturating_sub(1).min(16);
+    let base = opts
+        .failure_backoff
+        .saturating_mul(1 << exp)
+        .min(opts.max_failure_backoff.max(opts.failure_backoff));
+    base + base.mul_f64(0.2 * jitter)
+}
+
+fn schedule_eager(inner: &Arc<Inner>, slot: &Arc<Slot>, at: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak_inner: Weak<Inner> = Arc::downgrade(inner);
+    let weak_slot: Weak<Slot> = Arc::downgrade(slot);
+    let delay = at.saturating_sub(inner.time.monotonic());
+    let sleep = inner.time.sleep(delay);
+    runtime.spawn(async move {
+        sleep.await;
+        let (Some(inner), Some(slot)) = (weak_inner.upgrade(), weak_slot.upgrade()) else {
+            return;
+        };
+        let now = inner.time.monotonic();
+        refresh_now(&inner, &slot, now);
+    });
+}
+
+/// Starts a background fetch if the slot is due (stale, expired or empty) and none runs.
+fn refresh_now(inner: &Arc<Inner>, slot: &Arc<Slot>, now: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let mut st = lock(&slot.state);
+    if st.flight.is_some() || nanos(now) < slot.refresh_gate.load(Ordering::Acquire) {
+        return;
+    }
+    let due = slot
+        .current
+        .load()
+        .as_deref()
+        .is_none_or(|e| now >= e.refresh_at);
+    if due {
+        tracing::debug!(audience = %slot.request.audience(), "token due for refresh; refreshing in the background");
+        let _rx = begin_flight(inner, slot, &mut st, &runtime);
+    }
+}
+
+fn invalidate(inner: &Inner, slot: &Slot, matches: impl Fn(&Entry) -> bool) -> bool {
+    let current = slot.current.load_full();
+    let Some(entry) = current else {
+        return false;
+    };
+    if !matches(&entry) {
+        return false;
+    }
+    let previous = slot.current.compare_and_swap(&Some(entry.clone()), None);
+    let dropped = previous
+        .as_ref()
+        .is_some_and(|p| Arc::ptr_eq(p, &entry));
+    if dropped {
+        inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        let mut st = lock(&slot.state);
+        // The token was rejected: the next caller fetches at once.
+        st.last_failure = None;
+        if st.flight.is_none() {
+            slot.refresh_gate.store(NO_GATE, Ordering::Release);
+        }
+        tracing::debug!(audience = %slot.request.audience(), "cached token invalidated");
+    }
+    dropped
+}
+
+impl TokenHandle {
+    /// The audience of this handle.
+    pub fn audience(&self) -> &Audience {
+        self.slot.request.audience()
+    }
+
+    /// The header if a valid (fresh or stale) token is cached — the hot path. A stale token
+    /// also starts the background refresh (when called inside a tokio runtime).
+    #[inline]
+    pub fn try_header(&self) -> Option<HeaderValue> {
+        try_header(&self.inner, &self.slot)
+    }
+
+    /// The `Authorization` header value (`Bearer …`, marked sensitive): at once when a valid
+    /// token is cached, else after the single in-flight fetch.
+    pub async fn header(&self) -> Result<HeaderValue, Error> {
+        if let Some(h) = self.try_header() {
+            return Ok(h);
+        }
+        Ok(self.wait().await?.header.clone())
+    }
+
+    /// The token itself (cached or fetched), with the cache's refresh point as `refresh_on`.
+    pub async fn token(&self) -> Result<AccessToken, Error> {
+        {
+            let guard = self.slot.current.load();
+            if let Some(entry) = guard.as_deref() {
+                let now = self.inner.time.monotonic();
+                if now < entry.refresh_at {
+                    self.inner.stats.hits.incr();
+                    return Ok(entry.token.clone());
+                }
+                if stale_or_expired(&self.inner, &self.slot, entry, now) {
+                    return Ok(entry.token.clone());
+                }
+            }
+        }
+        Ok(self.wait().await?.token.clone())
+    }
+
+    /// Drops the cached token only if it is still `token`; see
+    /// [`TokenProvider::invalidate_if_current`].
+    pub fn invalidate_if_current(&self, token: &AccessToken) -> bool {
+        invalidate(&self.inner, &self.slot, |e| e.token.is_same_token(token))
+    }
+
+    /// Drops the cached token only if its header is still `header` (the value a request was
+    /// sent with).
+    pub fn invalidate_header_if_current(&self, header: &HeaderValue) -> bool {
+        invalidate(&self.inner, &self.slot, |e| e.header.as_bytes() == header.as_bytes())
+    }
+
+    /// Waits for a valid token: joins the in-flight fetch or starts one.
+    async fn wait(&self) -> Result<Arc<Entry>, Error> {
+        let inner = &self.inner;
+        let mut rx = {
+            let mut st = lock(&self.slot.state);
+            let now = inner.time.monotonic();
+            if let Some(entry) = self.slot.current.load_full() {
+                if now < entry.usable_until {
+                    return Ok(entry);
+                }
+            }
+            match &st.flight {
+                Some(rx) => rx.clone(),
+                None => {
+                    if let Some((at, error)) = &st.last_failure {
+                        if now < *at + inner.opts.cold_retry_interval {
+                            return Err(error.clone());
+                        }
+                    }
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(runtime) => begin_flight(inner, &self.slot, &mut st, &runtime),
+                        Err(_) => {
+                            drop(st);
+                            return self.fetch_inline().await;
+                        }
+                    }
+                }
+            }
+        };
+        inner.stats.waits.fetch_add(1, Ordering::Relaxed);
+        let waited = rx.wait_for(Option::is_some).await.map(|v| v.clone());
+        let outcome = match waited {
+            Ok(value) => value,
+            Err(_) => rx.borrow().clone(),
+        };
+        outcome.unwrap_or_else(|| {
+            Err(Error::FetchAborted {
+                audience: self.audience().to_string(),
+            })
+        })
+    }
+
+    /// Without a tokio runtime there is nothing to spawn on: fetch in this task.
+    async fn fetch_inline(&self) -> Result<Arc<Entry>, Error> {
+        self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.waits.fetch_add(1, Ordering::Relaxed);
+        let result = self.inner.credential.get_token(&self.slot.request).await;
+        complete(&self.inner, &self.slot, result)
+    }
+}

@@ -1,0 +1,119 @@
+//! The HTTP client used to reach token endpoints: no proxy, no redirects, bounded bodies.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{Error, Unavailable};
+
+/// Largest response body read from a token endpoint. Real token responses are 2–5 KiB.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// What came back from one request.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) content_type: Option<String>,
+    pub(crate) retry_after: Option<String>,
+    pub(crate) body: Bytes,
+}
+
+/// One pooled client per credential.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    client: reqwest::Client,
+}
+
+impl HttpClient {
+    /// A client that never uses a proxy (identity endpoints must be reached directly) and never
+    /// follows redirects (a redirect would carry identity headers elsewhere).
+    pub(crate) fn new(connect_timeout: Duration) -> Result<Self, Error> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::configuration("http client", e.to_string()))?;
+        Ok(Self { client })
+    }
+
+    pub(crate) fn inner(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends `request` and reads at most [`MAX_BODY`] bytes of the answer, all within
+    /// `timeout`.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<RawResponse, Unavailable> {
+        match tokio::time::timeout(timeout, Self::send_inner(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Unavailable::Timeout(timeout)),
+        }
+    }
+
+    async fn send_inner(request: reqwest::RequestBuilder) -> Result<RawResponse, Unavailable> {
+        let mut response = request.send().await.map_err(transport_error)?;
+        let header = |name: http::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect::<String>())
+        };
+        let content_type = header(http::header::CONTENT_TYPE);
+        let retry_after = header(http::header::RETRY_AFTER);
+        let status = response.status().as_u16();
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY as u64)
+        {
+            return Err(Unavailable::BodyTooLarge { limit: MAX_BODY });
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Unavailable::BodyTooLarge { limit: MAX_BODY });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(RawResponse {
+            status,
+            content_type,
+            retry_after,
+            body: body.freeze(),
+        })
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> Unavailable {
+    let connect = e.is_connect();
+    let timeout = e.is_timeout();
+    let detail = error_chain(&e.without_url());
+    if connect {
+        Unavailable::Connect { detail }
+    } else if timeout {
+        Unavailable::Transport {
+            detail: format!("timed out: {detail}"),
+        }
+    } else {
+        Unavailable::Transport { detail }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,549 @@
+//! Managed identity: the credential, source detection and identity selection.
+
+mod app_service;
+mod detect;
+mod imds;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::credential::{TokenCredential, TokenRequest};
+use crate::env::Environment;
+use crate::error::{Error, Unavailable};
+use crate::http::{HttpClient, RawResponse};
+use crate::response::{self, ErrorBody, SentAt};
+use crate::retry::{RetryClass, RetryOptions};
+use crate::time::TimeSource;
+use crate::token::AccessToken;
+
+pub use detect::{Detected, detect_source};
+
+/// The managed-identity endpoints of the Azure hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SourceKind {
+    /// Azure Instance Metadata Service (VMs, scale sets, AKS nodes).
+    Imds,
+    /// App Service, Azure Functions, Container Apps, Automation (api-version 2019-08-01).
+    AppService,
+    /// Azure Arc-enabled servers (the HIMDS agent).
+    AzureArc,
+    /// Service Fabric.
+    ServiceFabric,
+    /// `MSI_ENDPOINT` + `MSI_SECRET`: Azure Machine Learning and legacy App Service
+    /// (api-version 2017-09-01).
+    AzureMl,
+    /// Azure Cloud Shell (`MSI_ENDPOINT` alone).
+    CloudShell,
+}
+
+impl SourceKind {
+    /// A short, stable name (`imds`, `app-service`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Imds => "imds",
+            SourceKind::AppService => "app-service",
+            SourceKind::AzureArc => "azure-arc",
+            SourceKind::ServiceFabric => "service-fabric",
+            SourceKind::AzureMl => "azure-ml",
+            SourceKind::CloudShell => "cloud-shell",
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::Imds => "IMDS",
+            SourceKind::AppService => "App Service",
+            SourceKind::AzureArc => "Azure Arc",
+            SourceKind::ServiceFabric => "Service Fabric",
+            SourceKind::AzureMl => "Azure ML (MSI_ENDPOINT + MSI_SECRET)",
+            SourceKind::CloudShell => "Cloud Shell",
+        })
+    }
+}
+
+/// Which managed identity to use.
+///
+/// A resource has at most one system-assigned identity and any number of user-assigned ones.
+/// A user-assigned identity is named by its **client id** (the `clientId` of the identity, not
+/// of an app registration), its **object (principal) id**, or its ARM **resource id**
+/// (`/subscriptions/…/resourceGroups/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`,
+/// known before deployment). Each source renders the choice with its own parameter name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ManagedIdentityId {
+    /// The resource's system-assigned identity.
+    #[default]
+    SystemAssigned,
+    /// A user-assigned identity by client id.
+    ClientId(String),
+    /// A user-assigned identity by object (principal) id.
+    ObjectId(String),
+    /// A user-assigned identity by ARM resource id.
+    ResourceId(String),
+}
+
+impl ManagedIdentityId {
+    fn validate(&self) -> Result<(), Error> {
+        let (what, value) = match self {
+            ManagedIdentityId::SystemAssigned => return Ok(()),
+            ManagedIdentityId::ClientId(v) => ("client id", v),
+            ManagedIdentityId::ObjectId(v) => ("object id", v),
+            ManagedIdentityId::ResourceId(v) => ("resource id", v),
+        };
+        let bad = |reason: &str| Err(Error::configuration(format!("managed identity {what}"), reason));
+        if value.is_empty() {
+            return bad("it is empty");
+        }
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad("it contains whitespace");
+        }
+        match self {
+            ManagedIdentityId::ResourceId(v) => {
+                let lower = v.to_ascii_lowercase();
+                if !lower.starts_with("/subscriptions/")
+                    || !lower.contains("/providers/microsoft.managedidentity/userassignedidentities/")
+                {
+                    return bad(
+                        "expected /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
+                    );
+                }
+            }
+            _ if !is_guid(value) => {
+                return bad("expected a GUID such as 00000000-0000-0000-0000-000000000000");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Builds a [`ManagedIdentityCredential`].
+///
+/// Defaults: system-assigned identity, source detected from the process environment, connect
+/// timeout 2 s, 20 s per attempt, [`RetryOptions::default`].
+#[derive(Debug, Clone)]
+pub struct ManagedIdentityCredentialBuilder {
+    id: ManagedIdentityId,
+    env: Environment,
+    time: TimeSource,
+    retry: RetryOptions,
+    connect_timeout: Duration,
+    attempt_timeout: Duration,
+    allow_http_endpoint: bool,
+}
+
+impl Default for ManagedIdentityCredentialBuilder {
+    fn default() -> Self {
+        Self {
+            id: ManagedIdentityId::SystemAssigned,
+            env: Environment::process(),
+            time: TimeSource::system(),
+            retry: RetryOptions::default(),
+            connect_timeout: Duration::from_secs(2),
+            attempt_timeout: Duration::from_secs(20),
+            allow_http_endpoint: false,
+        }
+    }
+}
+
+impl ManagedIdentityCredentialBuilder {
+    /// Use this identity (default: system-assigned).
+    pub fn identity(mut self, id: ManagedIdentityId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Use the user-assigned identity with this client id.
+    pub fn client_id(self, id: impl Into<String>) -> Self {
+        self.identity(ManagedIdentityId::ClientId(id.into()))
+    }
+
+    /// Use the user-assigned identity with this object (principal) id.
+    pub fn object_id(self, id: impl Into<String>) -> Self {
+        self.identity(ManagedIdentityId::ObjectId(id.into()))
+    }
+
+    /// Use the user-assigned identity with this ARM resource id.
+    pub fn resource_id(self, id: impl Into<String>) -> Self {
+        self.identity(ManagedIdentityId::ResourceId(id.into()))
+    }
+
+    /// Read configuration from this environment instead of the process's.
+    pub fn environment(mut self, env: Environment) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Clock, timer and jitter (tests step time with the `test-util` feature's `ManualClock`).
+    pub fn time_source(mut self, time: TimeSource) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Retry settings.
+    pub fn retry(mut self, retry: RetryOptions) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// TCP connect timeout per attempt (default 2 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Time limit of one request, body included (default 20 s).
+    pub fn attempt_timeout(mut self, d: Duration) -> Self {
+        self.attempt_timeout = d;
+        self
+    }
+
+    /// Allow a plain-`http` App Service `IDENTITY_ENDPOINT` whose host is not loopback or
+    /// link-local (default: refused, since its secret header would cross the network).
+    pub fn allow_http_endpoint(mut self, allow: bool) -> Self {
+        self.allow_http_endpoint = allow;
+        self
+    }
+
+    /// Detects the source and validates the configuration.
+    ///
+    /// Fails with [`Error::NotSupported`] when the environment selects a source this version
+    /// does not implement (nothing else is tried in its place), and with
+    /// [`Error::Configuration`] when a variable is malformed.
+    pub fn build(self) -> Result<ManagedIdentityCredential, Error> {
+        self.id.validate()?;
+        let detected = detect::detect(&self.env, self.allow_http_endpoint)?;
+        let endpoint = match &detected {
+            Detected::Imds { token_url } => Endpoint::Imds {
+                token_url: token_url.clone(),
+            },
+            Detected::AppService { endpoint } => Endpoint::AppService {
+                endpoint: endpoint.clone(),
+            },
+            Detected::Unsupported { kind, evidence } => {
+                return Err(Error::NotSupported {
+                    source_kind: *kind,
+                    evidence: evidence.clone(),
+                });
+            }
+        };
+        let http = HttpClient::new(self.connect_timeout)?;
+        let name = format!("managed-identity/{}", detected.kind().as_str());
+        Ok(ManagedIdentityCredential {
+            inner: Arc::new(Inner {
+                endpoint,
+                id: self.id,
+                env: self.env,
+                time: self.time,
+                retry: self.retry,
+                attempt_timeout: self.attempt_timeout,
+                http,
+                name,
+            }),
+        })
+    }
+}
+
+/// Tokens from the managed identity of the Azure resource the code runs on.
+///
+/// The source is detected from the environment once, when the credential is built, in this
+/// order: Service Fabric → App Service → Azure Arc → `MSI_ENDPOINT` + `MSI_SECRET` →
+/// `MSI_ENDPOINT` (Cloud Shell) → IMDS. IMDS and App Service (2019-08-01) are implemented;
+/// the others are detected and refused with [`Error::NotSupported`].
+///
+/// The credential does not cache: put a [`crate::TokenProvider`] in front of it. It holds one
+/// pooled HTTP client that never uses a proxy and never follows redirects.
+///
+/// ```no_run
+/// use entra_mi::{Audience, ManagedIdentityCredential, TokenCredential, TokenRequest};
+/// # async fn run() -> Result<(), entra_mi::Error> {
+/// let credential = ManagedIdentityCredential::builder()
+///     .client_id("11111111-2222-3333-4444-555555555555")
+///     .build()?;
+/// let token = credential
+///     .get_token(&TokenRequest::new(Audience::microsoft_graph()))
+///     .await?;
+/// println!("{token}"); // never shows the secret
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ManagedIdentityCredential {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    endpoint: Endpoint,
+    id: ManagedIdentityId,
+    env: Environment,
+    time: TimeSource,
+    retry: RetryOptions,
+    attempt_timeout: Duration,
+    http: HttpClient,
+    name: String,
+}
+
+#[derive(Debug)]
+enum Endpoint {
+    Imds { token_url: url::Url },
+    AppService { endpoint: url::Url },
+}
+
+impl ManagedIdentityCredential {
+    /// A builder with the defaults.
+    pub fn builder() -> ManagedIdentityCredentialBuilder {
+        ManagedIdentityCredentialBuilder::default()
+    }
+
+    /// The system-assigned identity, source detected from the process environment.
+    pub fn system_assigned() -> Result<Self, Error> {
+        Self::builder().build()
+    }
+
+    /// The detected source.
+    pub fn source(&self) -> SourceKind {
+        match self.inner.endpoint {
+            Endpoint::Imds { .. } => SourceKind::Imds,
+            Endpoint::AppService { .. } => SourceKind::AppService,
+        }
+    }
+
+    /// The selected identity.
+    pub fn identity(&self) -> &ManagedIdentityId {
+        &self.inner.id
+    }
+
+    /// The token endpoint URL (without query).
+    pub fn endpoint(&self) -> &str {
+        match &self.inner.endpoint {
+            Endpoint::Imds { token_url } => token_url.as_str(),
+            Endpoint::AppService { endpoint } => endpoint.as_str(),
+        }
+    }
+
+    fn retry_class(&self) -> RetryClass {
+        match self.inner.endpoint {
+            Endpoint::Imds { .. } => RetryClass::Imds,
+            Endpoint::AppService { .. } => RetryClass::ManagedIdentityDefault,
+        }
+    }
+
+    fn build_request(&self, resource: &str) -> Result<reqwest::RequestBuilder, Error> {
+        let client = self.inner.http.inner();
+        match &self.inner.endpoint {
+            Endpoint::Imds { token_url } => Ok(imds::request(client, token_url, resource, &self.inner.id)),
+            Endpoint::AppService { endpoint } => {
+                // Read per request: the platform rotates it.
+                let secret = self.inner.env.get(detect::IDENTITY_HEADER).ok_or_else(|| {
+                    Error::configuration(detect::IDENTITY_HEADER, "it is no longer set")
+                })?;
+                app_service::request(client, endpoint, resource, &self.inner.id, &secret)
+            }
+        }
+    }
+
+    async fn fetch(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
+        let inner = &*self.inner;
+        let time = &inner.time;
+        let class = self.retry_class();
+        let kind = self.source();
+        let endpoint = self.endpoint().to_owned();
+        let unavailable = |reason| Error::Unavailable {
+            source_kind: kind,
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let budget = request
+            .deadline()
+            .map_or(inner.retry.deadline, |d| d.min(inner.retry.deadline));
+        let started = time.monotonic();
+        let deadline = started + budget;
+        let mut attempts: u32 = 0;
+        let mut gone_since: Option<Duration> = None;
+        loop {
+            attempts += 1;
+            let now = time.monotonic();
+            let remaining = deadline.saturating_sub(now);
+            if remaining.is_zero() {
+                return Err(unavailable(Unavailable::Timeout(budget)));
+            }
+            let sent = SentAt {
+                monotonic: now,
+                wall: time.system_now(),
+            };
+            let http_request = self.build_request(request.audience().resource())?;
+            let outcome = inner
+                .http
+                .send(http_request, inner.attempt_timeout.min(remaining))
+                .await;
+            let (error, retryable, retry_after) = match outcome {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    return response::parse_token(
+                        &response,
+                        sent,
+                        time.system_now(),
+                        time.monotonic(),
+                    )
+                    .map_err(unavailable);
+                }
+                Ok(response) => {
+                    let retryable = class.retries_status(response.status);
+                    let retry_after = response
+                        .retry_after
+                        .as_deref()
+                        .and_then(|v| response::retry_after(v, time.system_now()));
+                    if response.status == 410 && class.gone_min_retry().is_some() {
+                        gone_since.get_or_insert(now);
+                    }
+                    (
+                        self.classify_failure(&response, attempts, retryable, &endpoint),
+                        retryable,
+                        retry_after,
+                    )
+                }
+                Err(reason) => (unavailable(reason), true, None),
+            };
+            if !retryable {
+                return Err(error);
+            }
+            let retries_done = attempts - 1;
+            let gone_window_open = match (gone_since, class.gone_min_retry()) {
+                (Some(since), Some(min)) => error.status() == Some(410) && now - since < min,
+                _ => false,
+            };
+            if retries_done >= inner.retry.max_retries && !gone_window_open {
+                return Err(error);
+            }
+            let mut delay = inner.retry.backoff(retries_done, time.jitter());
+            if let Some(ra) = retry_after {
+                delay = delay.max(ra);
+            }
+            if time.monotonic() + delay >= deadline {
+                tracing::debug!(
+                    source = %kind,
+                    attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    "not retrying: the next attempt would start after the deadline"
+                );
+                return Err(error);
+            }
+            tracing::debug!(
+                source = %kind,
+                attempt = attempts,
+                status = error.status(),
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "retrying managed-identity token request"
+            );
+            time.sleep(delay).await;
+        }
+    }
+
+    fn classify_failure(
+        &self,
+        response: &RawResponse,
+        attempts: u32,
+        retryable: bool,
+        endpoint: &str,
+    ) -> Error {
+        let kind = self.source();
+        let status = response.status;
+        let unavailable = |reason| Error::Unavailable {
+            source_kind: kind,
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        if (300..400).contains(&status) {
+            return unavailable(Unavailable::Redirect { status });
+        }
+        let body = response::error_body(response);
+        if retryable {
+            return unavailable(Unavailable::Status {
+                status,
+                attempts,
+                detail: match body {
+                    ErrorBody::Service(e) => Some(e),
+                    _ => None,
+                },
+            });
+        }
+        match body {
+            ErrorBody::Html => unavailable(Unavailable::Html { status }),
+            // Docker Desktop answers IMDS requests with 403 "… unreachable …": no IMDS here.
+            ErrorBody::Service(e)
+                if status == 403
+                    && e.description
+                        .as_deref()
+                        .is_some_and(|d| d.contains("unreachable")) =>
+            {
+                unavailable(Unavailable::Status {
+                    status,
+                    attempts,
+                    detail: Some(e),
+                })
+            }
+            ErrorBody::Service(error) if (400..500).contains(&status) => Error::Refused {
+                source_kind: kind,
+                endpoint: endpoint.to_owned(),
+                error,
+            },
+            ErrorBody::Service(e) => unavailable(Unavailable::Status {
+                status,
+                attempts,
+                detail: Some(e),
+            }),
+            ErrorBody::Other => unavailable(Unavailable::UnexpectedStatus { status }),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenCredential for ManagedIdentityCredential {
+    async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
+        if let Some(tenant) = request.tenant() {
+            return Err(Error::configuration(
+                "tenant",
+                format!(
+                    "a managed identity gets tokens only from its home tenant, not {tenant:?}; to act in another tenant use the identity as a federated credential of an app registration"
+                ),
+            ));
+        }
+        // Managed-identity endpoints take no claims (IMDS and App Service 2019-08-01 ignore
+        // them); the cache already bypassed its entry for a claims request.
+        let result = self.fetch(request).await;
+        match &result {
+            Ok(token) => tracing::debug!(
+                source = %self.source(),
+                audience = %request.audience(),
+                expires_on = token.expires_on_unix(),
+                "managed-identity token received"
+            ),
+            Err(e) => tracing::debug!(
+                source = %self.source(),
+                audience = %request.audience(),
+                error = %e,
+                "managed-identity token request failed"
+            ),
+        }
+        result
+    }
+
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+}
