@@ -1,0 +1,366 @@
+//! A local, protocol-faithful emulator of Azure managed-identity endpoints.
+//!
+//! [`Emulator`] serves, on `127.0.0.1` with a free port, the token endpoints that Azure offers
+//! workloads:
+//!
+//! - **IMDS** (VMs, VM scale sets, AKS nodes): `GET /metadata/identity/oauth2/token` with
+//!   `Metadata: true`, selectors `client_id` / `object_id` / `msi_res_id`;
+//! - **App Service / Functions** (api-version 2019-08-01): `GET /msi/token` with
+//!   `X-IDENTITY-HEADER`, selectors `client_id` / `principal_id` (alias `object_id`) /
+//!   `mi_res_id`;
+//!
+//! plus the Entra discovery endpoints needed to validate what it issues: the JSON Web Key Set
+//! and the OpenID Connect discovery document. Tokens are real RS256-signed v1 access tokens.
+//!
+//! It is meant for tests and local development: it counts requests per endpoint, injects
+//! faults ([`Fault`]: statuses with `Retry-After`, delays, hangs, dropped connections, HTML
+//! and truncated or oversized bodies) and serves the response quirks clients must survive
+//! ([`ResponseShape`]: numeric, date or skewed `expires_on`, missing `expires_in`,
+//! `refresh_in`). Like the real endpoints, it hands out the very same token for the same
+//! identity and resource until that token is past half its life.
+//!
+//! The emulator is written from the wire protocol alone: it shares no code with the
+//! `entra-mi` client, so a test against it cannot agree with the client's own mistakes.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use entra_mi_emulator::{Emulator, Identity};
+//!
+//! # async fn run() -> Result<(), entra_mi_emulator::EmulatorError> {
+//! let api = Identity::user_assigned("api-caller");
+//! let emulator = Emulator::builder()
+//!     .identity(api.clone())
+//!     .roles(&api.object_id, "api://my-api", &["Orders.Read"])
+//!     .start()
+//!     .await?;
+//!
+//! // Point an App Service client at it …
+//! println!("IDENTITY_ENDPOINT={}", emulator.app_service_endpoint());
+//! println!("IDENTITY_HEADER={}", emulator.identity_header());
+//! // … or an IMDS client (azure-identity, MSAL.NET, Azure SDK for .NET honour this).
+//! println!("AZURE_POD_IDENTITY_AUTHORITY_HOST={}", emulator.imds_host());
+//! // Validate issued tokens with these.
+//! println!("issuer {} keys {}", emulator.issuer(), emulator.jwks_url());
+//!
+//! emulator.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Crates used
+//!
+//! The server is `axum` on a `hyper` HTTP/1.1 accept loop of its own, so that a fault can drop
+//! a connection without answering. Tokens are signed with `jsonwebtoken` (the `rust_crypto`
+//! backend: pure Rust, no C toolchain) using an RSA-2048 key generated with `rsa` at first
+//! start and shared by every emulator of the process (Entra, too, signs every tenant's tokens
+//! with the same keys). That key is a test key: `rsa` makes no constant-time promise
+//! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
+
+mod keys;
+mod model;
+mod routes;
+mod server;
+mod state;
+mod time;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use model::{Endpoint, Fault, Identity, ResponseShape};
+
+use crate::keys::SigningKey;
+use crate::state::{Config, Shared, lock};
+
+/// The tenant id used when the builder is not given one.
+pub const DEFAULT_TENANT_ID: &str = "4e7a1f2c-5b3d-4c8e-9a61-0d2f3b4c5e6f";
+
+/// The default token lifetime: what real managed-identity endpoints hand out (about 24 h).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_399);
+
+/// Why the emulator could not start.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// No loopback port could be bound.
+    #[error("cannot bind a loopback port (127.0.0.1:0)")]
+    Bind(#[source] std::io::Error),
+    /// The RSA signing key could not be generated.
+    #[error("cannot generate the RSA signing key: {0}")]
+    KeyGeneration(String),
+}
+
+/// Configures and starts an [`Emulator`]; see [`Emulator::builder`].
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    tenant_id: String,
+    token_lifetime: Duration,
+    identities: Vec<Identity>,
+    system: Option<Identity>,
+    roles: HashMap<(String, String), Vec<String>>,
+    identity_header: Option<String>,
+    cache_tokens: bool,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        EmulatorBuilder {
+            tenant_id: DEFAULT_TENANT_ID.to_owned(),
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            identities: Vec::new(),
+            system: Some(Identity::system_assigned()),
+            roles: HashMap::new(),
+            identity_header: None,
+            cache_tokens: true,
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// The tenant the tokens are issued in (`tid`, the issuer, the discovery paths).
+    /// Default: [`DEFAULT_TENANT_ID`].
+    pub fn tenant_id(mut self, tid: impl Into<String>) -> Self {
+        self.tenant_id = tid.into();
+        self
+    }
+
+    /// The lifetime of tokens (`exp − iat`), at least one second (shorter values are raised to
+    /// it; sub-second parts are dropped). Default: [`DEFAULT_TOKEN_LIFETIME`].
+    pub fn token_lifetime(mut self, d: Duration) -> Self {
+        self.token_lifetime = d;
+        self
+    }
+
+    /// Adds a user-assigned identity.
+    pub fn identity(mut self, id: Identity) -> Self {
+        self.identities.push(id);
+        self
+    }
+
+    /// The system-assigned identity: `None` for a machine without one (then requests that
+    /// select no identity fail like on such a machine). Default: one with random ids
+    /// ([`Identity::system_assigned`]).
+    pub fn system_assigned(mut self, id: Option<Identity>) -> Self {
+        self.system = id;
+        self
+    }
+
+    /// Puts `roles` in the `roles` claim of tokens of the identity with this object id, for
+    /// this exact audience string (`https://x` and `https://x/` are different audiences).
+    /// Calls for the same pair add up.
+    pub fn roles(mut self, object_id: &str, audience: &str, roles: &[&str]) -> Self {
+        let entry = self
+            .roles
+            .entry((object_id.to_ascii_lowercase(), audience.to_owned()))
+            .or_default();
+        for r in roles {
+            if !entry.iter().any(|e| e == r) {
+                entry.push((*r).to_owned());
+            }
+        }
+        self
+    }
+
+    /// The App Service identity header (`IDENTITY_HEADER`) requests must carry as
+    /// `X-IDENTITY-HEADER`. Default: a random value.
+    pub fn identity_header(mut self, secret: impl Into<String>) -> Self {
+        self.identity_header = Some(secret.into());
+        self
+    }
+
+    /// Whether the token endpoints cache tokens like the real ones do: the same identity and
+    /// resource get the very same token until it is past half its life. Default: `true`.
+    pub fn cache_tokens(mut self, on: bool) -> Self {
+        self.cache_tokens = on;
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and starts serving in a spawned task of the current Tokio runtime.
+    ///
+    /// The first start in a process generates the RSA signing key (on the blocking pool).
+    pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        let key = SigningKey::shared().await?;
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(EmulatorError::Bind)?;
+        let addr = listener.local_addr().map_err(EmulatorError::Bind)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let config = Config {
+            tenant_id: self.tenant_id,
+            base_url: format!("http://{addr}"),
+            system: self.system,
+            users: self.identities,
+            roles: self.roles,
+            cache_tokens: self.cache_tokens,
+            lifetime: self.token_lifetime,
+            identity_header: self.identity_header.unwrap_or_else(model::guid),
+        };
+        let shared = Arc::new(Shared::new(config, key, stop_rx.clone()));
+        let router = routes::router(shared.clone());
+        let task = tokio::spawn(server::serve(listener, router, stop_rx));
+        Ok(Emulator {
+            inner: Arc::new(Inner {
+                shared,
+                addr,
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+}
+
+/// A running emulator. Clones share it; it stops when the last clone is dropped or at
+/// [`shutdown`](Emulator::shutdown).
+#[derive(Clone)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    /// Dropping it (with the last `Emulator`) stops the server too.
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("base_url", &self.base_url())
+            .field("tenant_id", &self.inner.shared.tenant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// A builder with the defaults: one system-assigned identity, no user-assigned ones,
+    /// 24 h tokens, token caching on.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        self.inner.shared.base_url.clone()
+    }
+
+    /// The bound address (always `127.0.0.1`).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The value for `AZURE_POD_IDENTITY_AUTHORITY_HOST`: scheme, host and port, no path.
+    pub fn imds_host(&self) -> String {
+        self.base_url()
+    }
+
+    /// The full IMDS token URL: `<base>/metadata/identity/oauth2/token`.
+    pub fn imds_token_url(&self) -> String {
+        format!("{}/metadata/identity/oauth2/token", self.base_url())
+    }
+
+    /// The value for `IDENTITY_ENDPOINT` (App Service): `<base>/msi/token`.
+    pub fn app_service_endpoint(&self) -> String {
+        format!("{}/msi/token", self.base_url())
+    }
+
+    /// The current value for `IDENTITY_HEADER` (App Service).
+    pub fn identity_header(&self) -> String {
+        self.inner.shared.identity_header()
+    }
+
+    /// Rotates the App Service identity header: from now on requests must carry this value.
+    pub fn set_identity_header(&self, v: &str) {
+        self.inner.shared.set_identity_header(v);
+    }
+
+    /// The tenant id (`tid`).
+    pub fn tenant_id(&self) -> String {
+        self.inner.shared.tenant_id.clone()
+    }
+
+    /// The tokens' issuer, `https://sts.windows.net/<tid>/` (managed-identity tokens are v1).
+    pub fn issuer(&self) -> String {
+        self.inner.shared.issuer()
+    }
+
+    /// The JSON Web Key Set: `<base>/<tid>/discovery/keys` (also served at
+    /// `<base>/common/discovery/keys` and `<base>/<tid>/discovery/v2.0/keys`).
+    pub fn jwks_url(&self) -> String {
+        format!(
+            "{}/{}/discovery/keys",
+            self.base_url(),
+            self.inner.shared.tenant_id
+        )
+    }
+
+    /// The OpenID Connect discovery document: `<base>/<tid>/.well-known/openid-configuration`
+    /// (`issuer`, `jwks_uri`, `token_endpoint`, …).
+    pub fn openid_configuration_url(&self) -> String {
+        format!(
+            "{}/{}/.well-known/openid-configuration",
+            self.base_url(),
+            self.inner.shared.tenant_id
+        )
+    }
+
+    /// The system-assigned identity, if the machine has one.
+    pub fn system_identity(&self) -> Option<Identity> {
+        self.inner.shared.system.clone()
+    }
+
+    /// The user-assigned identities, in the order they were added.
+    pub fn identities(&self) -> Vec<Identity> {
+        self.inner.shared.users.clone()
+    }
+
+    /// How many requests arrived on an endpoint, including rejected and faulted ones.
+    pub fn requests(&self, ep: Endpoint) -> usize {
+        self.inner.shared.requests(ep)
+    }
+
+    /// Sets every request counter back to zero.
+    pub fn reset_counts(&self) {
+        self.inner.shared.reset_counts();
+    }
+
+    /// Queues a fault on an endpoint. Each request to it takes the oldest queued fault (if any)
+    /// before normal processing.
+    pub fn push_fault(&self, ep: Endpoint, f: Fault) {
+        self.inner.shared.push_fault(ep, f);
+    }
+
+    /// Sets the shape of successful token responses on a token endpoint.
+    pub fn set_response_shape(&self, ep: Endpoint, s: ResponseShape) {
+        self.inner.shared.set_shape(ep, s);
+    }
+
+    /// Sets the lifetime of tokens minted from now on (at least one second) and forgets the
+    /// endpoint-side token cache, so the next request gets a token with this lifetime.
+    pub fn set_token_lifetime(&self, d: Duration) {
+        self.inner.shared.set_lifetime(d);
+    }
+
+    /// The signing key as a JWK: `kty` RSA, `use` sig, `kid`, `x5t`, `n`, `e`, `alg` RS256.
+    pub fn public_key_jwk(&self) -> serde_json::Value {
+        self.inner.shared.key.jwk().clone()
+    }
+
+    /// Stops the server (for every clone of this handle): no new connections, in-flight
+    /// requests get up to two seconds to finish, hung ones are cut off. Returns once the
+    /// server task has ended.
+    pub async fn shutdown(self) {
+        self.inner.stop.send_replace(true);
+        let task = lock(&self.inner.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! State shared by the handlers and the `Emulator` handle: identities, token minting and
+//! caching, counters, fault queues and response shapes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::keys::SigningKey;
+use crate::model::{Endpoint, Fault, Identity, ResponseShape};
+use crate::time::now_secs;
+
+/// Locks a mutex, ignoring poisoning (every critical section leaves the data consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A token as issued, kept for the endpoint-side cache.
+#[derive(Clone)]
+pub(crate) struct Issued {
+    pub(crate) token: String,
+    pub(crate) nbf: u64,
+    pub(crate) exp: u64,
+    minted: Instant,
+    lifetime: Duration,
+}
+
+/// Everything the builder configured, plus the mutable knobs.
+pub(crate) struct Shared {
+    pub(crate) tenant_id: String,
+    pub(crate) base_url: String,
+    pub(crate) system: Option<Identity>,
+    pub(crate) users: Vec<Identity>,
+    pub(crate) key: Arc<SigningKey>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    roles: HashMap<(String, String), Vec<String>>,
+    cache_tokens: bool,
+    lifetime: Mutex<Duration>,
+    identity_header: Mutex<String>,
+    tokens: Mutex<HashMap<(String, String), Issued>>,
+    counters: [AtomicUsize; Endpoint::COUNT],
+    faults: Mutex<[VecDeque<Fault>; Endpoint::COUNT]>,
+    shapes: Mutex<[ResponseShape; Endpoint::COUNT]>,
+}
+
+/// The inputs of [`Shared::new`].
+pub(crate) struct Config {
+    pub(crate) tenant_id: String,
+    pub(crate) base_url: String,
+    pub(crate) system: Option<Identity>,
+    pub(crate) users: Vec<Identity>,
+    pub(crate) roles: HashMap<(String, String), Vec<String>>,
+    pub(crate) cache_tokens: bool,
+    pub(crate) lifetime: Duration,
+    pub(crate) identity_header: String,
+}
+
+/// The claims of an emulated managed-identity access token (an Entra v1 app-only token).
+#[derive(Serialize)]
+struct Claims<'a> {
+    aud: &'a str,
+    iss: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    appid: &'a str,
+    appidacr: &'static str,
+    azp: &'a str,
+    idp: &'a str,
+    idtyp: &'static str,
+    oid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<&'a [String]>,
+    sub: &'a str,
+    tid: &'a str,
+    uti: String,
+    ver: &'static str,
+    xms_mirid: &'a str,
+}
+
+/// The smallest lifetime a token gets.
+pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        key: Arc<SigningKey>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Shared {
+            tenant_id: config.tenant_id,
+            base_url: config.base_url,
+            system: config.system,
+            users: config.users,
+            key,
+            shutdown,
+            roles: config.roles,
+            cache_tokens: config.cache_tokens,
+            lifetime: Mutex::new(config.lifetime.max(MIN_LIFETIME)),
+            identity_header: Mutex::new(config.identity_header),
+            tokens: Mutex::new(HashMap::new()),
+            counters: Default::default(),
+            faults: Mutex::new(Default::default()),
+            shapes: Mutex::new(Default::default()),
+        }
+    }
+
+    /// `https://sts.windows.net/<tid>/`: managed-identity tokens are v1 tokens.
+    pub(crate) fn issuer(&self) -> String {
+        format!("https://sts.windows.net/{}/", self.tenant_id)
+    }
+
+    pub(crate) fn count(&self, ep: Endpoint) {
+        self.counters[ep.index()].fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn requests(&self, ep: Endpoint) -> usize {
+        self.counters[ep.index()].load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn reset_counts(&self) {
+        for c in &self.counters {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn push_fault(&self, ep: Endpoint, f: Fault) {
+        lock(&self.faults)[ep.index()].push_back(f);
+    }
+
+    pub(crate) fn pop_fault(&self, ep: Endpoint) -> Option<Fault> {
+        lock(&self.faults)[ep.index()].pop_front()
+    }
+
+    pub(crate) fn set_shape(&self, ep: Endpoint, s: ResponseShape) {
+        lock(&self.shapes)[ep.index()] = s;
+    }
+
+    pub(crate) fn shape(&self, ep: Endpoint) -> ResponseShape {
+        lock(&self.shapes)[ep.index()]
+    }
+
+    /// Changes the lifetime of tokens minted from now on, and forgets cached tokens so that the
+    /// next request gets one with the new lifetime.
+    pub(crate) fn set_lifetime(&self, d: Duration) {
+        *lock(&self.lifetime) = d.max(MIN_LIFETIME);
+        lock(&self.tokens).clear();
+    }
+
+    pub(crate) fn identity_header(&self) -> String {
+        lock(&self.identity_header).clone()
+    }
+
+    pub(crate) fn set_identity_header(&self, v: &str) {
+        v.clone_into(&mut lock(&self.identity_header));
+    }
+
+    /// Every identity of the machine, system-assigned first.
+    pub(crate) fn all_identities(&self) -> impl Iterator<Item = &Identity> {
+        self.system.iter().chain(self.users.iter())
+    }
+
+    /// A token for `identity` and `resource`: the cached one while it is younger than half its
+    /// lifetime (when caching is on), else a freshly minted one.
+    pub(crate) fn token_for(&self, identity: &Identity, resource: &str) -> Result<Issued, String> {
+        let key = (identity.object_id.clone(), resource.to_owned());
+        if self.cache_tokens
+            && let Some(t) = lock(&self.tokens).get(&key)
+            && t.minted.elapsed() < t.lifetime / 2
+        {
+            return Ok(t.clone());
+        }
+        let issued = self.mint(identity, resource)?;
+        if self.cache_tokens {
+            lock(&self.tokens).insert(key, issued.clone());
+        }
+        Ok(issued)
+    }
+
+    fn mint(&self, identity: &Identity, resource: &str) -> Result<Issued, String> {
+        let lifetime = Duration::from_secs(lock(&self.lifetime).as_secs().max(1));
+        let iat = now_secs();
+        let exp = iat + lifetime.as_secs();
+        let iss = self.issuer();
+        let roles = self
+            .roles
+            .get(&(identity.object_id.to_ascii_lowercase(), resource.to_owned()))
+            .map(Vec::as_slice);
+        let uti_bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+        let claims = Claims {
+            aud: resource,
+            iss: &iss,
+            iat,
+            nbf: iat,
+            exp,
+            appid: &identity.client_id,
+            appidacr: "2",
+            azp: &identity.client_id,
+            idp: &iss,
+            idtyp: "app",
+            oid: &identity.object_id,
+            roles,
+            sub: &identity.object_id,
+            tid: &self.tenant_id,
+            uti: base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                uti_bytes,
+            ),
+            ver: "1.0",
+            xms_mirid: &identity.resource_id,
+        };
+        let token = self.key.sign(&claims)?;
+        Ok(Issued {
+            token,
+            nbf: iat,
+            exp,
+            minted: Instant::now(),
+            lifetime,
+        })
+    }
+}
