@@ -27,6 +27,8 @@ pub enum Reply {
     Hang,
     /// Announce `total` bytes of JSON body and stream them (bounded memory).
     Huge { total: usize },
+    /// Wait, then answer.
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -197,7 +199,15 @@ async fn serve(
         .unwrap()
         .pop_front()
         .unwrap_or_else(|| fallback.lock().unwrap().clone());
+    let reply = match reply {
+        Reply::Delayed(d, inner) => {
+            tokio::time::sleep(d).await;
+            *inner
+        }
+        other => other,
+    };
     match reply {
+        Reply::Delayed(..) => {}
         Reply::Http {
             status,
             headers,
@@ -257,4 +267,15 @@ pub fn imds_body(token: &str, now_unix: u64, lifetime: u64) -> serde_json::Value
         "resource": "https://management.azure.com/",
         "token_type": "Bearer"
     })
+}
+
+/// Polls `cond` every 5 ms for at most `secs` seconds of real time.
+pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 200 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
 }

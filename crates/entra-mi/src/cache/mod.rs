@@ -211,6 +211,12 @@ struct SlotState {
 
 type FlightResult = Result<Arc<Entry>, Error>;
 
+enum Joined {
+    Ready(FlightResult),
+    Flight(watch::Receiver<Option<FlightResult>>),
+    Inline,
+}
+
 struct Entry {
     header: HeaderValue,
     token: AccessToken,
@@ -499,18 +505,19 @@ fn complete(inner: &Arc<Inner>, slot: &Arc<Slot>, result: Result<AccessToken, Er
             let mut refresh_at = planned.saturating_sub(jitter).min(usable_until).max(now);
             let previous = slot.current.load_full();
             let same = previous.as_ref().is_some_and(|p| p.token.is_same_token(&token));
-            // A token that is already due (the endpoint returned its cached token, or one close
-            // to expiry): keep it and push the next attempt back instead of looping.
+            // The endpoint returned the token already held (managed-identity endpoints cache
+            // tokens), or one that is already due: keep it, and push the next attempt back by a
+            // growing backoff instead of asking again at once.
             let min_gap = Duration::from_secs(1).min(lifetime / 4);
-            if refresh_at <= now + min_gap {
+            if same || refresh_at <= now + min_gap {
                 st.early_streak += 1;
                 let backoff = failure_backoff(opts, st.early_streak, time.jitter());
-                refresh_at = (now + backoff).min(usable_until);
+                refresh_at = refresh_at.max(now + backoff).min(usable_until);
                 tracing::debug!(
                     audience = %audience,
                     same_token = same,
                     next_attempt_in_s = (refresh_at - now).as_secs(),
-                    "fetched token is already due for refresh; next attempt backs off"
+                    "the refresh returned a token that is already due; the next attempt backs off"
                 );
             } else {
                 st.early_streak = 0;
@@ -701,31 +708,10 @@ impl TokenHandle {
     /// Waits for a valid token: joins the in-flight fetch or starts one.
     async fn wait(&self) -> Result<Arc<Entry>, Error> {
         let inner = &self.inner;
-        let mut rx = {
-            let mut st = lock(&self.slot.state);
-            let now = inner.time.monotonic();
-            if let Some(entry) = self.slot.current.load_full() {
-                if now < entry.usable_until {
-                    return Ok(entry);
-                }
-            }
-            match &st.flight {
-                Some(rx) => rx.clone(),
-                None => {
-                    if let Some((at, error)) = &st.last_failure {
-                        if now < *at + inner.opts.cold_retry_interval {
-                            return Err(error.clone());
-                        }
-                    }
-                    match tokio::runtime::Handle::try_current() {
-                        Ok(runtime) => begin_flight(inner, &self.slot, &mut st, &runtime),
-                        Err(_) => {
-                            drop(st);
-                            return self.fetch_inline().await;
-                        }
-                    }
-                }
-            }
+        let mut rx = match self.join_or_start() {
+            Joined::Ready(result) => return result,
+            Joined::Inline => return self.fetch_inline().await,
+            Joined::Flight(rx) => rx,
         };
         inner.stats.waits.fetch_add(1, Ordering::Relaxed);
         let waited = rx.wait_for(Option::is_some).await.map(|v| v.clone());
@@ -738,6 +724,31 @@ impl TokenHandle {
                 audience: self.audience().to_string(),
             })
         })
+    }
+
+    /// Under the slot lock: a token that became valid meanwhile, the in-flight fetch to join,
+    /// the last error (within the cold retry interval), or a new fetch.
+    fn join_or_start(&self) -> Joined {
+        let inner = &self.inner;
+        let mut st = lock(&self.slot.state);
+        let now = inner.time.monotonic();
+        if let Some(entry) = self.slot.current.load_full() {
+            if now < entry.usable_until {
+                return Joined::Ready(Ok(entry));
+            }
+        }
+        if let Some(rx) = &st.flight {
+            return Joined::Flight(rx.clone());
+        }
+        if let Some((at, error)) = &st.last_failure {
+            if now < *at + inner.opts.cold_retry_interval {
+                return Joined::Ready(Err(error.clone()));
+            }
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Joined::Flight(begin_flight(inner, &self.slot, &mut st, &runtime)),
+            Err(_) => Joined::Inline,
+        }
     }
 
     /// Without a tokio runtime there is nothing to spawn on: fetch in this task.

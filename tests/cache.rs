@@ -1,0 +1,367 @@
+//! The token cache contract, end to end: a real credential talking to a scripted loopback
+//! server, with a manual clock shared by the credential and the cache.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use entra_mi::time::{Clock, ManualClock};
+use entra_mi::{
+    AccessToken, Audience, Environment, Error, ManagedIdentityCredential, RetryOptions,
+    TokenCredential, TokenProvider, TokenRequest,
+};
+use serde_json::json;
+use support::{RawServer, Reply, eventually, imds_body};
+
+fn token_reply(clock: &ManualClock, token: &str, lifetime: u64) -> Reply {
+    let now = clock.system_now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    Reply::json(200, imds_body(token, now, lifetime))
+}
+
+struct Setup {
+    clock: ManualClock,
+    server: RawServer,
+    provider: TokenProvider,
+}
+
+async fn setup(fallback: impl FnOnce(&ManualClock) -> Reply, eager: bool) -> Setup {
+    let clock = ManualClock::new();
+    let server = RawServer::start(fallback(&clock)).await;
+    let credential = ManagedIdentityCredential::builder()
+        .environment(Environment::from_vars([(
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            format!("http://{}", server.addr),
+        )]))
+        .time_source(clock.time_source(0.0))
+        .retry(RetryOptions::default().max_retries(0))
+        .build()
+        .unwrap();
+    let provider = TokenProvider::builder(credential)
+        .time_source(clock.time_source(0.0))
+        .eager_refresh(eager)
+        .build();
+    Setup {
+        clock,
+        server,
+        provider,
+    }
+}
+
+fn graph() -> Audience {
+    Audience::microsoft_graph()
+}
+
+#[tokio::test]
+async fn a_cached_token_is_served_without_a_request() {
+    let s = setup(|c| token_reply(c, "tok-A", 3600), false).await;
+    let h = s.provider.handle(&graph());
+    assert!(h.try_header().is_none(), "cold cache");
+    let first = h.header().await.unwrap();
+    assert!(first.is_sensitive());
+    assert_eq!(first.as_bytes(), b"Bearer tok-A");
+    for _ in 0..10 {
+        assert_eq!(h.header().await.unwrap(), first);
+        assert_eq!(s.provider.header(&graph()).await.unwrap(), first);
+    }
+    assert_eq!(s.server.count(), 1);
+    let stats = s.provider.stats();
+    assert_eq!(stats.fetches, 1);
+    assert_eq!(stats.waits, 1);
+    assert_eq!(stats.hits, 20);
+    assert_eq!(stats.failures, 0);
+    let token = h.token().await.unwrap();
+    assert_eq!(token.secret(), "tok-A");
+    assert!(token.refresh_on().unwrap() < token.expires_on());
+}
+
+#[tokio::test]
+async fn audiences_and_tenants_have_their_own_slots() {
+    let s = setup(|c| token_reply(c, "tok", 3600), false).await;
+    s.server.push(token_reply(&s.clock, "graph-token", 3600));
+    s.server.push(token_reply(&s.clock, "arm-token", 3600));
+    let g = s.provider.header(&graph()).await.unwrap();
+    let arm = Audience::new("https://management.azure.com/").unwrap();
+    let a = s.provider.header(&arm).await.unwrap();
+    assert_eq!(g.as_bytes(), b"Bearer graph-token");
+    assert_eq!(a.as_bytes(), b"Bearer arm-token");
+    // The slash matters: a different audience, a different slot.
+    let arm_no_slash = Audience::new("https://management.azure.com").unwrap();
+    s.provider.header(&arm_no_slash).await.unwrap();
+    assert_eq!(s.server.count(), 3);
+    assert_eq!(s.server.requests()[2].query("resource").as_deref(), Some("https://management.azure.com"));
+}
+
+#[tokio::test]
+async fn stale_tokens_are_served_at_once_while_one_refresh_runs() {
+    let s = setup(|c| token_reply(c, "tok-A", 3600), false).await;
+    let h = s.provider.handle(&graph());
+    h.header().await.unwrap();
+    // A 1 h token refreshes 5 min before expiry (no jitter here).
+    s.clock.advance(Duration::from_secs(3300 - 1));
+    assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+    assert_eq!(s.provider.stats().stale_hits, 0);
+    s.clock.advance(Duration::from_secs(2));
+    s.server.push(Reply::Delayed(
+        Duration::from_millis(300),
+        Box::new(token_reply(&s.clock, "tok-B", 3600)),
+    ));
+    // Many callers see the stale token at once; exactly one refresh goes out.
+    for _ in 0..50 {
+        assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+    }
+    assert!(eventually(5, || s.server.count() == 2).await);
+    assert!(eventually(5, || h.try_header().unwrap().as_bytes() == b"Bearer tok-B").await);
+    assert_eq!(s.server.count(), 2);
+    let stats = s.provider.stats();
+    assert!(stats.stale_hits >= 50);
+    assert_eq!(stats.fetches, 2);
+    assert_eq!(stats.waits, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_cold_callers_cause_one_request() {
+    let s = setup(|c| token_reply(c, "tok", 3600), false).await;
+    s.server.push(Reply::Delayed(
+        Duration::from_millis(300),
+        Box::new(token_reply(&s.clock, "tok-1", 3600)),
+    ));
+    let h = s.provider.handle(&graph());
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move { h.header().await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().as_bytes(), b"Bearer tok-1");
+    }
+    assert_eq!(s.server.count(), 1);
+    assert_eq!(s.provider.stats().fetches, 1);
+    assert_eq!(s.provider.stats().waits, 1000);
+}
+
+#[tokio::test]
+async fn a_dropped_first_caller_does_not_cancel_the_fetch() {
+    let s = setup(|c| token_reply(c, "tok", 3600), false).await;
+    s.server.push(Reply::Delayed(
+        Duration::from_millis(400),
+        Box::new(token_reply(&s.clock, "tok-1", 3600)),
+    ));
+    let h = s.provider.handle(&graph());
+    let first = tokio::time::timeout(Duration::from_millis(50), h.header()).await;
+    assert!(first.is_err(), "the first caller gave up");
+    let second = h.header().await.unwrap();
+    assert_eq!(second.as_bytes(), b"Bearer tok-1");
+    assert_eq!(s.server.count(), 1, "the second caller joined the same fetch");
+}
+
+#[tokio::test]
+async fn a_failed_refresh_keeps_the_valid_token_and_backs_off() {
+    let s = setup(|_| Reply::json(500, json!({"error": "unknown"})), false).await;
+    s.server.push(token_reply(&s.clock, "tok-A", 3600));
+    let h = s.provider.handle(&graph());
+    h.header().await.unwrap();
+    s.clock.advance(Duration::from_secs(3301));
+    assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+    assert!(eventually(5, || s.provider.stats().failures == 1).await);
+    assert_eq!(s.server.count(), 2);
+    // Within the 30 s backoff: still served, no new request.
+    for _ in 0..29 {
+        s.clock.advance(Duration::from_secs(1));
+        assert_eq!(h.header().await.unwrap().as_bytes(), b"Bearer tok-A");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(s.server.count(), 2, "backed off");
+    s.clock.advance(Duration::from_secs(2));
+    s.server.push(token_reply(&s.clock, "tok-B", 3600));
+    h.try_header().unwrap();
+    assert!(eventually(5, || h.try_header().unwrap().as_bytes() == b"Bearer tok-B").await);
+    assert_eq!(s.server.count(), 3);
+}
+
+#[tokio::test]
+async fn expired_tokens_make_callers_wait_and_errors_reach_them() {
+    let s = setup(|_| Reply::json(500, json!({"error": "unknown", "error_description": "no"})), false).await;
+    s.server.push(token_reply(&s.clock, "tok-A", 3600));
+    let h = s.provider.handle(&graph());
+    h.header().await.unwrap();
+    // Past expiry minus the 60 s buffer.
+    s.clock.advance(Duration::from_secs(3600 - 59));
+    assert!(h.try_header().is_none(), "an expiring token is never handed out");
+    let err = h.header().await.unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    let requests = s.server.count();
+    // Within the cold retry interval the last error comes back without a request.
+    let again = h.header().await.unwrap_err();
+    assert_eq!(again.to_string(), err.to_string());
+    assert_eq!(s.server.count(), requests);
+    s.clock.advance(Duration::from_secs(2));
+    s.server.push(token_reply(&s.clock, "tok-B", 3600));
+    assert_eq!(h.header().await.unwrap().as_bytes(), b"Bearer tok-B");
+}
+
+#[tokio::test]
+async fn eager_mode_refreshes_without_traffic() {
+    let s = setup(|c| token_reply(c, "tok-A", 3600), true).await;
+    let h = s.provider.handle(&graph());
+    h.header().await.unwrap();
+    assert!(eventually(5, || s.clock.pending_sleeps() == 1).await, "a timer is set");
+    s.server.push(token_reply(&s.clock, "tok-B", 3600));
+    s.clock.advance(Duration::from_secs(3300));
+    assert!(eventually(5, || s.server.count() == 2).await, "refreshed by the timer");
+    assert!(eventually(5, || h.try_header().unwrap().as_bytes() == b"Bearer tok-B").await);
+    assert_eq!(s.provider.stats().stale_hits, 0, "no caller saw it stale");
+    drop(h);
+    drop(s.provider);
+}
+
+#[tokio::test]
+async fn a_refresh_returning_the_same_token_does_not_loop() {
+    // The endpoint keeps returning one token with a fixed absolute expiry, as MI endpoints do.
+    let clock = ManualClock::new();
+    let expires_on = clock.system_now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let server = RawServer::start(Reply::json(
+        200,
+        json!({"access_token": "same-token", "expires_on": expires_on.to_string(), "token_type": "Bearer"}),
+    ))
+    .await;
+    let credential = ManagedIdentityCredential::builder()
+        .environment(Environment::from_vars([(
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            format!("http://{}", server.addr),
+        )]))
+        .time_source(clock.time_source(0.0))
+        .build()
+        .unwrap();
+    let provider = TokenProvider::builder(credential)
+        .time_source(clock.time_source(0.0))
+        .build();
+    let h = provider.handle(&graph());
+    h.header().await.unwrap();
+    // Walk through the token's whole life, one request every second.
+    for _ in 0..3540 {
+        clock.advance(Duration::from_secs(1));
+        if let Some(v) = h.try_header() {
+            assert_eq!(v.as_bytes(), b"Bearer same-token");
+        }
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let n = server.count();
+    assert!(n <= 8, "{n} requests for one token's life: the refresh loops");
+    assert!(n >= 2, "it did try to refresh");
+}
+
+#[tokio::test]
+async fn invalidate_if_current_only_drops_the_matching_token() {
+    let s = setup(|c| token_reply(c, "tok", 3600), false).await;
+    s.server.push(token_reply(&s.clock, "tok-A", 3600));
+    s.server.push(token_reply(&s.clock, "tok-B", 3600));
+    let h = s.provider.handle(&graph());
+    let a = h.token().await.unwrap();
+    let stranger = AccessToken::new("tok-X", a.expires_on());
+    assert!(!h.invalidate_if_current(&stranger));
+    assert!(!s.provider.invalidate_if_current(&graph(), &stranger));
+    assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+    assert!(s.provider.invalidate_if_current(&graph(), &a));
+    assert!(h.try_header().is_none());
+    let b = h.token().await.unwrap();
+    assert_eq!(b.secret(), "tok-B");
+    // A second 401 for the old token does not drop the new one.
+    assert!(!h.invalidate_if_current(&a));
+    assert!(!h.invalidate_header_if_current(&a.header_value()));
+    assert!(h.invalidate_header_if_current(&b.header_value()));
+    assert_eq!(s.server.count(), 2);
+    assert_eq!(s.provider.stats().invalidations, 2);
+}
+
+#[tokio::test]
+async fn refresh_in_from_the_source_sets_the_refresh_point() {
+    let s = setup(|c| {
+        let now = c.system_now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        Reply::json(200, json!({"access_token": "tok", "expires_in": 86400, "expires_on": now + 86400, "refresh_in": 600}))
+    }, false).await;
+    let h = s.provider.handle(&graph());
+    h.header().await.unwrap();
+    s.clock.advance(Duration::from_secs(599));
+    h.try_header().unwrap();
+    assert_eq!(s.provider.stats().stale_hits, 0);
+    s.clock.advance(Duration::from_secs(2));
+    h.try_header().unwrap();
+    assert_eq!(s.provider.stats().stale_hits, 1);
+}
+
+#[tokio::test]
+async fn long_tokens_refresh_at_half_life_and_short_ones_five_minutes_early() {
+    for (lifetime, fresh_until) in [(86_400u64, 43_200u64), (7200, 3600), (7199, 6899), (600, 300), (60, 30)] {
+        let s = setup(move |c| token_reply(c, "tok", lifetime), false).await;
+        let h = s.provider.handle(&graph());
+        h.header().await.unwrap();
+        s.clock.advance(Duration::from_secs(fresh_until - 1));
+        h.try_header().unwrap();
+        assert_eq!(s.provider.stats().stale_hits, 0, "lifetime {lifetime}: fresh before {fresh_until}");
+        s.clock.advance(Duration::from_secs(2));
+        h.try_header().unwrap();
+        assert_eq!(s.provider.stats().stale_hits, 1, "lifetime {lifetime}: stale after {fresh_until}");
+    }
+}
+
+#[tokio::test]
+async fn jitter_only_moves_the_refresh_earlier_and_within_bounds() {
+    let clock = ManualClock::new();
+    let server = RawServer::start(token_reply(&clock, "tok", 86_400)).await;
+    let env = Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", format!("http://{}", server.addr))]);
+    let credential = ManagedIdentityCredential::builder()
+        .environment(env)
+        .time_source(clock.time_source(0.0))
+        .build()
+        .unwrap();
+    // Maximal jitter: refresh up to 5 min before the half-life point, never later.
+    let provider = TokenProvider::builder(credential)
+        .time_source(clock.time_source(0.99))
+        .build();
+    let h = provider.handle(&graph());
+    h.header().await.unwrap();
+    clock.advance(Duration::from_secs(43_200 - 300 - 5));
+    h.try_header().unwrap();
+    assert_eq!(provider.stats().stale_hits, 0);
+    clock.advance(Duration::from_secs(10));
+    h.try_header().unwrap();
+    assert_eq!(provider.stats().stale_hits, 1);
+}
+
+/// A credential written in the test: it panics on its first call.
+#[derive(Debug)]
+struct PanicsOnce {
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl TokenCredential for PanicsOnce {
+    async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("credential bug");
+        }
+        let _ = request;
+        Ok(AccessToken::new("tok-ok", std::time::SystemTime::now() + Duration::from_secs(3600)))
+    }
+    fn name(&self) -> &str {
+        "panics-once"
+    }
+}
+
+#[tokio::test]
+async fn a_fetch_that_dies_is_reported_and_the_next_caller_starts_anew() {
+    let cred = Arc::new(PanicsOnce {
+        calls: AtomicUsize::new(0),
+    });
+    let provider = TokenProvider::builder_shared(cred.clone()).build();
+    let err = provider.header(&graph()).await.unwrap_err();
+    assert!(matches!(err, Error::FetchAborted { .. }), "{err:?}");
+    let ok = provider.header(&graph()).await.unwrap();
+    assert_eq!(ok.as_bytes(), b"Bearer tok-ok");
+    assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
+}
