@@ -92,7 +92,7 @@ impl Endpoint {
     }
 }
 
-/// A failure to inject into the next request on an endpoint (see `Emulator::push_fault`).
+/// A failure to inject into the next request on an endpoint (see [`Emulator::push_fault`](crate::Emulator::push_fault)).
 ///
 /// Faults queue per endpoint, first in first out; each request (valid or not) consumes one.
 #[non_exhaustive]
@@ -137,7 +137,7 @@ pub enum Fault {
     CloseConnection,
 }
 
-/// The shape of successful token responses on an endpoint (see `Emulator::set_response_shape`).
+/// The shape of successful token responses on an endpoint (see [`Emulator::set_response_shape`](crate::Emulator::set_response_shape)).
 ///
 /// Only token endpoints ([`Endpoint::Imds`], [`Endpoint::AppService`]) have shapes; setting one
 /// on another endpoint has no effect.

@@ -97,13 +97,22 @@ async fn imds_without_metadata_header_is_400_bad_request_102() {
 async fn imds_api_version_must_be_known_and_at_least_2018_02_01() {
     let em = emulator_with(&[]).await;
     let base = format!("{}?resource={}", em.imds_token_url(), enc(ARM));
-    for bad in ["", "&api-version=2017-12-01", "&api-version=banana", "&api-version="] {
+    for bad in [
+        "",
+        "&api-version=2017-12-01",
+        "&api-version=banana",
+        "&api-version=",
+    ] {
         let r = get(&format!("{base}{bad}"), &[("Metadata", "true")]).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
         assert_eq!(r.json()["error"], "invalid_request", "{bad}");
     }
     for good in ["2018-02-01", "2019-08-01", "2021-02-01"] {
-        let r = get(&format!("{base}&api-version={good}"), &[("Metadata", "true")]).await;
+        let r = get(
+            &format!("{base}&api-version={good}"),
+            &[("Metadata", "true")],
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK, "{good}: {}", r.body);
     }
 }
@@ -111,8 +120,15 @@ async fn imds_api_version_must_be_known_and_at_least_2018_02_01() {
 #[tokio::test]
 async fn imds_missing_resource_is_invalid_request() {
     let em = emulator_with(&[]).await;
-    for q in ["?api-version=2018-02-01", "?api-version=2018-02-01&resource="] {
-        let r = get(&format!("{}{q}", em.imds_token_url()), &[("Metadata", "true")]).await;
+    for q in [
+        "?api-version=2018-02-01",
+        "?api-version=2018-02-01&resource=",
+    ] {
+        let r = get(
+            &format!("{}{q}", em.imds_token_url()),
+            &[("Metadata", "true")],
+        )
+        .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(r.json()["error"], "invalid_request");
     }
@@ -135,7 +151,11 @@ async fn imds_selects_user_assigned_identities_by_each_selector() {
         assert_eq!(c["appid"], ua.client_id.as_str(), "{extra}");
         assert_eq!(c["xms_mirid"], ua.resource_id.as_str(), "{extra}");
     }
-    let c = claims(&imds(&em, ARM, &format!("&client_id={}", other.client_id)).await.token());
+    let c = claims(
+        &imds(&em, ARM, &format!("&client_id={}", other.client_id))
+            .await
+            .token(),
+    );
     assert_eq!(c["oid"], other.object_id.as_str());
 }
 
@@ -159,7 +179,8 @@ async fn imds_rejects_two_selectors_and_unknown_identities() {
     .await;
     assert_eq!(twice.status, StatusCode::BAD_REQUEST);
 
-    let not_found = serde_json::json!({"error": "invalid_request", "error_description": "Identity not found"});
+    let not_found =
+        serde_json::json!({"error": "invalid_request", "error_description": "Identity not found"});
     for extra in [
         "&client_id=00000000-0000-0000-0000-000000000000".to_owned(),
         format!("&object_id={}", ua.client_id),
@@ -200,14 +221,23 @@ async fn imds_refuses_proxied_requests_scopes_and_other_methods() {
         em.imds_token_url(),
         enc(ARM)
     );
-    let r = get(&url, &[("Metadata", "true"), ("X-Forwarded-For", "10.0.0.1")]).await;
+    let r = get(
+        &url,
+        &[("Metadata", "true"), ("X-Forwarded-For", "10.0.0.1")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // A v2 scope where a v1 resource belongs: Entra's AADSTS500011.
     let r = imds(&em, "https://vault.azure.net/.default", "").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"], "invalid_resource");
-    assert!(r.json()["error_description"].as_str().unwrap().contains("AADSTS500011"));
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("AADSTS500011")
+    );
 
     let r = common::client()
         .post(&url)
@@ -253,7 +283,13 @@ async fn app_service_standard_response() {
     let body = r.json();
     assert_eq!(
         keys(&body),
-        ["access_token", "client_id", "expires_on", "resource", "token_type"]
+        [
+            "access_token",
+            "client_id",
+            "expires_on",
+            "resource",
+            "token_type"
+        ]
     );
     let sys = em.system_identity().unwrap();
     assert_eq!(body["client_id"], sys.client_id.as_str());
@@ -293,7 +329,12 @@ async fn app_service_rejects_unknown_and_ambiguous_identities() {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{extra}");
         let body = r.json();
         assert_eq!(body["statusCode"], 400);
-        assert!(body["message"].as_str().unwrap().contains("No Managed Identity found"));
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("No Managed Identity found")
+        );
     }
     let r = app_service(
         &em,

@@ -32,7 +32,10 @@ async fn status_faults_carry_retry_after_and_the_endpoints_error_body() {
     em.push_fault(Endpoint::Imds, status(429, Some("3")));
     em.push_fault(Endpoint::Imds, status(410, None));
     em.push_fault(Endpoint::Imds, status(500, None));
-    em.push_fault(Endpoint::AppService, status(503, Some("Wed, 21 Oct 2015 07:28:00 GMT")));
+    em.push_fault(
+        Endpoint::AppService,
+        status(503, Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+    );
 
     let r = imds(&em, ARM, "").await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
@@ -85,8 +88,14 @@ async fn faults_are_consumed_in_order_one_per_request_even_by_bad_requests() {
     em.push_fault(Endpoint::Imds, status(503, None));
     em.push_fault(Endpoint::Imds, status(404, None));
     // A probe without the Metadata header still takes the first fault.
-    assert_eq!(get(&em.imds_token_url(), &[]).await.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(imds(&em, ARM, "").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&em.imds_token_url(), &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(
+        imds(&em, ARM, "").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     // Faults are per endpoint.
     assert_eq!(app_service(&em, ARM, "").await.status, StatusCode::OK);
     assert_eq!(imds(&em, ARM, "").await.status, StatusCode::NOT_FOUND);
@@ -99,13 +108,21 @@ async fn faults_are_consumed_in_order_one_per_request_even_by_bad_requests() {
     assert_eq!(r.json()["error"], "temporarily_unavailable");
     assert_eq!(get(&em.jwks_url(), &[]).await.status, StatusCode::OK);
     em.push_fault(Endpoint::OpenIdConfiguration, Fault::Html);
-    assert!(get(&em.openid_configuration_url(), &[]).await.content_type().starts_with("text/html"));
+    assert!(
+        get(&em.openid_configuration_url(), &[])
+            .await
+            .content_type()
+            .starts_with("text/html")
+    );
 }
 
 #[tokio::test]
 async fn delay_then_a_normal_answer() {
     let em = emulator().await;
-    em.push_fault(Endpoint::AppService, Fault::Delay(Duration::from_millis(400)));
+    em.push_fault(
+        Endpoint::AppService,
+        Fault::Delay(Duration::from_millis(400)),
+    );
     let start = Instant::now();
     let r = app_service(&em, ARM, "").await;
     assert!(start.elapsed() >= Duration::from_millis(400));
@@ -140,7 +157,11 @@ async fn hang_never_answers_but_the_server_keeps_serving_and_shuts_down() {
     }
     let start = Instant::now();
     em.shutdown().await;
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     let res = hung.await.unwrap();
     assert!(res.is_err(), "the hung request got no response: {res:?}");
 }
@@ -150,7 +171,10 @@ async fn close_connection_drops_it_without_a_response() {
     let em = emulator().await;
     em.push_fault(Endpoint::AppService, Fault::CloseConnection);
     let err = try_get(
-        &format!("{}?api-version=2019-08-01&resource=x", em.app_service_endpoint()),
+        &format!(
+            "{}?api-version=2019-08-01&resource=x",
+            em.app_service_endpoint()
+        ),
         &[("X-IDENTITY-HEADER", &em.identity_header())],
     )
     .await
@@ -160,7 +184,9 @@ async fn close_connection_drops_it_without_a_response() {
     // Raw: the server reads the request and closes without writing a byte.
     em.push_fault(Endpoint::AppService, Fault::CloseConnection);
     let mut s = tokio::net::TcpStream::connect(em.addr()).await.unwrap();
-    s.write_all(b"GET /msi/token HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /msi/token HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
         .await
@@ -205,13 +231,19 @@ async fn oversized_bodies_have_the_exact_size() {
     em.push_fault(Endpoint::Imds, Fault::Oversized(big));
     em.push_fault(Endpoint::AppService, Fault::Oversized(10));
     let resp = client()
-        .get(format!("{}?api-version=2018-02-01&resource=x", em.imds_token_url()))
+        .get(format!(
+            "{}?api-version=2018-02-01&resource=x",
+            em.imds_token_url()
+        ))
         .header("Metadata", "true")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["content-type"], "application/json; charset=utf-8");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
     assert_eq!(resp.content_length(), Some(big as u64));
     let body = resp.bytes().await.unwrap();
     assert_eq!(body.len(), big);
@@ -254,7 +286,9 @@ async fn body_fault_is_verbatim() {
 // Response shapes
 
 fn exp_of(body: &serde_json::Value) -> u64 {
-    claims(body["access_token"].as_str().unwrap())["exp"].as_u64().unwrap()
+    claims(body["access_token"].as_str().unwrap())["exp"]
+        .as_u64()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -296,7 +330,11 @@ async fn with_refresh_in() {
 fn parse_legacy_date(s: &str) -> u64 {
     let (date, rest) = s.split_once(' ').unwrap();
     let mut rest = rest.split(' ');
-    let (time, half, zone) = (rest.next().unwrap(), rest.next().unwrap(), rest.next().unwrap());
+    let (time, half, zone) = (
+        rest.next().unwrap(),
+        rest.next().unwrap(),
+        rest.next().unwrap(),
+    );
     assert_eq!(zone, "+00:00");
     assert!(rest.next().is_none());
     let d: Vec<i64> = date.split('/').map(|x| x.parse().unwrap()).collect();
@@ -326,9 +364,15 @@ async fn expires_on_as_a_legacy_date() {
     let em = emulator().await;
     em.set_response_shape(Endpoint::AppService, ResponseShape::ExpiresOnDate);
     em.set_response_shape(Endpoint::Imds, ResponseShape::ExpiresOnDate);
-    for b in [app_service(&em, ARM, "").await.json(), imds(&em, ARM, "").await.json()] {
+    for b in [
+        app_service(&em, ARM, "").await.json(),
+        imds(&em, ARM, "").await.json(),
+    ] {
         let s = b["expires_on"].as_str().unwrap();
-        assert!(s.ends_with(" +00:00") && (s.contains(" AM ") || s.contains(" PM ")), "{s}");
+        assert!(
+            s.ends_with(" +00:00") && (s.contains(" AM ") || s.contains(" PM ")),
+            "{s}"
+        );
         assert_eq!(parse_legacy_date(s), exp_of(&b), "{s}");
         assert!(b.get("expires_in").is_none());
     }
@@ -343,7 +387,10 @@ async fn expires_on_offset_skews_only_expires_on() {
     let exp = exp_of(&b);
     assert_eq!(b["expires_on"], (exp - 600).to_string());
     let expires_in: u64 = b["expires_in"].as_str().unwrap().parse().unwrap();
-    assert!(expires_in.abs_diff(exp - now()) <= 1, "expires_in stays right");
+    assert!(
+        expires_in.abs_diff(exp - now()) <= 1,
+        "expires_in stays right"
+    );
     let b = app_service(&em, ARM, "").await.json();
     assert_eq!(b["expires_on"], (exp_of(&b) + 3600).to_string());
 }

@@ -34,7 +34,10 @@ async fn tokens_verify_against_the_published_keys() {
     );
 
     assert_eq!(c["aud"], ARM);
-    assert_eq!(c["iss"], "https://sts.windows.net/11111111-2222-4333-8444-555555555555/");
+    assert_eq!(
+        c["iss"],
+        "https://sts.windows.net/11111111-2222-4333-8444-555555555555/"
+    );
     assert_eq!(c["iss"], em.issuer().as_str());
     assert_eq!(c["tid"], "11111111-2222-4333-8444-555555555555");
     assert_eq!(em.tenant_id(), "11111111-2222-4333-8444-555555555555");
@@ -56,18 +59,19 @@ async fn tokens_verify_against_the_published_keys() {
     // Verification is real: another audience or a tampered payload fails.
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&["https://management.azure.com"]);
-    let key = jsonwebtoken::DecodingKey::from_jwk(
-        &serde_json::from_value(em.public_key_jwk()).unwrap(),
-    )
-    .unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(em.public_key_jwk()).unwrap())
+            .unwrap();
     assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).is_err());
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    let flipped = if parts[1].starts_with("ey") { "ez" } else { "ey" };
+    let flipped = if parts[1].starts_with("ey") {
+        "ez"
+    } else {
+        "ey"
+    };
     parts[1].replace_range(0..2, flipped);
     validation.set_audience(&[ARM]);
-    assert!(
-        jsonwebtoken::decode::<serde_json::Value>(parts.join("."), &key, &validation).is_err()
-    );
+    assert!(jsonwebtoken::decode::<serde_json::Value>(parts.join("."), &key, &validation).is_err());
 }
 
 #[tokio::test]
@@ -83,8 +87,16 @@ async fn roles_go_to_the_configured_identity_and_exact_audience_only() {
     let ua = Identity::user_assigned("caller");
     let em = Emulator::builder()
         .identity(ua.clone())
-        .roles(&ua.object_id, "api://orders", &["Orders.Read", "Orders.Write"])
-        .roles(&ua.object_id.to_uppercase(), "api://orders", &["Orders.Read", "Admin"])
+        .roles(
+            &ua.object_id,
+            "api://orders",
+            &["Orders.Read", "Orders.Write"],
+        )
+        .roles(
+            &ua.object_id.to_uppercase(),
+            "api://orders",
+            &["Orders.Read", "Admin"],
+        )
         .start()
         .await
         .unwrap();
@@ -109,7 +121,10 @@ async fn roles_go_to_the_configured_identity_and_exact_audience_only() {
 async fn jwks_and_discovery_documents() {
     let em = Emulator::builder().start().await.unwrap();
     let tid = em.tenant_id();
-    assert_eq!(em.jwks_url(), format!("{}/{tid}/discovery/keys", em.base_url()));
+    assert_eq!(
+        em.jwks_url(),
+        format!("{}/{tid}/discovery/keys", em.base_url())
+    );
     assert_eq!(
         em.openid_configuration_url(),
         format!("{}/{tid}/.well-known/openid-configuration", em.base_url())
@@ -131,7 +146,11 @@ async fn jwks_and_discovery_documents() {
         assert!(r.content_type().starts_with("application/json"));
         assert_eq!(r.json(), serde_json::json!({ "keys": [jwk] }), "{url}");
     }
-    let r = get(&format!("{}/not-my-tenant/discovery/keys", em.base_url()), &[]).await;
+    let r = get(
+        &format!("{}/not-my-tenant/discovery/keys", em.base_url()),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"], "invalid_tenant");
 
@@ -144,7 +163,10 @@ async fn jwks_and_discovery_documents() {
         doc["token_endpoint"],
         format!("{}/{tid}/oauth2/v2.0/token", em.base_url()).as_str()
     );
-    assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        serde_json::json!(["RS256"])
+    );
     let r = get(
         &format!("{}/other/.well-known/openid-configuration", em.base_url()),
         &[],
@@ -170,11 +192,18 @@ async fn the_same_token_comes_back_until_half_life() {
     // App Service on the same machine: same identity, same resource, same token.
     assert_eq!(app_service(&em, ARM, "").await.token(), first.token());
     // Other resource or identity: other token.
-    assert_ne!(imds(&em, "https://vault.azure.net", "").await.token(), first.token());
-    let ua_token = imds(&em, ARM, &format!("&client_id={}", ua.client_id)).await.token();
+    assert_ne!(
+        imds(&em, "https://vault.azure.net", "").await.token(),
+        first.token()
+    );
+    let ua_token = imds(&em, ARM, &format!("&client_id={}", ua.client_id))
+        .await
+        .token();
     assert_ne!(ua_token, first.token());
     assert_eq!(
-        imds(&em, ARM, &format!("&object_id={}", ua.object_id)).await.token(),
+        imds(&em, ARM, &format!("&object_id={}", ua.object_id))
+            .await
+            .token(),
         ua_token
     );
 
@@ -211,7 +240,11 @@ async fn expires_in_of_a_cached_token_is_what_is_left_of_it() {
 
 #[tokio::test]
 async fn caching_can_be_turned_off() {
-    let em = Emulator::builder().cache_tokens(false).start().await.unwrap();
+    let em = Emulator::builder()
+        .cache_tokens(false)
+        .start()
+        .await
+        .unwrap();
     let a = imds(&em, ARM, "").await.token();
     let b = imds(&em, ARM, "").await.token();
     assert_ne!(a, b);
@@ -231,7 +264,10 @@ async fn token_lifetime_is_at_least_one_second() {
     assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), 1);
     em.set_token_lifetime(Duration::from_secs(3600));
     let c = claims(&app_service(&em, ARM, "").await.token());
-    assert_eq!(c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(), 3600);
+    assert_eq!(
+        c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
+        3600
+    );
 }
 
 #[tokio::test]
@@ -275,7 +311,10 @@ async fn addresses_and_environment_values() {
         em.imds_token_url(),
         format!("{}/metadata/identity/oauth2/token", em.base_url())
     );
-    assert_eq!(em.app_service_endpoint(), format!("{}/msi/token", em.base_url()));
+    assert_eq!(
+        em.app_service_endpoint(),
+        format!("{}/msi/token", em.base_url())
+    );
     assert!(format!("{em:?}").contains(&em.base_url()));
 }
 
@@ -284,10 +323,9 @@ async fn identities_are_reported() {
     let a = Identity::user_assigned("a");
     let b = Identity::user_assigned("b");
     assert_ne!(a.client_id, b.client_id);
-    assert!(
-        a.resource_id
-            .ends_with("/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a")
-    );
+    assert!(a.resource_id.ends_with(
+        "/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/a"
+    ));
     assert!(a.resource_id.starts_with("/subscriptions/"));
     assert_eq!(a.display_name, "a");
     let sys = Identity::system_assigned();
@@ -314,7 +352,11 @@ async fn clones_share_one_server_and_its_state() {
     clone.set_identity_header("rotated");
     assert_eq!(em.identity_header(), "rotated");
     drop(clone);
-    assert_eq!(imds(&em, ARM, "").await.status, StatusCode::OK, "still serving");
+    assert_eq!(
+        imds(&em, ARM, "").await.status,
+        StatusCode::OK,
+        "still serving"
+    );
 }
 
 async fn refuses_connections(addr: std::net::SocketAddr) -> bool {
