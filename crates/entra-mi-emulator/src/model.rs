@@ -98,7 +98,8 @@ impl Endpoint {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// Answer with this status. `retry_after` is sent verbatim as the `Retry-After` header.
+    /// Answer with this status. `retry_after` is sent verbatim as the `Retry-After` header
+    /// (left out if it is not a valid header value).
     /// `body` defaults to the endpoint's own JSON error body for that status (IMDS:
     /// `{"error":…,"error_description":…}`, App Service: `{"statusCode":…,"message":…}`),
     /// served as `application/json`. A status outside 100..=999 is answered as 500.
@@ -128,7 +129,7 @@ pub enum Fault {
     Body {
         /// The HTTP status code.
         status: u16,
-        /// The `Content-Type` header value.
+        /// The `Content-Type` header value (left out if it is not a valid header value).
         content_type: String,
         /// The body bytes.
         body: Vec<u8>,
