@@ -95,6 +95,9 @@ impl Jitter for RandomJitter {
 /// The clock, timer and jitter a credential or cache uses. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct TimeSource {
+    /// True when `clock` is [`SystemClock`]: the hot path then reads it without dynamic
+    /// dispatch.
+    system_clock: bool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) sleep: Arc<dyn Sleep>,
     pub(crate) jitter: Arc<dyn Jitter>,
@@ -110,6 +113,7 @@ impl TimeSource {
     /// The real clock, the tokio timer and random jitter.
     pub fn system() -> Self {
         Self {
+            system_clock: true,
             clock: Arc::new(SystemClock),
             sleep: Arc::new(TokioSleep),
             jitter: Arc::new(RandomJitter),
@@ -119,6 +123,7 @@ impl TimeSource {
     /// A time source from its three parts.
     pub fn new(clock: Arc<dyn Clock>, sleep: Arc<dyn Sleep>, jitter: Arc<dyn Jitter>) -> Self {
         Self {
+            system_clock: false,
             clock,
             sleep,
             jitter,
@@ -128,7 +133,11 @@ impl TimeSource {
     /// The monotonic clock reading.
     #[inline]
     pub fn monotonic(&self) -> Duration {
-        self.clock.monotonic()
+        if self.system_clock {
+            SystemClock.monotonic()
+        } else {
+            self.clock.monotonic()
+        }
     }
 
     /// The wall-clock time.

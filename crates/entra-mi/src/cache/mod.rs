@@ -135,7 +135,7 @@ impl TokenProviderBuilder {
                 credential: self.credential,
                 time: self.time,
                 opts: self.opts,
-                slots: ArcSwap::from_pointee(HashMap::new()),
+                slots: ArcSwap::from_pointee(SlotMaps::default()),
                 insert_lock: Mutex::new(()),
                 stats: Stats::default(),
             }),
@@ -181,15 +181,76 @@ struct Inner {
     credential: Arc<dyn TokenCredential>,
     time: TimeSource,
     opts: Options,
-    slots: ArcSwap<HashMap<SlotKey, Arc<Slot>>>,
+    slots: ArcSwap<SlotMaps>,
     insert_lock: Mutex<()>,
     stats: Stats,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct SlotKey {
-    audience: Audience,
-    tenant: Option<Arc<str>>,
+/// The slots, copied on write (new audiences are rare) and read without a lock. Slots of the
+/// credential's own tenant are keyed by the resource string alone so a lookup needs no
+/// allocation.
+#[derive(Clone, Default)]
+struct SlotMaps {
+    home: HashMap<Arc<str>, Arc<Slot>, FxBuild>,
+    tenants: HashMap<(Arc<str>, Arc<str>), Arc<Slot>, FxBuild>,
+}
+
+impl SlotMaps {
+    fn get(&self, resource: &str, tenant: Option<&str>) -> Option<&Arc<Slot>> {
+        match tenant {
+            None => self.home.get(resource),
+            Some(t) => self.tenants.get(&(Arc::from(resource), Arc::from(t))),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.home.len() + self.tenants.len()
+    }
+}
+
+/// FxHash (rustc's hasher): audiences come from the application's own configuration, so a
+/// fast non-keyed hash is fine here.
+#[derive(Clone, Copy, Default)]
+struct FxBuild;
+
+struct FxHasher(u64);
+
+impl std::hash::BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.add(u64::from(b));
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 struct Slot {
@@ -260,29 +321,26 @@ impl TokenProvider {
     /// The handle for the audience and tenant of `request` (its claims and deadline are not
     /// part of the key; the deadline bounds each fetch).
     pub fn handle_for(&self, request: &TokenRequest) -> TokenHandle {
-        let key = SlotKey {
-            audience: request.audience().clone(),
-            tenant: request.tenant().map(Arc::from),
-        };
-        let slot = self.slot(&key, request);
         TokenHandle {
-            slot,
+            slot: self.slot(request),
             inner: self.inner.clone(),
         }
     }
 
-    fn slot(&self, key: &SlotKey, template: &TokenRequest) -> Arc<Slot> {
-        if let Some(slot) = self.inner.slots.load().get(key) {
+    fn slot(&self, template: &TokenRequest) -> Arc<Slot> {
+        let resource = template.audience().resource();
+        let tenant = template.tenant();
+        if let Some(slot) = self.inner.slots.load().get(resource, tenant) {
             return slot.clone();
         }
         let _guard = lock(&self.inner.insert_lock);
         let current = self.inner.slots.load_full();
-        if let Some(slot) = current.get(key) {
+        if let Some(slot) = current.get(resource, tenant) {
             return slot.clone();
         }
-        let mut request = TokenRequest::new(key.audience.clone());
-        if let Some(t) = &key.tenant {
-            request = request.with_tenant(t.to_string());
+        let mut request = TokenRequest::new(template.audience().clone());
+        if let Some(t) = tenant {
+            request = request.with_tenant(t);
         }
         if let Some(d) = template.deadline() {
             request = request.with_deadline(d);
@@ -294,40 +352,38 @@ impl TokenProvider {
             state: Mutex::new(SlotState::default()),
         });
         let mut next = (*current).clone();
-        next.insert(key.clone(), slot.clone());
+        match tenant {
+            None => next.home.insert(Arc::from(resource), slot.clone()),
+            Some(t) => next
+                .tenants
+                .insert((Arc::from(resource), Arc::from(t)), slot.clone()),
+        };
         self.inner.slots.store(Arc::new(next));
         slot
     }
 
     fn existing_slot(&self, audience: &Audience) -> Option<Arc<Slot>> {
-        let key = SlotKey {
-            audience: audience.clone(),
-            tenant: None,
-        };
-        self.inner.slots.load().get(&key).cloned()
+        self.inner
+            .slots
+            .load()
+            .get(audience.resource(), None)
+            .cloned()
     }
 
     /// An `Authorization` header value for `audience`, waiting for a fetch only when no valid
     /// token is cached. Marked sensitive.
     pub async fn header(&self, audience: &Audience) -> Result<HeaderValue, Error> {
-        if let Some(slot) = self.inner.slots.load().get(&SlotKey {
-            audience: audience.clone(),
-            tenant: None,
-        }) {
-            if let Some(h) = try_header(&self.inner, slot) {
-                return Ok(h);
-            }
+        if let Some(h) = self.try_header(audience) {
+            return Ok(h);
         }
-        self.handle(audience).header().await
+        let handle = self.handle(audience);
+        Box::pin(async move { handle.header().await }).await
     }
 
     /// The header for `audience` if a valid token is cached, without waiting.
     pub fn try_header(&self, audience: &Audience) -> Option<HeaderValue> {
         let slots = self.inner.slots.load();
-        let slot = slots.get(&SlotKey {
-            audience: audience.clone(),
-            tenant: None,
-        })?;
+        let slot = slots.get(audience.resource(), None)?;
         try_header(&self.inner, slot)
     }
 
@@ -436,7 +492,7 @@ async fn run_flight(mut guard: FlightGuard, tx: watch::Sender<Option<FlightResul
         .credential
         .get_token(&guard.slot.request)
         .await;
-    let outcome = complete(&guard.inner, &guard.slot, result);
+    let outcome = complete(&guard.inner, &guard.slot, result, true);
     guard.done = true;
     let _ = tx.send(Some(outcome));
 }
@@ -462,13 +518,20 @@ impl Drop for FlightGuard {
 }
 
 /// Stores a fetched token or records a failure; returns what the waiters get.
-fn complete(inner: &Arc<Inner>, slot: &Arc<Slot>, result: Result<AccessToken, Error>) -> FlightResult {
+fn complete(
+    inner: &Arc<Inner>,
+    slot: &Arc<Slot>,
+    result: Result<AccessToken, Error>,
+    ends_flight: bool,
+) -> FlightResult {
     let time = &inner.time;
     let opts = &inner.opts;
     let now = time.monotonic();
     let wall = time.system_now();
     let mut st = lock(&slot.state);
-    st.flight = None;
+    if ends_flight {
+        st.flight = None;
+    }
     let audience = slot.request.audience();
     let result = result.and_then(|token| {
         let expires_at = match token.monotonic {
@@ -672,7 +735,8 @@ impl TokenHandle {
         if let Some(h) = self.try_header() {
             return Ok(h);
         }
-        Ok(self.wait().await?.header.clone())
+        // The waiting path is boxed so the future of a cache hit stays small.
+        Ok(Box::pin(self.wait()).await?.header.clone())
     }
 
     /// The token itself (cached or fetched), with the cache's refresh point as `refresh_on`.
@@ -690,7 +754,7 @@ impl TokenHandle {
                 }
             }
         }
-        Ok(self.wait().await?.token.clone())
+        Ok(Box::pin(self.wait()).await?.token.clone())
     }
 
     /// Drops the cached token only if it is still `token`; see
@@ -756,6 +820,17 @@ impl TokenHandle {
         self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
         self.inner.stats.waits.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.credential.get_token(&self.slot.request).await;
-        complete(&self.inner, &self.slot, result)
+        complete(&self.inner, &self.slot, result, true)
+    }
+
+    /// Fetches a new token with a claims request (the decoded JSON of a claims challenge),
+    /// bypassing the cache; on success the new token replaces the cached one. Failures do not
+    /// evict a valid cached token. Sources that take no claims (managed-identity endpoints)
+    /// simply return their current token.
+    pub async fn fetch_with_claims(&self, claims: &str) -> Result<AccessToken, Error> {
+        let request = self.slot.request.clone().with_claims(claims);
+        self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+        let result = self.inner.credential.get_token(&request).await;
+        complete(&self.inner, &self.slot, result, false).map(|e| e.token.clone())
     }
 }
