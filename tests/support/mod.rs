@@ -215,7 +215,10 @@ async fn serve(
             headers,
             body,
         } => {
-            let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
             for (n, v) in headers {
                 out.push_str(&format!("{n}: {v}\r\n"));
             }
@@ -229,9 +232,8 @@ async fn serve(
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         Reply::Huge { total } => {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
-            );
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
             stream.write_all(head.as_bytes()).await?;
             stream.write_all(b"{\"access_token\":\"").await?;
             let block = vec![b'a'; 16 * 1024];
@@ -283,7 +285,9 @@ pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// A managed-identity credential (IMDS) pointed at the emulator, without retries.
-pub fn emulator_credential(emulator: &entra_mi_emulator::Emulator) -> entra_mi::ManagedIdentityCredential {
+pub fn emulator_credential(
+    emulator: &entra_mi_emulator::Emulator,
+) -> entra_mi::ManagedIdentityCredential {
     entra_mi::ManagedIdentityCredential::builder()
         .environment(entra_mi::Environment::from_vars([(
             "AZURE_POD_IDENTITY_AUTHORITY_HOST",

@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -116,53 +116,56 @@ fn invalid_token(message: &str) -> Response {
     )
 }
 
-/// Checks the bearer token like Graph; `Err` is the `401` to send.
-fn check_token(s: &Shared, req: &Request) -> Result<(), Response> {
+/// Checks the bearer token like Graph: the `401` to send, or `None` when it is valid.
+fn token_rejection(s: &Shared, req: &Request) -> Option<Response> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
-            "Access token is empty.",
-            CHALLENGE.to_owned(),
-        ));
+        return Some(unauthorized("Access token is empty.", CHALLENGE.to_owned()));
     };
-    let token = value
+    let Some(token) = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| invalid_token("Invalid JWT token. The token is not in JWS format."))?;
+    else {
+        return Some(invalid_token(
+            "Invalid JWT token. The token is not in JWS format.",
+        ));
+    };
     let jwk = s.key.jwk();
-    let key = DecodingKey::from_rsa_components(
+    let Ok(key) = DecodingKey::from_rsa_components(
         jwk["n"].as_str().unwrap_or_default(),
         jwk["e"].as_str().unwrap_or_default(),
-    )
-    .map_err(|_| invalid_token("Access token validation failure."))?;
+    ) else {
+        return Some(invalid_token("Access token validation failure."));
+    };
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[GRAPH_RESOURCE, GRAPH_APP_ID]);
     validation.set_issuer(&[s.issuer()]);
     validation.leeway = 0;
-    match jsonwebtoken::decode::<Value>(token, &key, &validation) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(invalid_token(match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                "Lifetime validation failed, the token is expired."
-            }
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                "Access token validation failure. Invalid audience."
-            }
-            jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                "Access token validation failure. Invalid issuer."
-            }
-            _ => "Access token validation failure.",
-        })),
-    }
+    let error = jsonwebtoken::decode::<Value>(token, &key, &validation).err()?;
+    Some(invalid_token(match error.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+            "Lifetime validation failed, the token is expired."
+        }
+        jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+            "Access token validation failure. Invalid audience."
+        }
+        jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+            "Access token validation failure. Invalid issuer."
+        }
+        _ => "Access token validation failure.",
+    }))
 }
 
 async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Response {
     let graph = &s.graph;
     graph.requests.fetch_add(1, Ordering::SeqCst);
-    if let Err(resp) = check_token(&s, &req) {
-        return resp;
+    if let Some(rejection) = token_rejection(&s, &req) {
+        return rejection;
     }
     if graph.always.load(Ordering::SeqCst) {
         return invalid_token("The token has been revoked.");

@@ -20,8 +20,8 @@ pub(crate) struct Sent<S, B> {
     pub(crate) route: BoundRoute,
     pub(crate) header: HeaderValue,
     /// A service clone (not yet polled ready) and a copy of the request, when it can be
-    /// replayed.
-    pub(crate) replay: Option<(S, Request<B>)>,
+    /// replayed. Boxed, like every cold-path state, so the hot-path future stays small.
+    pub(crate) replay: Option<Box<(S, Request<B>)>>,
 }
 
 pin_project! {
@@ -53,15 +53,15 @@ pin_project! {
         WaitToken {
             token: BoxFuture<Result<HeaderValue, entra_mi::Error>>,
             // The instance that was polled ready, and the request.
-            call: Option<(S, Request<B>)>,
+            call: Option<Box<(S, Request<B>)>>,
         },
         Recover {
             next: BoxFuture<Result<Option<HeaderValue>, entra_mi::Error>>,
-            first: Option<S::Response>,
-            again: Option<(S, Request<B>)>,
+            first: Option<Box<S::Response>>,
+            again: Option<Box<(S, Request<B>)>>,
         },
         RetryReady {
-            again: Option<(S, Request<B>)>,
+            again: Option<Box<(S, Request<B>)>>,
         },
     }
 }
@@ -88,14 +88,14 @@ where
         ready: S,
         request: Request<B>,
         route: BoundRoute,
-        replay: Option<(S, Request<B>)>,
+        replay: Option<Box<(S, Request<B>)>>,
     ) -> Self {
         let handle = route.handle().clone();
         let token: BoxFuture<_> = Box::pin(async move { handle.header().await });
         Self {
             state: State::WaitToken {
                 token,
-                call: Some((ready, request)),
+                call: Some(Box::new((ready, request))),
             },
             sent: Some(Sent {
                 route,
@@ -130,7 +130,9 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     let Some(again) = sent.replay else {
-                        sent.route.handle().invalidate_header_if_current(&sent.header);
+                        sent.route
+                            .handle()
+                            .invalidate_header_if_current(&sent.header);
                         return Poll::Ready(Ok(response));
                     };
                     let route = sent.route;
@@ -139,13 +141,14 @@ where
                         Box::pin(async move { route.recover(&header, &challenge).await });
                     this.state.set(State::Recover {
                         next,
-                        first: Some(response),
+                        first: Some(Box::new(response)),
                         again: Some(again),
                     });
                 }
                 StateProj::WaitToken { token, call } => {
                     let header = ready!(token.as_mut().poll(cx))?;
-                    let (mut ready_svc, mut request) = call.take().expect("polled after completion");
+                    let (mut ready_svc, mut request) =
+                        *call.take().expect("polled after completion");
                     request.headers_mut().insert(AUTHORIZATION, header.clone());
                     if let Some(sent) = this.sent.as_mut() {
                         sent.header = header;
@@ -155,14 +158,12 @@ where
                 }
                 StateProj::Recover { next, first, again } => {
                     let outcome = ready!(next.as_mut().poll(cx));
-                    let first = first.take().expect("polled after completion");
+                    let first = *first.take().expect("polled after completion");
                     match outcome {
                         Ok(Some(header)) => {
-                            let (svc, mut request) = again.take().expect("polled after completion");
-                            request.headers_mut().insert(AUTHORIZATION, header);
-                            this.state.set(State::RetryReady {
-                                again: Some((svc, request)),
-                            });
+                            let mut again = again.take().expect("polled after completion");
+                            again.1.headers_mut().insert(AUTHORIZATION, header);
+                            this.state.set(State::RetryReady { again: Some(again) });
                         }
                         Ok(None) => return Poll::Ready(Ok(first)),
                         Err(e) => {
@@ -172,9 +173,9 @@ where
                     }
                 }
                 StateProj::RetryReady { again } => {
-                    let (svc, _) = again.as_mut().expect("polled after completion");
+                    let svc = &mut again.as_mut().expect("polled after completion").0;
                     ready!(svc.poll_ready(cx)).map_err(Into::into)?;
-                    let (mut svc, request) = again.take().expect("polled after completion");
+                    let (mut svc, request) = *again.take().expect("polled after completion");
                     let fut = svc.call(request);
                     // `sent` is gone: the retry's answer is final.
                     this.state.set(State::Called { fut });

@@ -49,12 +49,23 @@
 //! the header this layer adds is marked sensitive anyway, so a `TraceLayer` placed inside it
 //! prints `Sensitive` for it:
 //!
-//! ```ignore
+//! ```
+//! use entra_mi::{Route, TokenProvider};
+//! use entra_mi_tower::BearerAuthLayer;
+//! use http::header::AUTHORIZATION;
+//! use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+//! use tower_http::trace::TraceLayer;
+//!
+//! # fn run<S: Clone>(provider: &TokenProvider, hyper_client: S) -> Result<(), entra_mi::Error> {
+//! let bearer_auth = BearerAuthLayer::builder(provider)
+//!     .route(Route::microsoft_graph())
+//!     .build()?;
 //! let client = tower::ServiceBuilder::new()
 //!     .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION])) // outermost
 //!     .layer(TraceLayer::new_for_http())
 //!     .layer(bearer_auth) // adds the token closest to the wire
 //!     .service(hyper_client);
+//! # let _ = client; Ok(()) }
 //! ```
 //!
 //! Under a `tower::buffer::Buffer`, either order works: `Buffer` clones are cheap and the

@@ -89,7 +89,7 @@ where
             .replay
             .replay(&request)
             // The retry goes to a clone, polled ready when (and if) it is needed.
-            .map(|again| (self.inner.clone(), again));
+            .map(|again| Box::new((self.inner.clone(), again)));
         match route.handle().try_header() {
             Some(header) => {
                 request.headers_mut().insert(AUTHORIZATION, header.clone());

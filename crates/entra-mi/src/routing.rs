@@ -12,7 +12,9 @@
 //! # #[derive(Debug)] struct Fixed;
 //! # #[async_trait::async_trait]
 //! # impl entra_mi::TokenCredential for Fixed {
-//! #     async fn get_token(&self, _: &entra_mi::TokenRequest) -> entra_mi::Result<AccessToken> { unimplemented!() }
+//! #     async fn get_token(&self, _: &entra_mi::TokenRequest) -> entra_mi::Result<AccessToken> {
+//! #         Ok(AccessToken::new("t", std::time::SystemTime::now() + std::time::Duration::from_secs(3600)))
+//! #     }
 //! #     fn name(&self) -> &str { "fixed" }
 //! # }
 //! # let provider = TokenProvider::new(Fixed);
@@ -58,6 +60,8 @@ pub struct Route {
     /// Lowercase host as the URL parser serialises it (IPv6 in brackets).
     host: Box<str>,
     port: u16,
+    /// `port` in decimal, to compare with a URI's authority without parsing it.
+    port_text: Box<str>,
     /// The path prefix without its trailing slash; empty for the whole origin.
     prefix: Box<str>,
     audience: Audience,
@@ -100,6 +104,7 @@ impl Route {
             https,
             host: host.into(),
             port,
+            port_text: port.to_string().into(),
             prefix: prefix.into(),
             audience,
         })
@@ -138,6 +143,7 @@ impl Route {
             https: true,
             host: host.into(),
             port: 443,
+            port_text: "443".into(),
             prefix: "".into(),
             audience,
         }
@@ -187,6 +193,25 @@ impl Route {
                 v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
             }
         })
+    }
+
+    /// Matches a URI's raw authority (`host` or `host:port`, any case) without parsing it; one
+    /// with user info never equals a route's.
+    #[inline]
+    fn matches_authority(&self, https: bool, authority: &str, path: &str) -> bool {
+        if self.https != https {
+            return false;
+        }
+        let (a, host) = (authority.as_bytes(), self.host.as_bytes());
+        let authority_ok = if a.len() == host.len() {
+            self.port == if https { 443 } else { 80 } && a.eq_ignore_ascii_case(host)
+        } else {
+            a.len() == host.len() + 1 + self.port_text.len()
+                && a[..host.len()].eq_ignore_ascii_case(host)
+                && a[host.len()] == b':'
+                && &a[host.len() + 1..] == self.port_text.as_bytes()
+        };
+        authority_ok && prefix_matches(&self.prefix, path)
     }
 
     #[inline]
@@ -332,7 +357,7 @@ impl TokenRouterBuilder {
             });
         }
         // Most specific first: the first match is the longest prefix on that origin.
-        bound.sort_by(|a, b| b.inner.route.prefix.len().cmp(&a.inner.route.prefix.len()));
+        bound.sort_by_key(|b| std::cmp::Reverse(b.inner.route.prefix.len()));
         Ok(TokenRouter {
             routes: bound.into(),
         })
@@ -396,14 +421,11 @@ impl TokenRouter {
         } else {
             return None;
         };
-        let authority = uri.authority()?;
-        if authority.as_str().contains('@') {
-            return None;
-        }
-        let port = authority
-            .port_u16()
-            .unwrap_or(if https { 443 } else { 80 });
-        self.find(https, authority.host(), port, uri.path())
+        let authority = uri.authority()?.as_str();
+        let path = uri.path();
+        self.routes
+            .iter()
+            .find(|b| b.inner.route.matches_authority(https, authority, path))
     }
 
     #[inline]
@@ -561,13 +583,28 @@ impl BearerChallenge {
     }
 }
 
+/// The challenge being read.
+#[derive(Default)]
+struct Reading {
+    bearer: bool,
+    error: Option<Vec<u8>>,
+    claims: Option<Vec<u8>>,
+}
+
+/// Receives `(error, claims)` of each Bearer challenge.
+type OnBearer<'a> = &'a mut dyn FnMut(Option<&[u8]>, Option<&[u8]>);
+
 /// Calls `f(error, claims)` for each Bearer challenge in one header value.
-fn for_each_bearer_challenge(input: &[u8], f: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>)) {
+fn for_each_bearer_challenge(input: &[u8], f: OnBearer<'_>) {
     let mut lex = Lexer { s: input, i: 0 };
-    // The challenge being read: (is bearer, error, claims).
-    let mut current: Option<(bool, Option<Vec<u8>>, Option<Vec<u8>>)> = None;
-    let mut flush = |c: Option<(bool, Option<Vec<u8>>, Option<Vec<u8>>)>| {
-        if let Some((true, error, claims)) = c {
+    let mut current: Option<Reading> = None;
+    let mut flush = |c: Option<Reading>| {
+        if let Some(Reading {
+            bearer: true,
+            error,
+            claims,
+        }) = c
+        {
             f(error.as_deref(), claims.as_deref());
         }
     };
@@ -591,17 +628,20 @@ fn for_each_bearer_challenge(input: &[u8], f: &mut dyn FnMut(Option<&[u8]>, Opti
                 lex.token().map(<[u8]>::to_vec)
             };
             let Some(value) = value else { break };
-            if let Some((_, error, claims)) = current.as_mut() {
+            if let Some(c) = current.as_mut() {
                 if name.eq_ignore_ascii_case(b"error") {
-                    *error = Some(value);
+                    c.error = Some(value);
                 } else if name.eq_ignore_ascii_case(b"claims") {
-                    *claims = Some(value);
+                    c.claims = Some(value);
                 }
             }
         } else {
             // A new challenge: `scheme`, maybe followed by a token68 or the first parameter.
             flush(current.take());
-            current = Some((name.eq_ignore_ascii_case(b"bearer"), None, None));
+            current = Some(Reading {
+                bearer: name.eq_ignore_ascii_case(b"bearer"),
+                ..Reading::default()
+            });
             // `scheme token68` (`Negotiate YII…==`): skip the token68; otherwise rewind to read
             // the first parameter.
             let save = lex.i;
@@ -732,7 +772,8 @@ mod tests {
         const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in s.as_bytes().chunks(3) {
-            let n = chunk.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+            let n =
+                chunk.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
             for i in 0..=chunk.len() {
                 let mut c = STD[((n >> (18 - 6 * i)) & 63) as usize] as char;
                 if url {
@@ -779,10 +820,18 @@ mod tests {
         let claims = Some(BearerChallenge::InsufficientClaims {
             claims: CLAIMS.into(),
         });
-        assert_eq!(challenge(&[r#"Bearer error="invalid_token""#]), Some(BearerChallenge::InvalidToken));
-        assert_eq!(challenge(&["bearer ERROR=invalid_token"]), Some(BearerChallenge::InvalidToken));
         assert_eq!(
-            challenge(&[r#"Bearer realm="a, \"quoted\" error=insufficient_claims", error = "invalid_token""#]),
+            challenge(&[r#"Bearer error="invalid_token""#]),
+            Some(BearerChallenge::InvalidToken)
+        );
+        assert_eq!(
+            challenge(&["bearer ERROR=invalid_token"]),
+            Some(BearerChallenge::InvalidToken)
+        );
+        assert_eq!(
+            challenge(&[
+                r#"Bearer realm="a, \"quoted\" error=insufficient_claims", error = "invalid_token""#
+            ]),
             Some(BearerChallenge::InvalidToken)
         );
         assert_eq!(
@@ -791,7 +840,10 @@ mod tests {
             )]),
             claims
         );
-        assert_eq!(challenge(&[&format!("Bearer error=insufficient_claims, claims={url}")]), claims);
+        assert_eq!(
+            challenge(&[&format!("Bearer error=insufficient_claims, claims={url}")]),
+            claims
+        );
         // Several schemes in one header, and a token68 scheme before ours.
         assert_eq!(
             challenge(&[&format!(
@@ -801,21 +853,39 @@ mod tests {
         );
         // Several headers: the claims challenge wins whatever the order.
         assert_eq!(
-            challenge(&[r#"Bearer error="invalid_token""#, &format!(r#"Bearer error="insufficient_claims", claims="{enc}""#)]),
+            challenge(&[
+                r#"Bearer error="invalid_token""#,
+                &format!(r#"Bearer error="insufficient_claims", claims="{enc}""#)
+            ]),
             claims
         );
         assert_eq!(
-            challenge(&[&format!(r#"Bearer error="insufficient_claims", claims="{enc}""#), r#"Bearer error="invalid_token""#]),
+            challenge(&[
+                &format!(r#"Bearer error="insufficient_claims", claims="{enc}""#),
+                r#"Bearer error="invalid_token""#
+            ]),
             claims
         );
         // Not ours to act on.
-        assert_eq!(challenge(&[r#"Basic realm="x", error="invalid_token""#]), None);
-        assert_eq!(challenge(&[r#"Bearer realm="", error="insufficient_scope""#]), None);
+        assert_eq!(
+            challenge(&[r#"Basic realm="x", error="invalid_token""#]),
+            None
+        );
+        assert_eq!(
+            challenge(&[r#"Bearer realm="", error="insufficient_scope""#]),
+            None
+        );
         assert_eq!(challenge(&[r#"Bearer realm="""#]), None);
         assert_eq!(challenge(&[r#"Bearer error="insufficient_claims""#]), None);
-        assert_eq!(challenge(&[r#"Bearer error="insufficient_claims", claims="not base64!""#]), None);
         assert_eq!(
-            challenge(&[&format!(r#"Bearer error="insufficient_claims", claims="{}""#, b64("[1]", false, true))]),
+            challenge(&[r#"Bearer error="insufficient_claims", claims="not base64!""#]),
+            None
+        );
+        assert_eq!(
+            challenge(&[&format!(
+                r#"Bearer error="insufficient_claims", claims="{}""#,
+                b64("[1]", false, true)
+            )]),
             None
         );
         assert_eq!(challenge(&[r#"Bearer error="invalid_token"#]), None);
