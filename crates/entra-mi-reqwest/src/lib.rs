@@ -75,11 +75,15 @@
 //! and every attempt carries the token that is current at that moment (a long backoff may
 //! outlive a token):
 //!
-//! ```ignore
+//! ```no_run
+//! use reqwest_retry::{RetryTransientMiddleware, policies::ExponentialBackoff};
+//! # fn run(auth: entra_mi_reqwest::BearerAuthMiddleware) {
+//! let policy = ExponentialBackoff::builder().build_with_max_retries(3);
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(reqwest_retry::RetryTransientMiddleware::new_with_policy(policy))
+//!     .with(RetryTransientMiddleware::new_with_policy(policy))
 //!     .with(auth) // after the retry middleware
 //!     .build();
+//! # let _ = client; }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
