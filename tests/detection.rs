@@ -1,7 +1,9 @@
 //! Source detection and configuration validation: the decisions-table order, unsupported
 //! sources refused by name (never a silent fall-through), and bad environment values.
 
-use entra_mi::{Detected, Environment, Error, ManagedIdentityCredential, SourceKind, detect_source};
+use entra_mi::{
+    Detected, Environment, Error, ManagedIdentityCredential, SourceKind, detect_source,
+};
 
 fn env(vars: &[(&str, &str)]) -> Environment {
     Environment::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -12,19 +14,57 @@ fn detection_follows_the_decisions_table() {
     let cases: &[(&[(&str, &str)], SourceKind)] = &[
         (&[], SourceKind::Imds),
         (
-            &[("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/metadata/identity/oauth2/token"), ("IDENTITY_HEADER", "h"), ("IDENTITY_SERVER_THUMBPRINT", "AB")],
+            &[
+                (
+                    "IDENTITY_ENDPOINT",
+                    "https://10.0.0.4:2377/metadata/identity/oauth2/token",
+                ),
+                ("IDENTITY_HEADER", "h"),
+                ("IDENTITY_SERVER_THUMBPRINT", "AB"),
+            ],
             SourceKind::ServiceFabric,
         ),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"), ("IDENTITY_HEADER", "h")], SourceKind::AppService),
         (
-            &[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"), ("IDENTITY_HEADER", "h"), ("IMDS_ENDPOINT", "http://127.0.0.1:40342")],
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+            ],
             SourceKind::AppService,
         ),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/metadata/identity/oauth2/token"), ("IMDS_ENDPOINT", "http://127.0.0.1:40342")], SourceKind::AzureArc),
-        (&[("MSI_ENDPOINT", "http://127.0.0.1:46808/"), ("MSI_SECRET", "s")], SourceKind::AzureMl),
-        (&[("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")], SourceKind::CloudShell),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+            ],
+            SourceKind::AppService,
+        ),
+        (
+            &[
+                (
+                    "IDENTITY_ENDPOINT",
+                    "http://127.0.0.1:40342/metadata/identity/oauth2/token",
+                ),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+            ],
+            SourceKind::AzureArc,
+        ),
+        (
+            &[
+                ("MSI_ENDPOINT", "http://127.0.0.1:46808/"),
+                ("MSI_SECRET", "s"),
+            ],
+            SourceKind::AzureMl,
+        ),
+        (
+            &[("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")],
+            SourceKind::CloudShell,
+        ),
         (&[("IDENTITY_HEADER", "h")], SourceKind::Imds),
-        (&[("IDENTITY_ENDPOINT", ""), ("IDENTITY_HEADER", "h")], SourceKind::Imds),
+        (
+            &[("IDENTITY_ENDPOINT", ""), ("IDENTITY_HEADER", "h")],
+            SourceKind::Imds,
+        ),
         (&[("MSI_SECRET", "s")], SourceKind::Imds),
     ];
     for (vars, expected) in cases {
@@ -36,10 +76,32 @@ fn detection_follows_the_decisions_table() {
 #[test]
 fn unsupported_sources_are_refused_by_name() {
     for (vars, name) in [
-        (vec![("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"), ("IDENTITY_HEADER", "h"), ("IDENTITY_SERVER_THUMBPRINT", "AB")], "Service Fabric"),
-        (vec![("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/t"), ("IMDS_ENDPOINT", "http://127.0.0.1:40342")], "Azure Arc"),
-        (vec![("MSI_ENDPOINT", "http://127.0.0.1:46808/"), ("MSI_SECRET", "super-secret-value")], "Azure ML"),
-        (vec![("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")], "Cloud Shell"),
+        (
+            vec![
+                ("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"),
+                ("IDENTITY_HEADER", "h"),
+                ("IDENTITY_SERVER_THUMBPRINT", "AB"),
+            ],
+            "Service Fabric",
+        ),
+        (
+            vec![
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/t"),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+            ],
+            "Azure Arc",
+        ),
+        (
+            vec![
+                ("MSI_ENDPOINT", "http://127.0.0.1:46808/"),
+                ("MSI_SECRET", "super-secret-value"),
+            ],
+            "Azure ML",
+        ),
+        (
+            vec![("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")],
+            "Cloud Shell",
+        ),
     ] {
         let err = ManagedIdentityCredential::builder()
             .environment(env(&vars))
@@ -47,7 +109,12 @@ fn unsupported_sources_are_refused_by_name() {
             .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::NotSupported { .. }), "{msg}");
-        assert!(msg.contains(name) && msg.contains("not supported yet") && msg.contains("no other source was tried"), "{msg}");
+        assert!(
+            msg.contains(name)
+                && msg.contains("not supported yet")
+                && msg.contains("no other source was tried"),
+            "{msg}"
+        );
         assert!(!msg.contains("super-secret-value"), "{msg}");
         assert!(err.is_unavailable());
     }
@@ -55,16 +122,65 @@ fn unsupported_sources_are_refused_by_name() {
 
 #[test]
 fn bad_environment_values_name_the_variable() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
-        (&[("IDENTITY_ENDPOINT", "not a url"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "not an absolute URL"),
-        (&[("IDENTITY_ENDPOINT", "ftp://127.0.0.1/x"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "http or https"),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:1/x?y=1"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "without query"),
-        (&[("IDENTITY_ENDPOINT", "http://user:pw@127.0.0.1:1/x"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "credentials"),
-        (&[("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "neither loopback nor link-local"),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token")], "IDENTITY_ENDPOINT", "refusing to guess"),
-        (&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "169.254.169.254")], "AZURE_POD_IDENTITY_AUTHORITY_HOST", "not an absolute URL"),
-        (&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://h/?x=1")], "AZURE_POD_IDENTITY_AUTHORITY_HOST", "without query"),
-        (&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "file:///etc/passwd")], "AZURE_POD_IDENTITY_AUTHORITY_HOST", "http or https"),
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
+        (
+            &[("IDENTITY_ENDPOINT", "not a url"), ("IDENTITY_HEADER", "h")],
+            "IDENTITY_ENDPOINT",
+            "not an absolute URL",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "ftp://127.0.0.1/x"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "http or https",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/x?y=1"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "without query",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://user:pw@127.0.0.1:1/x"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "credentials",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "neither loopback nor link-local",
+        ),
+        (
+            &[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token")],
+            "IDENTITY_ENDPOINT",
+            "refusing to guess",
+        ),
+        (
+            &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "169.254.169.254")],
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "not an absolute URL",
+        ),
+        (
+            &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://h/?x=1")],
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "without query",
+        ),
+        (
+            &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "file:///etc/passwd")],
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "http or https",
+        ),
     ];
     for (vars, variable, needle) in cases {
         let err = ManagedIdentityCredential::builder()
@@ -90,11 +206,18 @@ fn http_endpoints_on_loopback_and_link_local_are_accepted() {
         "http://[::1]:8081/msi/token",
         "https://appservice.example/msi/token",
     ] {
-        let d = detect_source(&env(&[("IDENTITY_ENDPOINT", endpoint), ("IDENTITY_HEADER", "h")])).unwrap();
+        let d = detect_source(&env(&[
+            ("IDENTITY_ENDPOINT", endpoint),
+            ("IDENTITY_HEADER", "h"),
+        ]))
+        .unwrap();
         assert!(matches!(d, Detected::AppService { .. }), "{endpoint}");
     }
     ManagedIdentityCredential::builder()
-        .environment(env(&[("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"), ("IDENTITY_HEADER", "h")]))
+        .environment(env(&[
+            ("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"),
+            ("IDENTITY_HEADER", "h"),
+        ]))
         .allow_http_endpoint(true)
         .build()
         .unwrap();
@@ -103,8 +226,14 @@ fn http_endpoints_on_loopback_and_link_local_are_accepted() {
 #[test]
 fn imds_host_override_is_joined_with_the_token_path() {
     for (host, expected) in [
-        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/metadata/identity/oauth2/token"),
-        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/metadata/identity/oauth2/token"),
+        (
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/metadata/identity/oauth2/token",
+        ),
+        (
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8080/metadata/identity/oauth2/token",
+        ),
     ] {
         let cred = ManagedIdentityCredential::builder()
             .environment(env(&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", host)]))
@@ -116,17 +245,31 @@ fn imds_host_override_is_joined_with_the_token_path() {
         .environment(env(&[]))
         .build()
         .unwrap();
-    assert_eq!(cred.endpoint(), "http://169.254.169.254/metadata/identity/oauth2/token");
-    assert_eq!(format!("{:?}", env(&[("IDENTITY_HEADER", "value-here")])).contains("value-here"), false);
+    assert_eq!(
+        cred.endpoint(),
+        "http://169.254.169.254/metadata/identity/oauth2/token"
+    );
+    assert!(!format!("{:?}", env(&[("IDENTITY_HEADER", "value-here")])).contains("value-here"));
 }
 
 #[test]
 fn identity_ids_are_validated() {
     for (builder, needle) in [
         (ManagedIdentityCredential::builder().client_id(""), "empty"),
-        (ManagedIdentityCredential::builder().client_id("my-app"), "GUID"),
-        (ManagedIdentityCredential::builder().object_id("1234 5678"), "whitespace"),
-        (ManagedIdentityCredential::builder().resource_id("/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"), "userAssignedIdentities"),
+        (
+            ManagedIdentityCredential::builder().client_id("my-app"),
+            "GUID",
+        ),
+        (
+            ManagedIdentityCredential::builder().object_id("1234 5678"),
+            "whitespace",
+        ),
+        (
+            ManagedIdentityCredential::builder().resource_id(
+                "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+            ),
+            "userAssignedIdentities",
+        ),
     ] {
         let err = builder.environment(env(&[])).build().unwrap_err();
         assert!(err.to_string().contains(needle), "{err}");

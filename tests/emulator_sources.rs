@@ -22,7 +22,9 @@ enum Src {
 
 fn env_for(emu: &Emulator, src: Src) -> Environment {
     match src {
-        Src::Imds => Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.imds_host())]),
+        Src::Imds => {
+            Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.imds_host())])
+        }
         Src::AppService => Environment::from_vars([
             ("IDENTITY_ENDPOINT", emu.app_service_endpoint()),
             ("IDENTITY_HEADER", emu.identity_header()),
@@ -49,7 +51,11 @@ async fn emulator() -> (Emulator, Identity, Identity) {
     let uami = Identity::user_assigned("orders-api");
     let emu = Emulator::builder()
         .identity(uami.clone())
-        .roles(&uami.object_id, "https://graph.microsoft.com", &["User.Read.All"])
+        .roles(
+            &uami.object_id,
+            "https://graph.microsoft.com",
+            &["User.Read.All"],
+        )
         .start()
         .await
         .unwrap();
@@ -65,7 +71,10 @@ async fn every_identity_kind_on_every_source() {
             (ManagedIdentityId::SystemAssigned, &system),
             (ManagedIdentityId::ClientId(uami.client_id.clone()), &uami),
             (ManagedIdentityId::ObjectId(uami.object_id.clone()), &uami),
-            (ManagedIdentityId::ResourceId(uami.resource_id.clone()), &uami),
+            (
+                ManagedIdentityId::ResourceId(uami.resource_id.clone()),
+                &uami,
+            ),
         ];
         for (id, expected) in cases {
             let cred = credential(&emu, src, id.clone());
@@ -74,18 +83,35 @@ async fn every_identity_kind_on_every_source() {
                 .await
                 .unwrap_or_else(|e| panic!("{src:?} {id:?}: {e}"));
             let claims = jwt_claims(token.secret());
-            assert_eq!(claims["aud"], "https://graph.microsoft.com", "{src:?} {id:?}");
+            assert_eq!(
+                claims["aud"], "https://graph.microsoft.com",
+                "{src:?} {id:?}"
+            );
             assert_eq!(claims["oid"], expected.object_id.as_str(), "{src:?} {id:?}");
-            assert_eq!(claims["appid"], expected.client_id.as_str(), "{src:?} {id:?}");
+            assert_eq!(
+                claims["appid"],
+                expected.client_id.as_str(),
+                "{src:?} {id:?}"
+            );
             assert_eq!(claims["tid"], emu.tenant_id().as_str());
             let lifetime = token.expires_on_unix() as i64 - claims["iat"].as_i64().unwrap();
             assert!((86_000..=86_400).contains(&lifetime), "{lifetime}");
         }
     }
     // Roles are per identity and audience.
-    let cred = credential(&emu, Src::Imds, ManagedIdentityId::ClientId(uami.client_id.clone()));
-    let token = cred.get_token(&TokenRequest::new(Audience::microsoft_graph())).await.unwrap();
-    assert_eq!(jwt_claims(token.secret())["roles"], serde_json::json!(["User.Read.All"]));
+    let cred = credential(
+        &emu,
+        Src::Imds,
+        ManagedIdentityId::ClientId(uami.client_id.clone()),
+    );
+    let token = cred
+        .get_token(&TokenRequest::new(Audience::microsoft_graph()))
+        .await
+        .unwrap();
+    assert_eq!(
+        jwt_claims(token.secret())["roles"],
+        serde_json::json!(["User.Read.All"])
+    );
 }
 
 #[tokio::test]
@@ -94,10 +120,22 @@ async fn the_resource_string_is_sent_exactly() {
     for src in [Src::Imds, Src::AppService] {
         let cred = credential(&emu, src, ManagedIdentityId::SystemAssigned);
         for (input, aud) in [
-            ("https://management.azure.com/", "https://management.azure.com/"),
-            ("https://management.azure.com", "https://management.azure.com"),
-            ("https://management.core.windows.net//.default", "https://management.core.windows.net/"),
-            ("api://11111111-2222-3333-4444-555555555555/.default", "api://11111111-2222-3333-4444-555555555555"),
+            (
+                "https://management.azure.com/",
+                "https://management.azure.com/",
+            ),
+            (
+                "https://management.azure.com",
+                "https://management.azure.com",
+            ),
+            (
+                "https://management.core.windows.net//.default",
+                "https://management.core.windows.net/",
+            ),
+            (
+                "api://11111111-2222-3333-4444-555555555555/.default",
+                "api://11111111-2222-3333-4444-555555555555",
+            ),
         ] {
             let token = cred
                 .get_token(&TokenRequest::new(Audience::new(input).unwrap()))
@@ -129,15 +167,26 @@ async fn unknown_identities_are_refused_with_the_service_words() {
             }
             other => panic!("{src:?}: {other:?}"),
         }
-        assert_eq!(emu.requests(endpoint(src)), 1, "{src:?}: a 400 is not retried");
+        assert_eq!(
+            emu.requests(endpoint(src)),
+            1,
+            "{src:?}: a 400 is not retried"
+        );
     }
     // A VM without a system-assigned identity.
-    let emu = Emulator::builder().system_assigned(None).start().await.unwrap();
+    let emu = Emulator::builder()
+        .system_assigned(None)
+        .start()
+        .await
+        .unwrap();
     let err = credential(&emu, Src::Imds, ManagedIdentityId::SystemAssigned)
         .get_token(&TokenRequest::new(Audience::microsoft_graph()))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Refused { error, .. } if error.is_identity_not_found()), "{err}");
+    assert!(
+        matches!(&err, Error::Refused { error, .. } if error.is_identity_not_found()),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +220,7 @@ async fn every_emulated_response_shape_parses() {
             ResponseShape::ExpiresOnDate,
             ResponseShape::ExpiresOnOffset(-7200),
         ] {
-            emu.set_response_shape(endpoint(src), shape.clone());
+            emu.set_response_shape(endpoint(src), shape);
             let token = credential(&emu, src, ManagedIdentityId::SystemAssigned)
                 .get_token(&TokenRequest::new(Audience::storage()))
                 .await
@@ -209,15 +258,31 @@ async fn emulated_faults_become_typed_errors() {
         .build()
         .unwrap();
     let req = TokenRequest::new(Audience::microsoft_graph());
-    let cases: Vec<(Fault, fn(&Unavailable) -> bool)> = vec![
+    type Check = fn(&Unavailable) -> bool;
+    let cases: Vec<(Fault, Check)> = vec![
         (Fault::Html, |u| matches!(u, Unavailable::Html { .. })),
-        (Fault::HtmlError(502), |u| matches!(u, Unavailable::Status { status: 502, .. })),
-        (Fault::TruncatedJson, |u| matches!(u, Unavailable::NotJson { .. })),
-        (Fault::Oversized(1 << 20), |u| matches!(u, Unavailable::BodyTooLarge { .. })),
+        (Fault::HtmlError(502), |u| {
+            matches!(u, Unavailable::Status { status: 502, .. })
+        }),
+        (Fault::TruncatedJson, |u| {
+            matches!(u, Unavailable::NotJson { .. })
+        }),
+        (Fault::Oversized(1 << 20), |u| {
+            matches!(u, Unavailable::BodyTooLarge { .. })
+        }),
         (Fault::Hang, |u| matches!(u, Unavailable::Timeout(_))),
-        (Fault::CloseConnection, |u| matches!(u, Unavailable::Transport { .. } | Unavailable::Connect { .. })),
+        (Fault::CloseConnection, |u| {
+            matches!(
+                u,
+                Unavailable::Transport { .. } | Unavailable::Connect { .. }
+            )
+        }),
         (
-            Fault::Body { status: 200, content_type: "application/json".into(), body: b"{\"access_token\":123}".to_vec() },
+            Fault::Body {
+                status: 200,
+                content_type: "application/json".into(),
+                body: b"{\"access_token\":123}".to_vec(),
+            },
             |u| matches!(u, Unavailable::InvalidResponse { .. }),
         ),
     ];
@@ -245,17 +310,45 @@ async fn imds_gone_then_throttled_then_served_in_virtual_time() {
         .build()
         .unwrap();
     for _ in 0..6 {
-        emu.push_fault(Endpoint::Imds, Fault::Status { status: 410, retry_after: None, body: None });
+        emu.push_fault(
+            Endpoint::Imds,
+            Fault::Status {
+                status: 410,
+                retry_after: None,
+                body: None,
+            },
+        );
     }
-    emu.push_fault(Endpoint::Imds, Fault::Status { status: 429, retry_after: Some("20".into()), body: None });
-    emu.push_fault(Endpoint::Imds, Fault::Status { status: 503, retry_after: None, body: None });
+    emu.push_fault(
+        Endpoint::Imds,
+        Fault::Status {
+            status: 429,
+            retry_after: Some("20".into()),
+            body: None,
+        },
+    );
+    emu.push_fault(
+        Endpoint::Imds,
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+            body: None,
+        },
+    );
     cred.get_token(&TokenRequest::new(Audience::microsoft_graph()))
         .await
         .unwrap();
     assert_eq!(emu.requests(Endpoint::Imds), 9);
     let s = sleeps.sleeps();
-    assert!(s.contains(&Duration::from_secs(30)) || s.iter().any(|d| *d >= Duration::from_secs(20)), "{s:?}");
-    assert!(sleeps.total() >= Duration::from_secs(70), "{:?}", sleeps.total());
+    assert!(
+        s.contains(&Duration::from_secs(30)) || s.iter().any(|d| *d >= Duration::from_secs(20)),
+        "{s:?}"
+    );
+    assert!(
+        sleeps.total() >= Duration::from_secs(70),
+        "{:?}",
+        sleeps.total()
+    );
 }
 
 #[tokio::test]
@@ -263,9 +356,13 @@ async fn the_cache_in_front_of_the_emulator_refreshes_proactively() {
     let (emu, _, _) = emulator().await;
     emu.set_token_lifetime(Duration::from_secs(4));
     emu.reset_counts();
-    let provider = TokenProvider::builder(credential(&emu, Src::Imds, ManagedIdentityId::SystemAssigned))
-        .eager_refresh(true)
-        .build();
+    let provider = TokenProvider::builder(credential(
+        &emu,
+        Src::Imds,
+        ManagedIdentityId::SystemAssigned,
+    ))
+    .eager_refresh(true)
+    .build();
     let graph = provider.handle(&Audience::microsoft_graph());
     let first = graph.try_header().is_none();
     assert!(first, "cold");
@@ -278,5 +375,8 @@ async fn the_cache_in_front_of_the_emulator_refreshes_proactively() {
     assert!(changed, "a new token within the old one's life");
     assert!(emu.requests(Endpoint::Imds) >= 2);
     assert_eq!(provider.stats().waits, 1, "only the cold start waited");
-    assert_eq!(credential(&emu, Src::Imds, ManagedIdentityId::SystemAssigned).source(), SourceKind::Imds);
+    assert_eq!(
+        credential(&emu, Src::Imds, ManagedIdentityId::SystemAssigned).source(),
+        SourceKind::Imds
+    );
 }

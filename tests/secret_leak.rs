@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use entra_mi::{
-    AccessToken, Audience, Environment, ManagedIdentityCredential, RetryOptions,
-    TokenCredential, TokenProvider, TokenRequest,
+    AccessToken, Audience, Environment, ManagedIdentityCredential, RetryOptions, TokenCredential,
+    TokenProvider, TokenRequest,
 };
 use entra_mi_emulator::{Emulator, Endpoint, Fault};
 use serde_json::json;
@@ -64,9 +64,15 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         ("IDENTITY_ENDPOINT", emu.app_service_endpoint()),
         ("IDENTITY_HEADER", IDENTITY_SECRET.to_string()),
     ]);
-    let app = ManagedIdentityCredential::builder().environment(app_env.clone()).build().unwrap();
+    let app = ManagedIdentityCredential::builder()
+        .environment(app_env.clone())
+        .build()
+        .unwrap();
     let imds = ManagedIdentityCredential::builder()
-        .environment(Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.imds_host())]))
+        .environment(Environment::from_vars([(
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            emu.imds_host(),
+        )]))
         .build()
         .unwrap();
     shown.push(format!("{app:?} {imds:?} {app_env:?}"));
@@ -76,7 +82,9 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         let token = handle.token().await.unwrap();
         secrets.push(token.secret().to_string());
         let header = handle.header().await.unwrap();
-        shown.push(format!("{token:?} {token} {header:?} {handle:?} {provider:?}"));
+        shown.push(format!(
+            "{token:?} {token} {header:?} {handle:?} {provider:?}"
+        ));
         // Let a refresh or two happen in the background.
         assert!(support::eventually(5, || handle.try_header().is_some_and(|h| h != header)).await);
         let newer = handle.token().await.unwrap();
@@ -89,20 +97,45 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
 
     // Failure paths: a rotated secret refused, faults, bodies that carry a token.
     emu.set_identity_header("another-secret");
-    let err = app.get_token(&TokenRequest::new(Audience::key_vault())).await.unwrap_err();
+    let err = app
+        .get_token(&TokenRequest::new(Audience::key_vault()))
+        .await
+        .unwrap_err();
     shown.push(format!("{err} {err:?}"));
-    for fault in [Fault::Html, Fault::TruncatedJson, Fault::Oversized(200_000), Fault::CloseConnection] {
+    for fault in [
+        Fault::Html,
+        Fault::TruncatedJson,
+        Fault::Oversized(200_000),
+        Fault::CloseConnection,
+    ] {
         emu.push_fault(Endpoint::Imds, fault);
-        let err = imds.get_token(&TokenRequest::new(Audience::storage())).await;
+        let err = imds
+            .get_token(&TokenRequest::new(Audience::storage()))
+            .await;
         if let Err(err) = err {
             shown.push(format!("{err} {err:?}"));
         }
     }
-    let server = RawServer::start(Reply::json(200, json!({"access_token": BODY_TOKEN, "expires_in": "x"}))).await;
+    let server = RawServer::start(Reply::json(
+        200,
+        json!({"access_token": BODY_TOKEN, "expires_in": "x"}),
+    ))
+    .await;
     server.push(Reply::json(400, json!({"error": "invalid_request", "access_token": BODY_TOKEN, "refresh_token": BODY_TOKEN})));
-    server.push(Reply::body(200, "text/plain", format!("access_token={BODY_TOKEN}")));
-    server.push(Reply::body(200, "application/json", format!("{{\"access_token\":\"{BODY_TOKEN}\"")));
-    server.push(Reply::json(200, json!({"access_token": 12, "expires_in": BODY_TOKEN})));
+    server.push(Reply::body(
+        200,
+        "text/plain",
+        format!("access_token={BODY_TOKEN}"),
+    ));
+    server.push(Reply::body(
+        200,
+        "application/json",
+        format!("{{\"access_token\":\"{BODY_TOKEN}\""),
+    ));
+    server.push(Reply::json(
+        200,
+        json!({"access_token": 12, "expires_in": BODY_TOKEN}),
+    ));
     let raw = ManagedIdentityCredential::builder()
         .environment(Environment::from_vars([
             ("IDENTITY_ENDPOINT", server.url("/msi/token")),
@@ -113,28 +146,43 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
         .unwrap();
     let provider = TokenProvider::new(raw.clone());
     for _ in 0..5 {
-        let err = raw.get_token(&TokenRequest::new(Audience::microsoft_graph())).await.unwrap_err();
+        let err = raw
+            .get_token(&TokenRequest::new(Audience::microsoft_graph()))
+            .await
+            .unwrap_err();
         shown.push(format!("{err} {err:?}"));
     }
-    let err = provider.header(&Audience::microsoft_graph()).await.unwrap_err();
+    let err = provider
+        .header(&Audience::microsoft_graph())
+        .await
+        .unwrap_err();
     shown.push(format!("{err} {err:?} {provider:?}"));
-    let req = TokenRequest::new(Audience::microsoft_graph()).with_claims(format!("{{\"x\":\"{BODY_TOKEN}\"}}"));
+    let req = TokenRequest::new(Audience::microsoft_graph())
+        .with_claims(format!("{{\"x\":\"{BODY_TOKEN}\"}}"));
     shown.push(format!("{req:?}"));
     let t = AccessToken::new(BODY_TOKEN, std::time::SystemTime::now());
     shown.push(format!("{t:?} {t} {:?}", t.header_value()));
 
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    assert!(logs.contains("token cached"), "TRACE capture works: {} bytes", logs.len());
+    assert!(
+        logs.contains("token cached"),
+        "TRACE capture works: {} bytes",
+        logs.len()
+    );
     assert!(logs.len() > 1000);
     let shown = shown.join("\n");
     assert!(shown.contains("Refused") && shown.contains("redacted"));
     assert!(secrets.len() >= 8);
     for secret in &secrets {
         // Any 16-character piece of a token is enough to flag a leak.
-        let piece = &secret[secret.len().saturating_sub(40)..secret.len().saturating_sub(24).max(16)];
+        let piece =
+            &secret[secret.len().saturating_sub(40)..secret.len().saturating_sub(24).max(16)];
         for (what, text) in [("logs", &logs), ("Debug/Display/errors", &shown)] {
-            assert!(!text.contains(secret.as_str()), "a secret appears in {what}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret appears in {what}"
+            );
             assert!(!text.contains(piece), "part of a secret appears in {what}");
         }
     }

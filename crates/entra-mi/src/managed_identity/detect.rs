@@ -97,7 +97,10 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
         return Ok(Detected::AppService { endpoint });
     }
     if has(IDENTITY_ENDPOINT) && has(IMDS_ENDPOINT) {
-        return unsupported(SourceKind::AzureArc, "IDENTITY_ENDPOINT and IMDS_ENDPOINT are set");
+        return unsupported(
+            SourceKind::AzureArc,
+            "IDENTITY_ENDPOINT and IMDS_ENDPOINT are set",
+        );
     }
     if has(IDENTITY_ENDPOINT) {
         return Err(Error::configuration(
@@ -106,13 +109,19 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
         ));
     }
     if himds_present() {
-        return unsupported(SourceKind::AzureArc, "the Azure Connected Machine agent (himds) is installed");
+        return unsupported(
+            SourceKind::AzureArc,
+            "the Azure Connected Machine agent (himds) is installed",
+        );
     }
     if has(MSI_ENDPOINT) && has(MSI_SECRET) {
         return unsupported(SourceKind::AzureMl, "MSI_ENDPOINT and MSI_SECRET are set");
     }
     if has(MSI_ENDPOINT) {
-        return unsupported(SourceKind::CloudShell, "MSI_ENDPOINT is set without MSI_SECRET");
+        return unsupported(
+            SourceKind::CloudShell,
+            "MSI_ENDPOINT is set without MSI_SECRET",
+        );
     }
     let token_url = match env.get(AZURE_POD_IDENTITY_AUTHORITY_HOST) {
         Some(host) => {
@@ -136,7 +145,10 @@ fn endpoint_url(env: &Environment, name: &str) -> Result<url::Url, Error> {
     let value = env.get(name).unwrap_or_default();
     let url = parse_url(&value, name)?;
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::configuration(name, "expected a URL without query or fragment"));
+        return Err(Error::configuration(
+            name,
+            "expected a URL without query or fragment",
+        ));
     }
     Ok(url)
 }
@@ -152,7 +164,10 @@ fn parse_url(value: &str, name: &str) -> Result<url::Url, Error> {
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::configuration(name, "the URL must not carry credentials"));
+        return Err(Error::configuration(
+            name,
+            "the URL must not carry credentials",
+        ));
     }
     Ok(url)
 }

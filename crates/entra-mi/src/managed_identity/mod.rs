@@ -96,7 +96,12 @@ impl ManagedIdentityId {
             ManagedIdentityId::ObjectId(v) => ("object id", v),
             ManagedIdentityId::ResourceId(v) => ("resource id", v),
         };
-        let bad = |reason: &str| Err(Error::configuration(format!("managed identity {what}"), reason));
+        let bad = |reason: &str| {
+            Err(Error::configuration(
+                format!("managed identity {what}"),
+                reason,
+            ))
+        };
         if value.is_empty() {
             return bad("it is empty");
         }
@@ -107,7 +112,8 @@ impl ManagedIdentityId {
             ManagedIdentityId::ResourceId(v) => {
                 let lower = v.to_ascii_lowercase();
                 if !lower.starts_with("/subscriptions/")
-                    || !lower.contains("/providers/microsoft.managedidentity/userassignedidentities/")
+                    || !lower
+                        .contains("/providers/microsoft.managedidentity/userassignedidentities/")
                 {
                     return bad(
                         "expected /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
@@ -346,7 +352,9 @@ impl ManagedIdentityCredential {
     fn build_request(&self, resource: &str) -> Result<reqwest::RequestBuilder, Error> {
         let client = self.inner.http.inner();
         match &self.inner.endpoint {
-            Endpoint::Imds { token_url } => Ok(imds::request(client, token_url, resource, &self.inner.id)),
+            Endpoint::Imds { token_url } => {
+                Ok(imds::request(client, token_url, resource, &self.inner.id))
+            }
             Endpoint::AppService { endpoint } => {
                 // Read per request: the platform rotates it.
                 let secret = self.inner.env.get(detect::IDENTITY_HEADER).ok_or_else(|| {
@@ -428,9 +436,7 @@ impl ManagedIdentityCredential {
             let gone = error.status() == Some(410) && gone_since.is_some();
             let may_retry = if gone {
                 let since = gone_since.unwrap_or(now);
-                class
-                    .gone_min_retry()
-                    .is_some_and(|min| now - since < min)
+                class.gone_min_retry().is_some_and(|min| now - since < min)
                     || other_failures < inner.retry.max_retries
             } else {
                 other_failures += 1;
