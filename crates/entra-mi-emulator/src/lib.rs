@@ -106,6 +106,7 @@ pub struct EmulatorBuilder {
     roles: HashMap<(String, String), Vec<String>>,
     identity_header: Option<String>,
     cache_tokens: bool,
+    port: u16,
 }
 
 impl Default for EmulatorBuilder {
@@ -118,6 +119,7 @@ impl Default for EmulatorBuilder {
             roles: HashMap::new(),
             identity_header: None,
             cache_tokens: true,
+            port: 0,
         }
     }
 }
@@ -181,12 +183,19 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The loopback port to listen on (default 0: any free port). The emulator only ever
+    /// listens on 127.0.0.1.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving in a spawned task of the current Tokio runtime.
     ///
     /// The first start in a process generates the RSA signing key (on the blocking pool).
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         let key = SigningKey::shared().await?;
-        let listener = TcpListener::bind(("127.0.0.1", 0))
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
             .await
             .map_err(EmulatorError::Bind)?;
         let addr = listener.local_addr().map_err(EmulatorError::Bind)?;
