@@ -2,6 +2,8 @@
 //! can answer with anything (malformed bodies, hangs, dropped connections), plus JWT helpers.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod downstream;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -283,4 +285,17 @@ pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     cond()
+}
+
+/// A managed-identity credential (IMDS) pointed at the emulator, without retries.
+pub fn emulator_credential(emulator: &entra_mi_emulator::Emulator) -> entra_mi::ManagedIdentityCredential {
+    entra_mi::ManagedIdentityCredential::builder()
+        .environment(entra_mi::Environment::from_vars([(
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            emulator.imds_host(),
+        )]))
+        .retry(entra_mi::RetryOptions::default().max_retries(0))
+        .attempt_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
 }

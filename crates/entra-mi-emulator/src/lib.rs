@@ -57,6 +57,7 @@
 //! with the same keys). That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
+mod graph;
 mod keys;
 mod model;
 mod routes;
@@ -73,6 +74,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use graph::GraphRejection;
 pub use model::{Endpoint, Fault, Identity, ResponseShape};
 
 use crate::keys::SigningKey;

@@ -74,6 +74,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/{tenant}/.well-known/openid-configuration",
             any(openid_configuration),
         )
+        .merge(crate::graph::router())
         .with_state(shared)
 }
 

@@ -44,6 +44,7 @@ pub(crate) struct Shared {
     counters: [AtomicUsize; Endpoint::COUNT],
     faults: Mutex<[VecDeque<Fault>; Endpoint::COUNT]>,
     shapes: Mutex<[ResponseShape; Endpoint::COUNT]>,
+    pub(crate) graph: crate::graph::GraphState,
 }
 
 /// The inputs of [`Shared::new`].
@@ -105,6 +106,7 @@ impl Shared {
             counters: Default::default(),
             faults: Mutex::new(Default::default()),
             shapes: Mutex::new(Default::default()),
+            graph: Default::default(),
         }
     }
 

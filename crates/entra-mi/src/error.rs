@@ -82,6 +82,17 @@ pub enum Error {
         message: String,
     },
 
+    /// A route of a [`crate::TokenRouter`] is refused: not an `https://` URL (or `http://` to
+    /// a loopback host without the opt-in), user info, query or fragment in it, or a
+    /// duplicate.
+    #[error("invalid route {route}: {reason}")]
+    InvalidRoute {
+        /// The route (user info and query dropped).
+        route: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// The token fetch stopped unexpectedly (the task running it panicked or its runtime shut
     /// down).
     #[error("the token fetch for {audience} ended without a result")]

@@ -30,6 +30,7 @@ mod http;
 mod managed_identity;
 mod response;
 mod retry;
+mod routing;
 pub mod time;
 mod token;
 
@@ -43,5 +44,6 @@ pub use managed_identity::{
     SourceKind, detect_source,
 };
 pub use retry::RetryOptions;
+pub use routing::{BearerChallenge, BoundRoute, Route, TokenRouter, TokenRouterBuilder};
 pub use time::TimeSource;
 pub use token::AccessToken;

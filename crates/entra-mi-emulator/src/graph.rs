@@ -1,0 +1,309 @@
+//! A Microsoft Graph subset: `GET /v1.0/servicePrincipals`, listing the emulator's identities
+//! as the managed-identity service principals they are, behind Graph's bearer-token checks.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::any;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+
+use crate::Emulator;
+use crate::model::Identity;
+use crate::state::{Shared, lock};
+
+/// Graph's resource URI and application id: either may be a token's `aud`.
+const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+const CHALLENGE: &str = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000""#;
+
+/// How the emulated Graph turns down a request that carries a valid token (see
+/// [`Emulator::push_graph_rejection`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphRejection {
+    /// `401` with `WWW-Authenticate: Bearer …, error="invalid_token"`, as for a revoked token.
+    InvalidToken,
+    /// `401` with a Continuous Access Evaluation claims challenge:
+    /// `error="insufficient_claims", claims="<base64 of this JSON>"`.
+    ClaimsChallenge(String),
+}
+
+/// The Graph endpoint's own state: counters and queued rejections.
+#[derive(Default)]
+pub(crate) struct GraphState {
+    requests: AtomicUsize,
+    always: AtomicBool,
+    rejections: Mutex<VecDeque<GraphRejection>>,
+}
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new().route("/v1.0/servicePrincipals", any(service_principals))
+}
+
+impl Emulator {
+    /// The base of the emulated Microsoft Graph: `<base>/v1.0` (so
+    /// `<base>/v1.0/servicePrincipals` lists the identities).
+    ///
+    /// It checks bearer tokens like Graph: a missing or malformed token, a bad signature, an
+    /// `aud` other than `https://graph.microsoft.com` (or Graph's app id) or an `exp` in the
+    /// past get `401` with `WWW-Authenticate: Bearer …` (and `error="invalid_token"` when a
+    /// token was sent) and a Graph error body, code `InvalidAuthenticationToken`.
+    pub fn graph_url(&self) -> String {
+        format!("{}/v1.0", self.base_url())
+    }
+
+    /// How many requests reached the Graph endpoint, including rejected ones.
+    pub fn graph_requests(&self) -> usize {
+        self.inner.shared.graph.requests.load(Ordering::SeqCst)
+    }
+
+    /// Queues a rejection: the next request with a valid token is turned down this way.
+    pub fn push_graph_rejection(&self, rejection: GraphRejection) {
+        lock(&self.inner.shared.graph.rejections).push_back(rejection);
+    }
+
+    /// When on, every request is turned down with `invalid_token`, valid token or not.
+    pub fn reject_all_graph_tokens(&self, on: bool) {
+        self.inner.shared.graph.always.store(on, Ordering::SeqCst);
+    }
+}
+
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": "",
+                "request-id": crate::model::guid(),
+                "client-request-id": crate::model::guid(),
+            }
+        }
+    });
+    let mut resp = Response::new(body.to_string().into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn unauthorized(message: &str, challenge: String) -> Response {
+    let mut resp = graph_error(
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+        message,
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+fn invalid_token(message: &str) -> Response {
+    unauthorized(
+        message,
+        format!(r#"{CHALLENGE}, error="invalid_token", error_description="{message}""#),
+    )
+}
+
+/// Checks the bearer token like Graph; `Err` is the `401` to send.
+fn check_token(s: &Shared, req: &Request) -> Result<(), Response> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "Access token is empty.",
+            CHALLENGE.to_owned(),
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid_token("Invalid JWT token. The token is not in JWS format."))?;
+    let jwk = s.key.jwk();
+    let key = DecodingKey::from_rsa_components(
+        jwk["n"].as_str().unwrap_or_default(),
+        jwk["e"].as_str().unwrap_or_default(),
+    )
+    .map_err(|_| invalid_token("Access token validation failure."))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[GRAPH_RESOURCE, GRAPH_APP_ID]);
+    validation.set_issuer(&[s.issuer()]);
+    validation.leeway = 0;
+    match jsonwebtoken::decode::<Value>(token, &key, &validation) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(invalid_token(match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                "Lifetime validation failed, the token is expired."
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                "Access token validation failure. Invalid audience."
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                "Access token validation failure. Invalid issuer."
+            }
+            _ => "Access token validation failure.",
+        })),
+    }
+}
+
+async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let graph = &s.graph;
+    graph.requests.fetch_add(1, Ordering::SeqCst);
+    if let Err(resp) = check_token(&s, &req) {
+        return resp;
+    }
+    if graph.always.load(Ordering::SeqCst) {
+        return invalid_token("The token has been revoked.");
+    }
+    let queued = lock(&graph.rejections).pop_front();
+    match queued {
+        Some(GraphRejection::InvalidToken) => {
+            return invalid_token("The token has been revoked.");
+        }
+        Some(GraphRejection::ClaimsChallenge(claims)) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(claims);
+            return unauthorized(
+                "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
+                format!(r#"{CHALLENGE}, error="insufficient_claims", claims="{encoded}""#),
+            );
+        }
+        None => {}
+    }
+    if req.method() != axum::http::Method::GET {
+        return graph_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            "Only GET is supported by this emulator.",
+        );
+    }
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let top = match param("$top").map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) if (1..=999).contains(&n) => n,
+        Some(_) => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_BadRequest",
+                "Invalid page size specified: '$top'. Must be between 1 and 999 inclusive.",
+            );
+        }
+    };
+    let skip = match param("$skiptoken").map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Directory_InvalidSkipToken",
+                "The specified page token value has expired or is invalid.",
+            );
+        }
+    };
+    let filter = match param("$filter").map(parse_filter) {
+        None => None,
+        Some(Some(f)) => Some(f),
+        Some(None) => {
+            return graph_error(
+                StatusCode::BAD_REQUEST,
+                "Request_UnsupportedQuery",
+                "Unsupported query: only appId eq '…' and displayName eq '…' are emulated.",
+            );
+        }
+    };
+    let matching: Vec<&Identity> = s
+        .all_identities()
+        .filter(|i| match &filter {
+            None => true,
+            Some((Field::AppId, v)) => i.client_id.eq_ignore_ascii_case(v),
+            Some((Field::DisplayName, v)) => &i.display_name == v,
+        })
+        .collect();
+    let system_oid = s.system.as_ref().map(|i| i.object_id.as_str());
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|i| service_principal(i, Some(i.object_id.as_str()) == system_oid))
+        .collect();
+    let mut body = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals",
+        "value": page,
+    });
+    if skip + top < matching.len() {
+        let mut next = format!(
+            "{}/v1.0/servicePrincipals?$top={top}&$skiptoken={}",
+            s.base_url,
+            skip + top
+        );
+        if let Some(f) = param("$filter") {
+            next.push_str("&$filter=");
+            next.extend(form_urlencoded::byte_serialize(f.as_bytes()));
+        }
+        body["@odata.nextLink"] = Value::String(next);
+    }
+    let mut resp = Response::new(body.to_string().into());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;odata.metadata=minimal"),
+    );
+    resp
+}
+
+enum Field {
+    AppId,
+    DisplayName,
+}
+
+/// `appId eq '…'` or `displayName eq '…'` (quotes doubled inside, as OData escapes them).
+fn parse_filter(f: &str) -> Option<(Field, String)> {
+    let (field, rest) = f.trim().split_once(' ')?;
+    let field = if field.eq_ignore_ascii_case("appId") {
+        Field::AppId
+    } else if field.eq_ignore_ascii_case("displayName") {
+        Field::DisplayName
+    } else {
+        return None;
+    };
+    let value = rest.trim_start().strip_prefix("eq ")?.trim();
+    let inner = value.strip_prefix('\'')?.strip_suffix('\'')?;
+    Some((field, inner.replace("''", "'")))
+}
+
+fn service_principal(i: &Identity, system: bool) -> Value {
+    json!({
+        "id": i.object_id,
+        "appId": i.client_id,
+        "displayName": i.display_name,
+        "servicePrincipalType": "ManagedIdentity",
+        "accountEnabled": true,
+        "alternativeNames": [
+            if system { "isExplicit=False" } else { "isExplicit=True" },
+            i.resource_id,
+        ],
+        "servicePrincipalNames": [i.client_id, format!("https://identity.azure.net/{}", i.object_id)],
+        "appRoles": [],
+        "tags": [],
+    })
+}

@@ -1,0 +1,194 @@
+//! The response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use entra_mi::{BearerChallenge, BoundRoute};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::BoxError;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a routed request was sent with, kept to act on a `401`.
+pub(crate) struct Sent<S, B> {
+    pub(crate) route: BoundRoute,
+    pub(crate) header: HeaderValue,
+    /// A service clone (not yet polled ready) and a copy of the request, when it can be
+    /// replayed.
+    pub(crate) replay: Option<(S, Request<B>)>,
+}
+
+pin_project! {
+    /// The response future of [`crate::BearerAuth`].
+    ///
+    /// With a cached token it is the inner service's future plus a check of the status; it
+    /// only waits for a token on a cold cache, and after a `401` it may send the request once
+    /// more.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B>,
+        sent: Option<Sent<S, B>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        Called {
+            #[pin]
+            fut: S::Future,
+        },
+        WaitToken {
+            token: BoxFuture<Result<HeaderValue, entra_mi::Error>>,
+            // The instance that was polled ready, and the request.
+            call: Option<(S, Request<B>)>,
+        },
+        Recover {
+            next: BoxFuture<Result<Option<HeaderValue>, entra_mi::Error>>,
+            first: Option<S::Response>,
+            again: Option<(S, Request<B>)>,
+        },
+        RetryReady {
+            again: Option<(S, Request<B>)>,
+        },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn passthrough(fut: S::Future) -> Self {
+        Self {
+            state: State::Called { fut },
+            sent: None,
+        }
+    }
+
+    pub(crate) fn sent(fut: S::Future, sent: Sent<S, B>) -> Self {
+        Self {
+            state: State::Called { fut },
+            sent: Some(sent),
+        }
+    }
+
+    pub(crate) fn wait_token(
+        ready: S,
+        request: Request<B>,
+        route: BoundRoute,
+        replay: Option<(S, Request<B>)>,
+    ) -> Self {
+        let handle = route.handle().clone();
+        let token: BoxFuture<_> = Box::pin(async move { handle.header().await });
+        Self {
+            state: State::WaitToken {
+                token,
+                call: Some((ready, request)),
+            },
+            sent: Some(Sent {
+                route,
+                // Replaced by the real header once it arrives.
+                header: HeaderValue::from_static(""),
+                replay,
+            }),
+        }
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { fut } => {
+                    let response = ready!(fut.poll(cx)).map_err(Into::into)?;
+                    if response.status() != StatusCode::UNAUTHORIZED {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let Some(sent) = this.sent.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    let Some(challenge) = BearerChallenge::from_headers(response.headers()) else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    let Some(again) = sent.replay else {
+                        sent.route.handle().invalidate_header_if_current(&sent.header);
+                        return Poll::Ready(Ok(response));
+                    };
+                    let route = sent.route;
+                    let header = sent.header;
+                    let next: BoxFuture<_> =
+                        Box::pin(async move { route.recover(&header, &challenge).await });
+                    this.state.set(State::Recover {
+                        next,
+                        first: Some(response),
+                        again: Some(again),
+                    });
+                }
+                StateProj::WaitToken { token, call } => {
+                    let header = ready!(token.as_mut().poll(cx))?;
+                    let (mut ready_svc, mut request) = call.take().expect("polled after completion");
+                    request.headers_mut().insert(AUTHORIZATION, header.clone());
+                    if let Some(sent) = this.sent.as_mut() {
+                        sent.header = header;
+                    }
+                    let fut = ready_svc.call(request);
+                    this.state.set(State::Called { fut });
+                }
+                StateProj::Recover { next, first, again } => {
+                    let outcome = ready!(next.as_mut().poll(cx));
+                    let first = first.take().expect("polled after completion");
+                    match outcome {
+                        Ok(Some(header)) => {
+                            let (svc, mut request) = again.take().expect("polled after completion");
+                            request.headers_mut().insert(AUTHORIZATION, header);
+                            this.state.set(State::RetryReady {
+                                again: Some((svc, request)),
+                            });
+                        }
+                        Ok(None) => return Poll::Ready(Ok(first)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no new token after a 401; returning the 401");
+                            return Poll::Ready(Ok(first));
+                        }
+                    }
+                }
+                StateProj::RetryReady { again } => {
+                    let (svc, _) = again.as_mut().expect("polled after completion");
+                    ready!(svc.poll_ready(cx)).map_err(Into::into)?;
+                    let (mut svc, request) = again.take().expect("polled after completion");
+                    let fut = svc.call(request);
+                    // `sent` is gone: the retry's answer is final.
+                    this.state.set(State::Called { fut });
+                }
+            }
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

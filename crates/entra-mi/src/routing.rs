@@ -1,0 +1,843 @@
+//! Which requests get which token: the routing table both middlewares share, and what to do
+//! with a `401` challenge.
+//!
+//! A [`TokenRouter`] maps a request URL to the [`TokenHandle`] of one audience. A route
+//! compares scheme, host and port **exactly** (never as string prefixes, so
+//! `graph.microsoft.com.evil.example` is not Graph), and an optional path prefix on whole
+//! segments (`/api` matches `/api` and `/api/x`, not `/apix`); the most specific route wins.
+//! Everything else passes through untouched: a token for one API never reaches another host.
+//!
+//! ```
+//! use entra_mi::{AccessToken, Audience, Route, TokenRouter, TokenProvider};
+//! # #[derive(Debug)] struct Fixed;
+//! # #[async_trait::async_trait]
+//! # impl entra_mi::TokenCredential for Fixed {
+//! #     async fn get_token(&self, _: &entra_mi::TokenRequest) -> entra_mi::Result<AccessToken> { unimplemented!() }
+//! #     fn name(&self) -> &str { "fixed" }
+//! # }
+//! # let provider = TokenProvider::new(Fixed);
+//! let router = TokenRouter::builder(&provider)
+//!     .route(Route::microsoft_graph())
+//!     .route(Route::api("11111111-2222-3333-4444-555555555555", "https://orders.example.com/api")?)
+//!     .build()?;
+//!
+//! let hit = |url: &str| router.match_url(&url.parse().unwrap()).map(|r| r.audience().to_string());
+//! assert_eq!(hit("https://graph.microsoft.com/v1.0/me").as_deref(), Some("https://graph.microsoft.com"));
+//! assert_eq!(
+//!     hit("https://orders.example.com/api/orders/7").as_deref(),
+//!     Some("api://11111111-2222-3333-4444-555555555555"),
+//! );
+//! assert_eq!(hit("https://orders.example.com/apix"), None);
+//! assert_eq!(hit("https://graph.microsoft.com.evil.example/v1.0/me"), None);
+//! assert_eq!(hit("http://graph.microsoft.com/v1.0/me"), None);
+//! # Ok::<(), entra_mi::Error>(())
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::audience::Audience;
+use crate::cache::{TokenHandle, TokenProvider};
+use crate::error::Error;
+
+/// One API: where it is served (scheme, host, port and an optional path prefix) and the
+/// audience its tokens are for.
+///
+/// ```
+/// use entra_mi::{Audience, Route};
+/// let orders = Route::new("https://orders.example.com/api/", Audience::new("api://orders")?)?;
+/// assert_eq!(orders.to_string(), "https://orders.example.com:443/api -> api://orders");
+/// # Ok::<(), entra_mi::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Route {
+    https: bool,
+    /// Lowercase host as the URL parser serialises it (IPv6 in brackets).
+    host: Box<str>,
+    port: u16,
+    /// The path prefix without its trailing slash; empty for the whole origin.
+    prefix: Box<str>,
+    audience: Audience,
+}
+
+impl Route {
+    /// Requests under `base_url` get tokens for `audience`.
+    ///
+    /// `base_url` is an absolute `https://` (or, see
+    /// [`TokenRouterBuilder::allow_http_loopback`], `http://`) URL without user info, query or
+    /// fragment. Its path, if any, is a prefix matched on whole segments; a trailing `/` makes
+    /// no difference.
+    pub fn new(base_url: &str, audience: Audience) -> Result<Route, Error> {
+        let refuse = |reason: &'static str| Error::InvalidRoute {
+            route: redacted(base_url),
+            reason,
+        };
+        let url = url::Url::parse(base_url).map_err(|_| refuse("it is not an absolute URL"))?;
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(refuse("the scheme must be https (or http for loopback)")),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("user info in a route URL is not allowed"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(refuse("a route URL has no query or fragment"));
+        }
+        let host = match url.host_str() {
+            Some(h) if !h.is_empty() => h,
+            _ => return Err(refuse("it names no host")),
+        };
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| refuse("it has no port"))?;
+        let path = url.path();
+        let prefix = path.strip_suffix('/').unwrap_or(path);
+        Ok(Route {
+            https,
+            host: host.into(),
+            port,
+            prefix: prefix.into(),
+            audience,
+        })
+    }
+
+    /// Microsoft Graph: `https://graph.microsoft.com`, audience `https://graph.microsoft.com`.
+    pub fn microsoft_graph() -> Route {
+        Self::known("graph.microsoft.com", Audience::microsoft_graph())
+    }
+
+    /// Azure Resource Manager: `https://management.azure.com`, audience
+    /// `https://management.azure.com/`.
+    pub fn azure_resource_manager() -> Route {
+        Self::known("management.azure.com", Audience::azure_resource_manager())
+    }
+
+    /// One Key Vault (`https://<name>.vault.azure.net`), audience `https://vault.azure.net`.
+    pub fn key_vault(vault_url: &str) -> Result<Route, Error> {
+        Self::new(vault_url, Audience::key_vault())
+    }
+
+    /// One storage account endpoint (`https://<account>.blob.core.windows.net`, `.queue.`,
+    /// `.dfs.`, …), audience `https://storage.azure.com/`.
+    pub fn storage(account_url: &str) -> Result<Route, Error> {
+        Self::new(account_url, Audience::storage())
+    }
+
+    /// Your own API, registered in Entra with application (client) id `client_id` and served
+    /// at `base_url`: audience `api://<client_id>`.
+    pub fn api(client_id: &str, base_url: &str) -> Result<Route, Error> {
+        Self::new(base_url, Audience::new(&format!("api://{client_id}"))?)
+    }
+
+    fn known(host: &'static str, audience: Audience) -> Route {
+        Route {
+            https: true,
+            host: host.into(),
+            port: 443,
+            prefix: "".into(),
+            audience,
+        }
+    }
+
+    /// The audience of the tokens this route attaches.
+    pub fn audience(&self) -> &Audience {
+        &self.audience
+    }
+
+    /// True for an `https://` route.
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// The host (lowercase; IPv6 addresses in brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port (the scheme's default when the URL named none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path prefix, without a trailing slash; empty when the route covers the origin.
+    pub fn path_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
+    fn is_loopback(&self) -> bool {
+        let host = &*self.host;
+        if host.eq_ignore_ascii_case("localhost") {
+            return true;
+        }
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        bare.parse::<IpAddr>().is_ok_and(|ip| match ip {
+            IpAddr::V4(v4) => v4.is_loopback(),
+            IpAddr::V6(v6) => {
+                v6 == Ipv6Addr::LOCALHOST || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        })
+    }
+
+    #[inline]
+    fn matches(&self, https: bool, host: &str, port: u16, path: &str) -> bool {
+        self.https == https
+            && self.port == port
+            && self.host.eq_ignore_ascii_case(host)
+            && prefix_matches(&self.prefix, path)
+    }
+}
+
+/// `prefix` (no trailing slash) covers `path` on whole segments, and the path holds no dot
+/// segments that a server could resolve out of the prefix.
+#[inline]
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix.is_empty() {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return false;
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return false;
+    }
+    !path.split('/').any(is_dot_segment)
+}
+
+fn is_dot_segment(seg: &str) -> bool {
+    let s = seg.as_bytes();
+    let dot = |b: &[u8]| b == b"." || b.eq_ignore_ascii_case(b"%2e");
+    match s.len() {
+        1 | 3 => dot(s),
+        2 => s == b"..",
+        4 => (dot(&s[..1]) && dot(&s[1..])) || (dot(&s[..3]) && dot(&s[3..])),
+        6 => dot(&s[..3]) && dot(&s[3..]),
+        _ => false,
+    }
+}
+
+/// A URL for messages: user info and query dropped.
+fn redacted(input: &str) -> String {
+    match url::Url::parse(input) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => input
+            .split(['?', '#', '@'])
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}://{}:{}{} -> {}",
+            self.scheme(),
+            self.host,
+            self.port,
+            self.prefix,
+            self.audience
+        )
+    }
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Route({self})")
+    }
+}
+
+/// Builds a [`TokenRouter`]; see [`TokenRouter::builder`].
+///
+/// Defaults: no routes; `http://` routes refused.
+pub struct TokenRouterBuilder {
+    provider: TokenProvider,
+    routes: Vec<Route>,
+    allow_http_loopback: bool,
+}
+
+impl TokenRouterBuilder {
+    /// Adds a route.
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Adds several routes.
+    pub fn routes(mut self, routes: impl IntoIterator<Item = Route>) -> Self {
+        self.routes.extend(routes);
+        self
+    }
+
+    /// Accepts `http://` routes to loopback hosts (`127.0.0.0/8`, `[::1]`, `localhost`), for
+    /// local development and tests. Default `false`. `http://` routes to any other host are
+    /// refused even then: a bearer token is a password for as long as it lives.
+    pub fn allow_http_loopback(mut self, allow: bool) -> Self {
+        self.allow_http_loopback = allow;
+        self
+    }
+
+    /// The router, with one [`TokenHandle`] resolved per route. Fails on an `http://` route
+    /// that is not allowed and on two routes for the same scheme, host, port and prefix.
+    pub fn build(self) -> Result<TokenRouter, Error> {
+        let mut bound: Vec<BoundRoute> = Vec::with_capacity(self.routes.len());
+        for route in self.routes {
+            if !route.https {
+                let reason = if !route.is_loopback() {
+                    Some("http:// routes are only allowed to loopback hosts")
+                } else if !self.allow_http_loopback {
+                    Some("http:// routes need allow_http_loopback(true)")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(Error::InvalidRoute {
+                        route: route.to_string(),
+                        reason,
+                    });
+                }
+            }
+            if bound.iter().any(|b| {
+                let r = &b.inner.route;
+                r.https == route.https
+                    && r.host == route.host
+                    && r.port == route.port
+                    && r.prefix == route.prefix
+            }) {
+                return Err(Error::InvalidRoute {
+                    route: route.to_string(),
+                    reason: "another route covers the same scheme, host, port and path",
+                });
+            }
+            let handle = self.provider.handle(&route.audience);
+            bound.push(BoundRoute {
+                inner: Arc::new(BoundInner { route, handle }),
+            });
+        }
+        // Most specific first: the first match is the longest prefix on that origin.
+        bound.sort_by(|a, b| b.inner.route.prefix.len().cmp(&a.inner.route.prefix.len()));
+        Ok(TokenRouter {
+            routes: bound.into(),
+        })
+    }
+}
+
+impl fmt::Debug for TokenRouterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRouterBuilder")
+            .field("routes", &self.routes)
+            .field("allow_http_loopback", &self.allow_http_loopback)
+            .finish()
+    }
+}
+
+/// The routing table: request URL → the [`TokenHandle`] of the route's audience.
+///
+/// Built once (see [`TokenRouter::builder`]); cheap to clone. Matching does not allocate: it
+/// compares the URL's scheme, host, port and path with each route, most specific first.
+/// A URL with user info (`https://user@graph.microsoft.com/`) never matches.
+#[derive(Clone)]
+pub struct TokenRouter {
+    routes: Arc<[BoundRoute]>,
+}
+
+impl TokenRouter {
+    /// A builder whose routes get their tokens from `provider`.
+    pub fn builder(provider: &TokenProvider) -> TokenRouterBuilder {
+        TokenRouterBuilder {
+            provider: provider.clone(),
+            routes: Vec::new(),
+            allow_http_loopback: false,
+        }
+    }
+
+    /// The route for a parsed URL (what `reqwest` requests carry), if any.
+    #[inline]
+    pub fn match_url(&self, url: &url::Url) -> Option<&BoundRoute> {
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let host = url.host_str()?;
+        let port = url.port_or_known_default()?;
+        self.find(https, host, port, url.path())
+    }
+
+    /// The route for a request URI (what `http::Request`s carry), if any. Only absolute URIs
+    /// (`https://host/path`) can match; origin-form URIs (`/path`) never do.
+    #[inline]
+    pub fn match_uri(&self, uri: &http::Uri) -> Option<&BoundRoute> {
+        let scheme = uri.scheme_str()?;
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return None;
+        };
+        let authority = uri.authority()?;
+        if authority.as_str().contains('@') {
+            return None;
+        }
+        let port = authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        self.find(https, authority.host(), port, uri.path())
+    }
+
+    #[inline]
+    fn find(&self, https: bool, host: &str, port: u16, path: &str) -> Option<&BoundRoute> {
+        self.routes
+            .iter()
+            .find(|b| b.inner.route.matches(https, host, port, path))
+    }
+
+    /// The routes, most specific first.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|b| &b.inner.route)
+    }
+}
+
+impl fmt::Debug for TokenRouter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.routes()).finish()
+    }
+}
+
+/// A route with its token handle, as matched by a [`TokenRouter`]. Cheap to clone.
+#[derive(Clone)]
+pub struct BoundRoute {
+    inner: Arc<BoundInner>,
+}
+
+struct BoundInner {
+    route: Route,
+    handle: TokenHandle,
+}
+
+impl BoundRoute {
+    /// The route.
+    pub fn route(&self) -> &Route {
+        &self.inner.route
+    }
+
+    /// The audience of the route.
+    pub fn audience(&self) -> &Audience {
+        &self.inner.route.audience
+    }
+
+    /// The token handle of the route's audience.
+    pub fn handle(&self) -> &TokenHandle {
+        &self.inner.handle
+    }
+
+    /// True when `other` is the same route of the same router.
+    pub fn same_route(&self, other: &BoundRoute) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// After the API answered `401` with `challenge` to a request sent with `sent`: drops the
+    /// token if it is still the cached one (so concurrent `401`s for one token cause one
+    /// refetch), gets the next one — with the challenge's claims when it asked for claims —
+    /// and returns its header when it differs from `sent`. `None` means a retry cannot help:
+    /// the source handed back the rejected token (managed-identity endpoints cache tokens and
+    /// have no "force new").
+    pub async fn recover(
+        &self,
+        sent: &HeaderValue,
+        challenge: &BearerChallenge,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let handle = self.handle();
+        let dropped = handle.invalidate_header_if_current(sent);
+        let next = match challenge {
+            BearerChallenge::InsufficientClaims { claims } if dropped => {
+                tracing::debug!(audience = %self.audience(), "claims challenge; fetching a token with the requested claims");
+                Box::pin(handle.fetch_with_claims(claims))
+                    .await?
+                    .header_value()
+            }
+            _ => Box::pin(handle.header()).await?,
+        };
+        if next.as_bytes() == sent.as_bytes() {
+            tracing::debug!(audience = %self.audience(), "the token source returned the rejected token again; not retrying");
+            return Ok(None);
+        }
+        Ok(Some(next))
+    }
+}
+
+impl fmt::Debug for BoundRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner.route, f)
+    }
+}
+
+/// What a `401` response's `WWW-Authenticate` Bearer challenge asks the client to do, when
+/// it is something a new token can fix.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BearerChallenge {
+    /// `error="invalid_token"`: the token expired, was revoked or is otherwise not accepted.
+    InvalidToken,
+    /// `error="insufficient_claims"` with a `claims` parameter (a Continuous Access Evaluation
+    /// or conditional-access claims challenge): get a token carrying these claims.
+    InsufficientClaims {
+        /// The decoded claims request (JSON).
+        claims: String,
+    },
+}
+
+impl fmt::Debug for BearerChallenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BearerChallenge::InvalidToken => f.write_str("InvalidToken"),
+            BearerChallenge::InsufficientClaims { claims } => f
+                .debug_struct("InsufficientClaims")
+                .field("claims", claims)
+                .finish(),
+        }
+    }
+}
+
+impl BearerChallenge {
+    /// Reads every `WWW-Authenticate` header of a response and returns the Bearer challenge a
+    /// new token can answer, if any. A claims challenge wins over `invalid_token`.
+    ///
+    /// The parser follows RFC 9110's grammar: several challenges in one header (`Basic
+    /// realm="x", Bearer error="invalid_token"`), several headers, case-insensitive scheme and
+    /// parameter names, quoted strings with escapes, and `claims` in base64 or base64url,
+    /// padded or not. Anything it cannot read is ignored.
+    ///
+    /// ```
+    /// use entra_mi::BearerChallenge;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.append("www-authenticate", r#"Basic realm="x", Bearer realm="", error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ==""#.parse().unwrap());
+    /// assert_eq!(
+    ///     BearerChallenge::from_headers(&headers),
+    ///     Some(BearerChallenge::InsufficientClaims { claims: r#"{"access_token":{}}"#.into() })
+    /// );
+    /// ```
+    pub fn from_headers(headers: &HeaderMap) -> Option<BearerChallenge> {
+        let mut found = None;
+        for value in headers.get_all(http::header::WWW_AUTHENTICATE) {
+            for_each_bearer_challenge(value.as_bytes(), &mut |error, claims| {
+                let this = match error {
+                    Some(e) if e.eq_ignore_ascii_case(b"insufficient_claims") => claims
+                        .and_then(decode_claims)
+                        .map(|claims| BearerChallenge::InsufficientClaims { claims }),
+                    Some(e) if e.eq_ignore_ascii_case(b"invalid_token") => {
+                        Some(BearerChallenge::InvalidToken)
+                    }
+                    _ => None,
+                };
+                match (&found, this) {
+                    (_, None) | (Some(BearerChallenge::InsufficientClaims { .. }), _) => {}
+                    (_, Some(c)) => found = Some(c),
+                }
+            });
+        }
+        found
+    }
+}
+
+/// Calls `f(error, claims)` for each Bearer challenge in one header value.
+fn for_each_bearer_challenge(input: &[u8], f: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>)) {
+    let mut lex = Lexer { s: input, i: 0 };
+    // The challenge being read: (is bearer, error, claims).
+    let mut current: Option<(bool, Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+    let mut flush = |c: Option<(bool, Option<Vec<u8>>, Option<Vec<u8>>)>| {
+        if let Some((true, error, claims)) = c {
+            f(error.as_deref(), claims.as_deref());
+        }
+    };
+    loop {
+        lex.skip(|b| b == b' ' || b == b'\t' || b == b',');
+        if lex.done() {
+            break;
+        }
+        let Some(name) = lex.token() else {
+            // Unreadable: stop here rather than guess.
+            break;
+        };
+        lex.skip_ws();
+        if lex.peek() == Some(b'=') && current.is_some() {
+            // `name = value`: a parameter of the current challenge.
+            lex.i += 1;
+            lex.skip_ws();
+            let value = if lex.peek() == Some(b'"') {
+                lex.quoted()
+            } else {
+                lex.token().map(<[u8]>::to_vec)
+            };
+            let Some(value) = value else { break };
+            if let Some((_, error, claims)) = current.as_mut() {
+                if name.eq_ignore_ascii_case(b"error") {
+                    *error = Some(value);
+                } else if name.eq_ignore_ascii_case(b"claims") {
+                    *claims = Some(value);
+                }
+            }
+        } else {
+            // A new challenge: `scheme`, maybe followed by a token68 or the first parameter.
+            flush(current.take());
+            current = Some((name.eq_ignore_ascii_case(b"bearer"), None, None));
+            // `scheme token68` (`Negotiate YII…==`): skip the token68; otherwise rewind to read
+            // the first parameter.
+            let save = lex.i;
+            lex.skip(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+            let run = lex.i > save;
+            lex.skip(|b| b == b'=');
+            lex.skip_ws();
+            if !(run && (lex.done() || lex.peek() == Some(b','))) {
+                lex.i = save;
+            }
+        }
+    }
+    flush(current);
+}
+
+struct Lexer<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+impl<'a> Lexer<'a> {
+    fn done(&self) -> bool {
+        self.i >= self.s.len()
+    }
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn skip(&mut self, mut pred: impl FnMut(u8) -> bool) {
+        while self.peek().is_some_and(&mut pred) {
+            self.i += 1;
+        }
+    }
+    fn skip_ws(&mut self) {
+        self.skip(|b| b == b' ' || b == b'\t');
+    }
+    fn token(&mut self) -> Option<&'a [u8]> {
+        let start = self.i;
+        self.skip(is_tchar);
+        (self.i > start).then(|| &self.s[start..self.i])
+    }
+    /// A quoted string with `\` escapes; `None` when unterminated.
+    fn quoted(&mut self) -> Option<Vec<u8>> {
+        self.i += 1;
+        let mut out = Vec::new();
+        while let Some(b) = self.peek() {
+            self.i += 1;
+            match b {
+                b'"' => return Some(out),
+                b'\\' => {
+                    out.push(self.peek()?);
+                    self.i += 1;
+                }
+                _ => out.push(b),
+            }
+        }
+        None
+    }
+}
+
+/// Decodes a `claims` parameter: base64 or base64url, padded or not, holding a JSON object.
+fn decode_claims(raw: &[u8]) -> Option<String> {
+    let bytes = decode_base64_any(raw)?;
+    let text = String::from_utf8(bytes).ok()?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(_)) => Some(text),
+        _ => None,
+    }
+}
+
+/// Base64 in either alphabet (`+/` or `-_`), with or without `=` padding.
+fn decode_base64_any(input: &[u8]) -> Option<Vec<u8>> {
+    let trimmed = input.trim_ascii();
+    let data = {
+        let mut end = trimmed.len();
+        while end > 0 && trimmed[end - 1] == b'=' {
+            end -= 1;
+        }
+        if trimmed.len() - end > 2 {
+            return None;
+        }
+        &trimmed[..end]
+    };
+    if data.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in data {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(values: &[&str]) -> Option<BearerChallenge> {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(http::header::WWW_AUTHENTICATE, v.parse().unwrap());
+        }
+        BearerChallenge::from_headers(&h)
+    }
+
+    const CLAIMS: &str = r#"{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}"#;
+
+    fn b64(s: &str, url: bool, pad: bool) -> String {
+        const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in s.as_bytes().chunks(3) {
+            let n = chunk.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                let mut c = STD[((n >> (18 - 6 * i)) & 63) as usize] as char;
+                if url {
+                    c = match c {
+                        '+' => '-',
+                        '/' => '_',
+                        c => c,
+                    };
+                }
+                out.push(c);
+            }
+            if pad {
+                for _ in chunk.len()..3 {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn base64_both_alphabets_padded_or_not() {
+        for s in ["", "a", "ab", "abc", "abcd", CLAIMS, "\u{fb}\u{ff}?>"] {
+            for url in [false, true] {
+                for pad in [false, true] {
+                    let enc = b64(s, url, pad);
+                    assert_eq!(
+                        decode_base64_any(enc.as_bytes()).as_deref(),
+                        Some(s.as_bytes()),
+                        "{enc}"
+                    );
+                }
+            }
+        }
+        assert_eq!(decode_base64_any(b"a"), None);
+        assert_eq!(decode_base64_any(b"ab!c"), None);
+        assert_eq!(decode_base64_any(b"YQ==="), None);
+    }
+
+    #[test]
+    fn challenges_are_parsed_robustly() {
+        let enc = b64(CLAIMS, false, true);
+        let url = b64(CLAIMS, true, false);
+        let claims = Some(BearerChallenge::InsufficientClaims {
+            claims: CLAIMS.into(),
+        });
+        assert_eq!(challenge(&[r#"Bearer error="invalid_token""#]), Some(BearerChallenge::InvalidToken));
+        assert_eq!(challenge(&["bearer ERROR=invalid_token"]), Some(BearerChallenge::InvalidToken));
+        assert_eq!(
+            challenge(&[r#"Bearer realm="a, \"quoted\" error=insufficient_claims", error = "invalid_token""#]),
+            Some(BearerChallenge::InvalidToken)
+        );
+        assert_eq!(
+            challenge(&[&format!(
+                r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="{enc}""#
+            )]),
+            claims
+        );
+        assert_eq!(challenge(&[&format!("Bearer error=insufficient_claims, claims={url}")]), claims);
+        // Several schemes in one header, and a token68 scheme before ours.
+        assert_eq!(
+            challenge(&[&format!(
+                r#"Negotiate YIIabc==, Basic realm="x, error=invalid_token", Bearer error="insufficient_claims", claims="{url}""#
+            )]),
+            claims
+        );
+        // Several headers: the claims challenge wins whatever the order.
+        assert_eq!(
+            challenge(&[r#"Bearer error="invalid_token""#, &format!(r#"Bearer error="insufficient_claims", claims="{enc}""#)]),
+            claims
+        );
+        assert_eq!(
+            challenge(&[&format!(r#"Bearer error="insufficient_claims", claims="{enc}""#), r#"Bearer error="invalid_token""#]),
+            claims
+        );
+        // Not ours to act on.
+        assert_eq!(challenge(&[r#"Basic realm="x", error="invalid_token""#]), None);
+        assert_eq!(challenge(&[r#"Bearer realm="", error="insufficient_scope""#]), None);
+        assert_eq!(challenge(&[r#"Bearer realm="""#]), None);
+        assert_eq!(challenge(&[r#"Bearer error="insufficient_claims""#]), None);
+        assert_eq!(challenge(&[r#"Bearer error="insufficient_claims", claims="not base64!""#]), None);
+        assert_eq!(
+            challenge(&[&format!(r#"Bearer error="insufficient_claims", claims="{}""#, b64("[1]", false, true))]),
+            None
+        );
+        assert_eq!(challenge(&[r#"Bearer error="invalid_token"#]), None);
+        assert_eq!(challenge(&[""]), None);
+        assert_eq!(challenge(&[]), None);
+    }
+
+    #[test]
+    fn dot_segments_never_match_a_prefix() {
+        for seg in [".", "..", "%2e", "%2E", "%2e%2e", ".%2e", "%2e."] {
+            assert!(is_dot_segment(seg), "{seg}");
+        }
+        for seg in ["", "a", "...", ".a", "%2f", "v1.0"] {
+            assert!(!is_dot_segment(seg), "{seg}");
+        }
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/"));
+        assert!(prefix_matches("/api", "/api/x"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(!prefix_matches("/api", "/ap"));
+        assert!(!prefix_matches("/api", "/api/../admin"));
+        assert!(!prefix_matches("/api", "/api/%2e%2E/admin"));
+        assert!(prefix_matches("", "/anything/../x"));
+    }
+}
