@@ -34,7 +34,10 @@ struct FixedToken;
 #[async_trait]
 impl TokenCredential for FixedToken {
     async fn get_token(&self, _: &TokenRequest) -> Result<AccessToken, Error> {
-        Ok(AccessToken::new(token(), SystemTime::now() + Duration::from_secs(86_400)))
+        Ok(AccessToken::new(
+            token(),
+            SystemTime::now() + Duration::from_secs(86_400),
+        ))
     }
     fn name(&self) -> &str {
         "fixed"
@@ -78,7 +81,10 @@ where
 }
 
 fn tower_noop(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let _enter = rt.enter();
     let provider = TokenProvider::new(FixedToken);
     let graph = Audience::microsoft_graph();
@@ -89,17 +95,25 @@ fn tower_noop(c: &mut Criterion) {
         .route(Route::microsoft_graph())
         .build()
         .unwrap();
-    let uri: Uri = "https://graph.microsoft.com/v1.0/servicePrincipals?$top=5".parse().unwrap();
+    let uri: Uri = "https://graph.microsoft.com/v1.0/servicePrincipals?$top=5"
+        .parse()
+        .unwrap();
     let mut bare = Noop;
     let mut ours = layer.layer(Noop);
-    let mut static_auth = AddAuthorizationLayer::bearer(&token()).as_sensitive(true).layer(Noop);
+    let mut static_auth = AddAuthorizationLayer::bearer(&token())
+        .as_sensitive(true)
+        .layer(Noop);
 
     let mut g = c.benchmark_group("tower_noop");
-    g.bench_function("bare_noop_service", |b| b.iter(|| call_once(&mut bare, black_box(&uri))));
+    g.bench_function("bare_noop_service", |b| {
+        b.iter(|| call_once(&mut bare, black_box(&uri)))
+    });
     g.bench_function("tower_http_add_authorization", |b| {
         b.iter(|| call_once(&mut static_auth, black_box(&uri)))
     });
-    g.bench_function("entra_mi_bearer_auth", |b| b.iter(|| call_once(&mut ours, black_box(&uri))));
+    g.bench_function("entra_mi_bearer_auth", |b| {
+        b.iter(|| call_once(&mut ours, black_box(&uri)))
+    });
     g.finish();
 }
 
@@ -129,18 +143,35 @@ fn reqwest_loopback(c: &mut Criterion) {
         .unwrap();
     let plain = reqwest::Client::new();
     let without = reqwest_middleware::ClientBuilder::new(plain.clone()).build();
-    let with = reqwest_middleware::ClientBuilder::new(plain.clone()).with(auth).build();
+    let with = reqwest_middleware::ClientBuilder::new(plain.clone())
+        .with(auth)
+        .build();
     let url = format!("{base}/orders/7");
 
     let mut g = c.benchmark_group("reqwest_loopback");
     g.bench_function("plain_reqwest", |b| {
-        b.iter(|| rt.block_on(async { plain.get(&url).send().await.unwrap().bytes().await.unwrap() }))
+        b.iter(|| {
+            rt.block_on(async { plain.get(&url).send().await.unwrap().bytes().await.unwrap() })
+        })
     });
     g.bench_function("middleware_client_without", |b| {
-        b.iter(|| rt.block_on(async { without.get(&url).send().await.unwrap().bytes().await.unwrap() }))
+        b.iter(|| {
+            rt.block_on(async {
+                without
+                    .get(&url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+            })
+        })
     });
     g.bench_function("middleware_client_with_bearer_auth", |b| {
-        b.iter(|| rt.block_on(async { with.get(&url).send().await.unwrap().bytes().await.unwrap() }))
+        b.iter(|| {
+            rt.block_on(async { with.get(&url).send().await.unwrap().bytes().await.unwrap() })
+        })
     });
     g.finish();
 }

@@ -48,7 +48,10 @@ async fn main() -> Result<(), BoxError> {
         .build()?;
     let provider = TokenProvider::new(credential);
     let layer = BearerAuthLayer::builder(&provider)
-        .route(Route::api(ORDERS_APP_ID, &format!("http://{orders}/orders"))?)
+        .route(Route::api(
+            ORDERS_APP_ID,
+            &format!("http://{orders}/orders"),
+        )?)
         .allow_http_loopback(true)
         .replay(CloneBody) // `Full<Bytes>` bodies can be sent again after a 401
         .build()?;
@@ -71,7 +74,10 @@ async fn main() -> Result<(), BoxError> {
             .await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        println!("GET /summary -> {status}: {}", String::from_utf8_lossy(&body));
+        println!(
+            "GET /summary -> {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     println!("token fetches: {}", provider.stats().fetches);
     emulator.shutdown().await;
@@ -128,7 +134,10 @@ async fn list_orders(
     let challenge = |error: &str| {
         (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, format!(r#"Bearer error="{error}""#))],
+            [(
+                header::WWW_AUTHENTICATE,
+                format!(r#"Bearer error="{error}""#),
+            )],
             "unauthorized".to_owned(),
         )
     };

@@ -34,10 +34,15 @@ async fn main() -> Result<(), BoxError> {
     // Graph tokens go to the (emulated) Graph base URL only. Plain http is allowed because
     // the emulator is on loopback; on Azure the route is `Route::microsoft_graph()`.
     let auth = BearerAuthMiddleware::builder(&provider)
-        .route(Route::new(&emulator.graph_url(), Audience::microsoft_graph())?)
+        .route(Route::new(
+            &emulator.graph_url(),
+            Audience::microsoft_graph(),
+        )?)
         .allow_http_loopback(true)
         .build()?;
-    let client = ClientBuilder::new(reqwest::Client::new()).with(auth).build();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
 
     println!("managed-identity service principals (2 per page):");
     let mut url = format!("{}/servicePrincipals?$top=2", emulator.graph_url());

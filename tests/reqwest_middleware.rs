@@ -33,7 +33,9 @@ fn client(provider: &TokenProvider, base: &str) -> ClientWithMiddleware {
         .allow_http_loopback(true)
         .build()
         .unwrap();
-    ClientBuilder::new(reqwest::Client::new()).with(auth).build()
+    ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build()
 }
 
 #[tokio::test]
@@ -54,7 +56,10 @@ async fn a_token_rejected_once_is_refetched_once_and_the_request_retried_once() 
     assert_eq!(api.seen().len(), 2, "the request and one retry");
     assert_eq!(api.distinct_tokens(), 2);
     let seen = api.seen();
-    assert_eq!(seen[1].body, seen[0].body, "the retry carries the same body");
+    assert_eq!(
+        seen[1].body, seen[0].body,
+        "the retry carries the same body"
+    );
     assert_eq!(&seen[1].body[..], b"{\"id\":7}");
 }
 
@@ -82,9 +87,20 @@ async fn a_streaming_body_gets_the_401_back_and_the_token_is_dropped() {
     let provider = TokenProvider::new(emulator_credential(&emu));
     let client = client(&provider, &api.url("/"));
     api.set_mode(Mode::RevokeNext);
-    let body = reqwest::Body::wrap(http_body_util::Full::new(bytes::Bytes::from_static(b"streamed")));
-    let resp = client.post(api.url("/upload")).body(body).send().await.unwrap();
-    assert_eq!(resp.status(), 401, "no retry for a body that cannot be cloned");
+    let body = reqwest::Body::wrap(http_body_util::Full::new(bytes::Bytes::from_static(
+        b"streamed",
+    )));
+    let resp = client
+        .post(api.url("/upload"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "no retry for a body that cannot be cloned"
+    );
     assert_eq!(api.seen().len(), 1);
     assert_eq!(emu.requests(Endpoint::Imds), 1);
     // The rejected token was dropped: the next request fetches a new one and succeeds.
@@ -103,7 +119,11 @@ async fn when_the_source_returns_the_rejected_token_again_there_is_no_retry() {
     api.set_mode(Mode::RevokeNext);
     let resp = client.get(api.url("/orders")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    assert_eq!(emu.requests(Endpoint::Imds), 2, "the token was dropped and fetched again");
+    assert_eq!(
+        emu.requests(Endpoint::Imds),
+        2,
+        "the token was dropped and fetched again"
+    );
     assert_eq!(api.seen().len(), 1, "the same token cannot help: no retry");
 }
 
@@ -113,7 +133,10 @@ async fn concurrent_401s_for_one_token_cause_one_refetch() {
     let api = Downstream::start(&emu, AUD).await;
     let provider = TokenProvider::new(emulator_credential(&emu));
     let client = client(&provider, &api.url("/"));
-    assert_eq!(client.get(api.url("/warm")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(api.url("/warm")).send().await.unwrap().status(),
+        200
+    );
     api.set_mode(Mode::RevokeNext);
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -125,7 +148,11 @@ async fn concurrent_401s_for_one_token_cause_one_refetch() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    assert_eq!(emu.requests(Endpoint::Imds), 2, "the warm-up fetch and one refetch");
+    assert_eq!(
+        emu.requests(Endpoint::Imds),
+        2,
+        "the warm-up fetch and one refetch"
+    );
     assert_eq!(api.distinct_tokens(), 2);
 }
 
@@ -191,12 +218,22 @@ async fn a_cross_host_redirect_does_not_carry_the_token_and_its_401_is_ignored()
         .allow_http_loopback(true)
         .build()
         .unwrap();
-    let redirecting = ClientBuilder::new(reqwest::Client::new()).with(auth).build();
+    let redirecting = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
     origin.push(Reply::body(302, "text/plain", "").with_header("Location", &other.url("/landing")));
     let resp = redirecting.get(origin.url("/start")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(origin.requests()[0].header("authorization").is_some_and(|a| a.starts_with("Bearer ")));
-    assert_eq!(other.requests()[0].header("authorization"), None, "reqwest strips it cross-origin");
+    assert!(
+        origin.requests()[0]
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer "))
+    );
+    assert_eq!(
+        other.requests()[0].header("authorization"),
+        None,
+        "reqwest strips it cross-origin"
+    );
 
     // The redirect target answers 401 invalid_token: not the route's origin, so the cached
     // token is neither dropped nor refreshed.
@@ -224,14 +261,18 @@ async fn token_errors_are_typed_and_carry_no_secret() {
         Fault::Status {
             status: 400,
             retry_after: None,
-            body: Some(r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into()),
+            body: Some(
+                r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into(),
+            ),
         },
     );
     let err = client.get(api.url("/orders")).send().await.unwrap_err();
     let reqwest_middleware::Error::Middleware(e) = &err else {
         panic!("expected a middleware error: {err:?}");
     };
-    let token_error = e.downcast_ref::<entra_mi::Error>().expect("an entra_mi::Error");
+    let token_error = e
+        .downcast_ref::<entra_mi::Error>()
+        .expect("an entra_mi::Error");
     assert_eq!(token_error.status(), Some(400));
     assert!(!token_error.is_unavailable());
     assert_eq!(api.seen().len(), 0, "nothing was sent without a token");
@@ -262,7 +303,11 @@ async fn the_authorization_header_is_sensitive_and_never_printed() {
         .with(spy)
         .build();
     client.get(raw.url("/x")).send().await.unwrap();
-    let header = seen.lock().unwrap().clone().expect("the spy saw the request");
+    let header = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the spy saw the request");
     assert!(header.is_sensitive());
     assert!(header.as_bytes().ends_with(canary.as_bytes()));
     let shown = format!("{header:?} {shown_mw} {provider:?}");
@@ -303,7 +348,9 @@ async fn sixty_four_concurrent_requests_succeed_while_the_token_rolls_over() {
         .recover_unauthorized(false)
         .build()
         .unwrap();
-    let client = ClientBuilder::new(reqwest::Client::new()).with(auth).build();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
     let until = Instant::now() + Duration::from_secs(8);
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -347,12 +394,21 @@ async fn lists_service_principals_from_the_emulated_graph_with_paging() {
         .allow_http_loopback(true)
         .build()
         .unwrap();
-    let client = ClientBuilder::new(reqwest::Client::new()).with(auth).build();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
 
     // Without the middleware Graph says 401 with a Bearer challenge and a Graph error body.
-    let plain = reqwest::get(format!("{}/servicePrincipals", emu.graph_url())).await.unwrap();
+    let plain = reqwest::get(format!("{}/servicePrincipals", emu.graph_url()))
+        .await
+        .unwrap();
     assert_eq!(plain.status(), 401);
-    assert!(plain.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer "));
+    assert!(
+        plain.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
     let body: serde_json::Value = serde_json::from_slice(&plain.bytes().await.unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
 
@@ -376,7 +432,11 @@ async fn lists_service_principals_from_the_emulated_graph_with_paging() {
     // Graph revokes the token once: the middleware refetches and retries.
     emu.push_graph_rejection(GraphRejection::InvalidToken);
     let before = emu.graph_requests();
-    let resp = client.get(format!("{}/servicePrincipals", emu.graph_url())).send().await.unwrap();
+    let resp = client
+        .get(format!("{}/servicePrincipals", emu.graph_url()))
+        .send()
+        .await
+        .unwrap();
     // The emulator caches tokens like the real endpoint: the refetch returns the same token,
     // so no retry can help and the 401 comes back.
     assert_eq!(resp.status(), 401);

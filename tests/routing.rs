@@ -55,14 +55,22 @@ async fn setup() -> Setup {
 fn routes(s: &Setup) -> Vec<Route> {
     let p = s.server.addr.port();
     vec![
-        Route::new(&format!("http://localhost:{p}/api"), Audience::new(API).unwrap()).unwrap(),
+        Route::new(
+            &format!("http://localhost:{p}/api"),
+            Audience::new(API).unwrap(),
+        )
+        .unwrap(),
         Route::new(
             &format!("http://localhost:{p}/api/admin/"),
             Audience::new(ADMIN).unwrap(),
         )
         .unwrap(),
         // An https route: plain http to the same host and port must not match it.
-        Route::new(&format!("https://tls-only.test:{p}"), Audience::new(API).unwrap()).unwrap(),
+        Route::new(
+            &format!("https://tls-only.test:{p}"),
+            Audience::new(API).unwrap(),
+        )
+        .unwrap(),
     ]
 }
 
@@ -76,7 +84,10 @@ fn cases(s: &Setup) -> Vec<(String, Option<&'static str>)> {
         (format!("http://localhost:{p}/api/orders?top=1"), Some(API)),
         (format!("http://LocalHost:{p}/api/orders"), Some(API)),
         (format!("http://localhost:{p}/api/admin"), Some(ADMIN)),
-        (format!("http://localhost:{p}/api/admin/users/1"), Some(ADMIN)),
+        (
+            format!("http://localhost:{p}/api/admin/users/1"),
+            Some(ADMIN),
+        ),
         (format!("http://localhost:{p}/api/adminx"), Some(API)),
         (format!("http://localhost:{p}/apix"), None),
         (format!("http://localhost:{p}/ap"), None),
@@ -89,7 +100,10 @@ fn cases(s: &Setup) -> Vec<(String, Option<&'static str>)> {
         (format!("http://xn--localhost-xyz.example:{p}/api"), None),
         (format!("http://localhost.:{p}/api"), None),
         (format!("http://user:secret@localhost:{p}/api"), None),
-        (format!("http://localhost@localhost.evil.example:{p}/api"), None),
+        (
+            format!("http://localhost@localhost.evil.example:{p}/api"),
+            None,
+        ),
         (format!("http://127.0.0.1:{p}/api"), None),
         (format!("http://localhost:{q}/api"), None),
         (format!("http://tls-only.test:{p}/"), None),
@@ -105,22 +119,37 @@ fn bearer_audience(r: &Recorded) -> Option<String> {
 fn last(s: &Setup, before: (usize, usize)) -> Recorded {
     let a = s.server.requests();
     let b = s.other.requests();
-    assert_eq!(a.len() + b.len(), before.0 + before.1 + 1, "exactly one request arrived");
-    if a.len() > before.0 { a.last() } else { b.last() }.unwrap().clone()
+    assert_eq!(
+        a.len() + b.len(),
+        before.0 + before.1 + 1,
+        "exactly one request arrived"
+    );
+    if a.len() > before.0 {
+        a.last()
+    } else {
+        b.last()
+    }
+    .unwrap()
+    .clone()
 }
 
 #[tokio::test]
 async fn reqwest_middleware_gives_tokens_only_to_routed_urls() {
     let s = setup().await;
-    let auth = BearerAuthMiddleware::builder(&s.provider)
-        .allow_http_loopback(true);
-    let auth = routes(&s).into_iter().fold(auth, |b, r| b.route(r)).build().unwrap();
+    let auth = BearerAuthMiddleware::builder(&s.provider).allow_http_loopback(true);
+    let auth = routes(&s)
+        .into_iter()
+        .fold(auth, |b, r| b.route(r))
+        .build()
+        .unwrap();
     let mut raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     for h in HOSTS {
         raw = raw.resolve(h, s.server.addr);
     }
     raw = raw.resolve("localhost.", s.server.addr);
-    let client = reqwest_middleware::ClientBuilder::new(raw.build().unwrap()).with(auth).build();
+    let client = reqwest_middleware::ClientBuilder::new(raw.build().unwrap())
+        .with(auth)
+        .build();
     for (url, expected) in cases(&s) {
         let before = (s.server.count(), s.other.count());
         let resp = client.get(&url).send().await;
@@ -134,7 +163,8 @@ async fn reqwest_middleware_gives_tokens_only_to_routed_urls() {
         assert_eq!(bearer_audience(&got).as_deref(), expected, "{url}");
         if expected.is_none() {
             assert!(
-                !got.header("authorization").is_some_and(|a| a.starts_with("Bearer")),
+                !got.header("authorization")
+                    .is_some_and(|a| a.starts_with("Bearer")),
                 "{url}"
             );
         }
@@ -145,12 +175,18 @@ async fn reqwest_middleware_gives_tokens_only_to_routed_urls() {
 async fn reqwest_middleware_leaves_existing_authorization_and_unrouted_requests_alone() {
     let s = setup().await;
     let auth = BearerAuthMiddleware::builder(&s.provider).allow_http_loopback(true);
-    let auth = routes(&s).into_iter().fold(auth, |b, r| b.route(r)).build().unwrap();
+    let auth = routes(&s)
+        .into_iter()
+        .fold(auth, |b, r| b.route(r))
+        .build()
+        .unwrap();
     let raw = reqwest::Client::builder()
         .resolve("localhost", s.server.addr)
         .build()
         .unwrap();
-    let client = reqwest_middleware::ClientBuilder::new(raw.clone()).with(auth).build();
+    let client = reqwest_middleware::ClientBuilder::new(raw.clone())
+        .with(auth)
+        .build();
     let p = s.server.addr.port();
 
     client
@@ -159,28 +195,49 @@ async fn reqwest_middleware_leaves_existing_authorization_and_unrouted_requests_
         .send()
         .await
         .unwrap();
-    assert_eq!(s.server.requests()[0].header("authorization"), Some("Basic dXNlcjpwdw=="));
+    assert_eq!(
+        s.server.requests()[0].header("authorization"),
+        Some("Basic dXNlcjpwdw==")
+    );
 
     // The same unrouted request, with and without the middleware: byte-identical.
     let url = format!("http://localhost:{p}/unrouted?q=1");
-    raw.post(&url).header("x-custom", "1").body("payload").send().await.unwrap();
-    client.post(&url).header("x-custom", "1").body("payload").send().await.unwrap();
+    raw.post(&url)
+        .header("x-custom", "1")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(&url)
+        .header("x-custom", "1")
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
     let r = s.server.requests();
     let (a, b) = (&r[1], &r[2]);
-    assert_eq!((&a.method, &a.target, &a.headers, &a.body), (&b.method, &b.target, &b.headers, &b.body));
+    assert_eq!(
+        (&a.method, &a.target, &a.headers, &a.body),
+        (&b.method, &b.target, &b.headers, &b.body)
+    );
 }
 
 /// A hyper connector whose every connection goes to one address, whatever the URI's host.
 #[derive(Clone)]
 struct Pinned(SocketAddr);
 
-type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio::net::TcpStream>>> + Send>>;
+type Connecting =
+    Pin<Box<dyn Future<Output = std::io::Result<TokioIo<tokio::net::TcpStream>>> + Send>>;
 
 impl Service<http::Uri> for Pinned {
     type Response = TokioIo<tokio::net::TcpStream>;
     type Error = std::io::Error;
     type Future = Connecting;
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
     fn call(&mut self, _: http::Uri) -> Connecting {
@@ -197,7 +254,11 @@ fn pinned_client(addr: SocketAddr) -> Client<Pinned, Full<bytes::Bytes>> {
 async fn tower_layer_gives_tokens_only_to_routed_uris() {
     let s = setup().await;
     let layer = BearerAuthLayer::builder(&s.provider).allow_http_loopback(true);
-    let layer = routes(&s).into_iter().fold(layer, |b, r| b.route(r)).build().unwrap();
+    let layer = routes(&s)
+        .into_iter()
+        .fold(layer, |b, r| b.route(r))
+        .build()
+        .unwrap();
     let p = s.server.addr.port();
     let mut cases = cases(&s);
     // URIs are not normalised: these spellings reach the server as they are.
@@ -210,7 +271,11 @@ async fn tower_layer_gives_tokens_only_to_routed_uris() {
             continue;
         };
         // Connect wherever the URI's port says: the fixed connector takes the right server.
-        let target = if uri.port_u16() == Some(s.other.addr.port()) { s.other.addr } else { s.server.addr };
+        let target = if uri.port_u16() == Some(s.other.addr.port()) {
+            s.other.addr
+        } else {
+            s.server.addr
+        };
         let mut svc = tower::ServiceBuilder::new()
             .layer(layer.clone())
             .service(pinned_client(target));
@@ -231,15 +296,24 @@ async fn tower_layer_gives_tokens_only_to_routed_uris() {
 async fn tower_layer_leaves_existing_authorization_alone() {
     let s = setup().await;
     let layer = BearerAuthLayer::builder(&s.provider).allow_http_loopback(true);
-    let layer = routes(&s).into_iter().fold(layer, |b, r| b.route(r)).build().unwrap();
-    let mut svc = tower::ServiceBuilder::new().layer(layer).service(pinned_client(s.server.addr));
+    let layer = routes(&s)
+        .into_iter()
+        .fold(layer, |b, r| b.route(r))
+        .build()
+        .unwrap();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(pinned_client(s.server.addr));
     let p = s.server.addr.port();
     let request = http::Request::get(format!("http://localhost:{p}/api/x"))
         .header(AUTHORIZATION, "Bearer caller-chosen")
         .body(Full::default())
         .unwrap();
     svc.ready().await.unwrap().call(request).await.unwrap();
-    assert_eq!(s.server.requests()[0].header("authorization"), Some("Bearer caller-chosen"));
+    assert_eq!(
+        s.server.requests()[0].header("authorization"),
+        Some("Bearer caller-chosen")
+    );
 }
 
 #[tokio::test]
@@ -262,9 +336,18 @@ async fn ipv6_loopback_and_the_http_opt_in() {
             .allow_http_loopback(allow)
             .build()
             .unwrap_err();
-        assert!(matches!(err, entra_mi::Error::InvalidRoute { .. }), "{route}: {err}");
+        assert!(
+            matches!(err, entra_mi::Error::InvalidRoute { .. }),
+            "{route}: {err}"
+        );
     }
-    for bad in ["ftp://x.example", "https://u:p@x.example", "https://x.example/?a=1", "https://x.example/#f", "/relative"] {
+    for bad in [
+        "ftp://x.example",
+        "https://u:p@x.example",
+        "https://x.example/?a=1",
+        "https://x.example/#f",
+        "/relative",
+    ] {
         let err = Route::new(bad, aud()).unwrap_err();
         assert!(!err.to_string().contains(":p@"), "{err}");
     }
@@ -282,9 +365,15 @@ async fn ipv6_loopback_and_the_http_opt_in() {
     let url = |s: &str| router.match_url(&s.parse().unwrap()).is_some();
     let uri = |s: &str| router.match_uri(&s.parse().unwrap()).is_some();
     assert!(url("http://[::1]:8080/api/x"));
-    assert!(url("http://[0:0:0:0:0:0:0:1]:8080/api/x"), "the URL parser normalises IPv6");
+    assert!(
+        url("http://[0:0:0:0:0:0:0:1]:8080/api/x"),
+        "the URL parser normalises IPv6"
+    );
     assert!(uri("http://[::1]:8080/api/x"));
-    assert!(!uri("http://[0:0:0:0:0:0:0:1]:8080/api/x"), "an unusual spelling is not matched");
+    assert!(
+        !uri("http://[0:0:0:0:0:0:0:1]:8080/api/x"),
+        "an unusual spelling is not matched"
+    );
     assert!(!url("http://[::1]:8081/api/x"));
     assert!(!url("https://[::1]:8080/api/x"));
     assert!(!url("http://127.0.0.1:8080/api/x"));
@@ -294,16 +383,29 @@ async fn ipv6_loopback_and_the_http_opt_in() {
 #[test]
 fn convenience_routes() {
     let graph = Route::microsoft_graph();
-    assert_eq!(graph.to_string(), "https://graph.microsoft.com:443 -> https://graph.microsoft.com");
+    assert_eq!(
+        graph.to_string(),
+        "https://graph.microsoft.com:443 -> https://graph.microsoft.com"
+    );
     assert_eq!(
         Route::azure_resource_manager().audience().resource(),
         "https://management.azure.com/"
     );
     let kv = Route::key_vault("https://my-vault.vault.azure.net/").unwrap();
-    assert_eq!((kv.host(), kv.audience().resource()), ("my-vault.vault.azure.net", "https://vault.azure.net"));
+    assert_eq!(
+        (kv.host(), kv.audience().resource()),
+        ("my-vault.vault.azure.net", "https://vault.azure.net")
+    );
     let st = Route::storage("https://acct.blob.core.windows.net").unwrap();
     assert_eq!(st.audience().resource(), "https://storage.azure.com/");
-    let api = Route::api("11111111-2222-3333-4444-555555555555", "https://orders.example.com/v2/").unwrap();
-    assert_eq!(api.audience().resource(), "api://11111111-2222-3333-4444-555555555555");
+    let api = Route::api(
+        "11111111-2222-3333-4444-555555555555",
+        "https://orders.example.com/v2/",
+    )
+    .unwrap();
+    assert_eq!(
+        api.audience().resource(),
+        "api://11111111-2222-3333-4444-555555555555"
+    );
     assert_eq!(api.path_prefix(), "/v2");
 }

@@ -30,7 +30,11 @@ fn hyper_client() -> HyperClient {
 }
 
 async fn emulator(cache_tokens: bool) -> Emulator {
-    Emulator::builder().cache_tokens(cache_tokens).start().await.unwrap()
+    Emulator::builder()
+        .cache_tokens(cache_tokens)
+        .start()
+        .await
+        .unwrap()
 }
 
 fn layer(provider: &TokenProvider, api: &Downstream) -> BearerAuthLayer {
@@ -42,7 +46,9 @@ fn layer(provider: &TokenProvider, api: &Downstream) -> BearerAuthLayer {
 }
 
 fn get(api: &Downstream, path: &str) -> http::Request<Full<Bytes>> {
-    http::Request::get(api.url(path)).body(Full::default()).unwrap()
+    http::Request::get(api.url(path))
+        .body(Full::default())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -50,7 +56,9 @@ async fn a_replayable_request_rejected_once_is_retried_once_with_a_new_token() {
     let emu = emulator(false).await;
     let api = Downstream::start(&emu, AUD).await;
     let provider = TokenProvider::new(emulator_credential(&emu));
-    let mut svc = layer(&provider, &api).with_replay(CloneBody).layer(hyper_client());
+    let mut svc = layer(&provider, &api)
+        .with_replay(CloneBody)
+        .layer(hyper_client());
     api.set_mode(Mode::RevokeNext);
     let req = http::Request::post(api.url("/orders"))
         .body(Full::new(Bytes::from_static(b"{\"id\":7}")))
@@ -69,9 +77,17 @@ async fn always_401_gets_one_retry_only_and_no_replay_gets_none() {
     let emu = emulator(false).await;
     let api = Downstream::start(&emu, AUD).await;
     let provider = TokenProvider::new(emulator_credential(&emu));
-    let mut replaying = layer(&provider, &api).with_replay(CloneBody).layer(hyper_client());
+    let mut replaying = layer(&provider, &api)
+        .with_replay(CloneBody)
+        .layer(hyper_client());
     api.set_mode(Mode::RejectAll);
-    let resp = replaying.ready().await.unwrap().call(get(&api, "/a")).await.unwrap();
+    let resp = replaying
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/a"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(api.seen().len(), 2);
 
@@ -81,11 +97,23 @@ async fn always_401_gets_one_retry_only_and_no_replay_gets_none() {
     let mut plain = layer(&provider, &api).layer(hyper_client());
     api.set_mode(Mode::RevokeNext);
     let fetches = emu.requests(Endpoint::Imds);
-    let resp = plain.ready().await.unwrap().call(get(&api, "/b")).await.unwrap();
+    let resp = plain
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/b"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(api.seen().len(), 3);
     assert_eq!(emu.requests(Endpoint::Imds), fetches);
-    let resp = plain.ready().await.unwrap().call(get(&api, "/c")).await.unwrap();
+    let resp = plain
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/c"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(emu.requests(Endpoint::Imds), fetches + 1);
 }
@@ -95,7 +123,9 @@ async fn concurrent_401s_for_one_token_cause_one_refetch() {
     let emu = emulator(false).await;
     let api = Downstream::start(&emu, AUD).await;
     let provider = TokenProvider::new(emulator_credential(&emu));
-    let svc = layer(&provider, &api).with_replay(CloneBody).layer(hyper_client());
+    let svc = layer(&provider, &api)
+        .with_replay(CloneBody)
+        .layer(hyper_client());
     let resp = svc.clone().oneshot(get(&api, "/warm")).await.unwrap();
     assert_eq!(resp.status(), 200);
     api.set_mode(Mode::RevokeNext);
@@ -119,20 +149,36 @@ async fn the_cold_path_calls_the_instance_that_was_polled_ready() {
     let provider = TokenProvider::new(emulator_credential(&emu));
     // A concurrency limit of one: `call` on an instance that was not polled ready panics, and
     // a second `poll_ready` stays pending while the first call holds the permit.
-    let mut svc = layer(&provider, &api).layer(tower::limit::ConcurrencyLimit::new(hyper_client(), 1));
+    let mut svc =
+        layer(&provider, &api).layer(tower::limit::ConcurrencyLimit::new(hyper_client(), 1));
     emu.push_fault(Endpoint::Imds, Fault::Delay(Duration::from_millis(300)));
     svc.ready().await.unwrap();
     let started = Instant::now();
     let in_flight = tokio::spawn(svc.call(get(&api, "/cold")));
-    assert!(started.elapsed() < Duration::from_millis(250), "call does not wait for the token");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "call does not wait for the token"
+    );
     // The permit went with the request: the instance left behind is not ready.
     let blocked = tokio::time::timeout(Duration::from_millis(100), svc.ready()).await;
-    assert!(blocked.is_err(), "back-pressure: the clone must wait for the permit");
+    assert!(
+        blocked.is_err(),
+        "back-pressure: the clone must wait for the permit"
+    );
     let resp = in_flight.await.unwrap().unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(started.elapsed() >= Duration::from_millis(300), "it waited for the token");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited for the token"
+    );
     // Once the first call is done, the clone becomes ready; the cache is warm now (hot path).
-    let resp = svc.ready().await.unwrap().call(get(&api, "/warm")).await.unwrap();
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/warm"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(emu.requests(Endpoint::Imds), 1);
 }
@@ -142,13 +188,23 @@ async fn readiness_of_the_inner_service_is_passed_through() {
     let emu = emulator(false).await;
     let api = Downstream::start(&emu, AUD).await;
     let provider = TokenProvider::new(emulator_credential(&emu));
-    let mut first = layer(&provider, &api).layer(tower::limit::ConcurrencyLimit::new(hyper_client(), 1));
+    let mut first =
+        layer(&provider, &api).layer(tower::limit::ConcurrencyLimit::new(hyper_client(), 1));
     let mut second = first.clone();
     // Warm the cache, then hold the single permit with a slow-to-answer request.
-    first.ready().await.unwrap().call(get(&api, "/warm")).await.unwrap();
+    first
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/warm"))
+        .await
+        .unwrap();
     first.ready().await.unwrap();
     let pending = tokio::time::timeout(Duration::from_millis(100), second.ready()).await;
-    assert!(pending.is_err(), "not ready while the other instance holds the permit");
+    assert!(
+        pending.is_err(),
+        "not ready while the other instance holds the permit"
+    );
     let resp = first.call(get(&api, "/hot")).await.unwrap();
     assert_eq!(resp.status(), 200);
     let resp = tokio::time::timeout(Duration::from_secs(5), second.ready())
@@ -192,7 +248,11 @@ async fn works_under_buffer_in_either_order_with_a_cold_cache() {
         for t in tasks {
             assert_eq!(t.await.unwrap(), 200);
         }
-        assert_eq!(provider.stats().fetches, 1, "one fetch for all the cold callers");
+        assert_eq!(
+            provider.stats().fetches,
+            1,
+            "one fetch for all the cold callers"
+        );
     }
 }
 
@@ -207,11 +267,15 @@ async fn a_token_failure_is_a_boxed_entra_mi_error() {
         Fault::Status {
             status: 400,
             retry_after: None,
-            body: Some(r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into()),
+            body: Some(
+                r#"{"error":"invalid_request","error_description":"Identity not found"}"#.into(),
+            ),
         },
     );
     let err = svc.oneshot(get(&api, "/x")).await.unwrap_err();
-    let e = err.downcast_ref::<entra_mi::Error>().expect("an entra_mi::Error");
+    let e = err
+        .downcast_ref::<entra_mi::Error>()
+        .expect("an entra_mi::Error");
     assert_eq!(e.status(), Some(400));
     assert_eq!(api.seen().len(), 0);
 }
@@ -283,7 +347,12 @@ async fn traces_never_show_the_token_in_either_order() {
     let emu = emulator(false).await;
     let api = Downstream::start(&emu, AUD).await;
     let provider = TokenProvider::new(emulator_credential(&emu));
-    let canary = provider.token(&Audience::new(AUD).unwrap()).await.unwrap().secret().to_owned();
+    let canary = provider
+        .token(&Audience::new(AUD).unwrap())
+        .await
+        .unwrap()
+        .secret()
+        .to_owned();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -291,7 +360,8 @@ async fn traces_never_show_the_token_in_either_order() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let trace = || TraceLayer::new_for_http().make_span_with(DefaultMakeSpan::new().include_headers(true));
+    let trace =
+        || TraceLayer::new_for_http().make_span_with(DefaultMakeSpan::new().include_headers(true));
 
     // The documented order: sensitive marking and tracing outside, the token added inside.
     let documented = ServiceBuilder::new()

@@ -144,8 +144,10 @@ const CHALLENGE: &str = r#"Bearer realm="downstream", authorization_uri="https:/
 fn unauthorized(challenge: String) -> Response {
     let mut resp = Response::new("unauthorized".into());
     *resp.status_mut() = StatusCode::UNAUTHORIZED;
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).unwrap());
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&challenge).unwrap(),
+    );
     resp
 }
 

@@ -288,7 +288,9 @@ pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// A managed-identity credential (IMDS) pointed at the emulator, without retries.
-pub fn emulator_credential(emulator: &entra_mi_emulator::Emulator) -> entra_mi::ManagedIdentityCredential {
+pub fn emulator_credential(
+    emulator: &entra_mi_emulator::Emulator,
+) -> entra_mi::ManagedIdentityCredential {
     entra_mi::ManagedIdentityCredential::builder()
         .environment(entra_mi::Environment::from_vars([(
             "AZURE_POD_IDENTITY_AUTHORITY_HOST",

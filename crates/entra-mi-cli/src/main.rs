@@ -8,6 +8,9 @@ mod claims;
 mod credential;
 mod doctor;
 mod emulator;
+mod graph;
+mod perms;
+mod progress;
 mod token;
 
 use std::process::ExitCode;
@@ -24,6 +27,7 @@ Examples:
   entra-mi token --resource https://graph.microsoft.com
   entra-mi token --scope https://management.azure.com//.default --output raw
   entra-mi doctor --resource api://11111111-2222-3333-4444-555555555555
+  entra-mi perms grant --identity orders-api --api graph --role User.Read.All
   entra-mi emulator --identity orders-api --print-env
   entra-mi completions bash > /etc/bash_completion.d/entra-mi";
 
@@ -41,6 +45,9 @@ enum Command {
     Token(token::TokenArgs),
     /// Explain which credential and source would be used, check the endpoint, decode a token.
     Doctor(doctor::DoctorArgs),
+    /// List, grant and revoke a managed identity's app roles on an API (Microsoft Graph).
+    #[command(subcommand)]
+    Perms(perms::PermsCommand),
     /// Run a local emulator of the managed-identity endpoints until Ctrl-C.
     Emulator(emulator::EmulatorArgs),
     /// Print a shell completion script.
@@ -90,6 +97,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => token::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Emulator(args) => emulator::run(args).await,
+        Command::Perms(cmd) => perms::run(cmd).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -58,6 +58,7 @@
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
 mod graph;
+mod graph_perms;
 mod keys;
 mod model;
 mod routes;
@@ -75,6 +76,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use graph::GraphRejection;
+pub use graph_perms::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, AppRole, MICROSOFT_GRAPH_APP_ID};
 pub use model::{Endpoint, Fault, Identity, ResponseShape};
 
 use crate::keys::SigningKey;
@@ -109,6 +111,7 @@ pub struct EmulatorBuilder {
     identity_header: Option<String>,
     cache_tokens: bool,
     port: u16,
+    apis: Vec<ApiApp>,
 }
 
 impl Default for EmulatorBuilder {
@@ -122,6 +125,7 @@ impl Default for EmulatorBuilder {
             identity_header: None,
             cache_tokens: true,
             port: 0,
+            apis: Vec::new(),
         }
     }
 }
@@ -185,6 +189,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Adds an API (a resource application with app roles) to the emulated tenant. Microsoft
+    /// Graph and Azure Resource Manager are always there.
+    pub fn api(mut self, api: ApiApp) -> Self {
+        self.apis.push(api);
+        self
+    }
+
     /// The loopback port to listen on (default 0: any free port). The emulator only ever
     /// listens on 127.0.0.1.
     pub fn port(mut self, port: u16) -> Self {
@@ -211,6 +222,7 @@ impl EmulatorBuilder {
             cache_tokens: self.cache_tokens,
             lifetime: self.token_lifetime,
             identity_header: self.identity_header.unwrap_or_else(model::guid),
+            apis: self.apis,
         };
         let shared = Arc::new(Shared::new(config, key, stop_rx.clone()));
         let router = routes::router(shared.clone());

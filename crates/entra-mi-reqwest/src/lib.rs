@@ -85,7 +85,9 @@
 
 use std::fmt;
 
-use entra_mi::{BearerChallenge, BoundRoute, Route, TokenProvider, TokenRouter, TokenRouterBuilder};
+use entra_mi::{
+    BearerChallenge, BoundRoute, Route, TokenProvider, TokenRouter, TokenRouterBuilder,
+};
 use http::{Extensions, HeaderValue, StatusCode, header::AUTHORIZATION};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
@@ -199,7 +201,9 @@ impl Middleware for BearerAuthMiddleware {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let Some(new_header) = self.after_unauthorized(route, &header, &response, again.is_some()).await
+        let Some(new_header) = self
+            .after_unauthorized(route, &header, &response, again.is_some())
+            .await
         else {
             return Ok(response);
         };

@@ -130,7 +130,9 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     let Some(again) = sent.replay else {
-                        sent.route.handle().invalidate_header_if_current(&sent.header);
+                        sent.route
+                            .handle()
+                            .invalidate_header_if_current(&sent.header);
                         return Poll::Ready(Ok(response));
                     };
                     let route = sent.route;
@@ -145,7 +147,8 @@ where
                 }
                 StateProj::WaitToken { token, call } => {
                     let header = ready!(token.as_mut().poll(cx))?;
-                    let (mut ready_svc, mut request) = call.take().expect("polled after completion");
+                    let (mut ready_svc, mut request) =
+                        call.take().expect("polled after completion");
                     request.headers_mut().insert(AUTHORIZATION, header.clone());
                     if let Some(sent) = this.sent.as_mut() {
                         sent.header = header;

@@ -400,9 +400,7 @@ impl TokenRouter {
         if authority.as_str().contains('@') {
             return None;
         }
-        let port = authority
-            .port_u16()
-            .unwrap_or(if https { 443 } else { 80 });
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         self.find(https, authority.host(), port, uri.path())
     }
 
@@ -732,7 +730,8 @@ mod tests {
         const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in s.as_bytes().chunks(3) {
-            let n = chunk.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+            let n =
+                chunk.iter().fold(0u32, |a, &b| (a << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
             for i in 0..=chunk.len() {
                 let mut c = STD[((n >> (18 - 6 * i)) & 63) as usize] as char;
                 if url {
@@ -779,10 +778,18 @@ mod tests {
         let claims = Some(BearerChallenge::InsufficientClaims {
             claims: CLAIMS.into(),
         });
-        assert_eq!(challenge(&[r#"Bearer error="invalid_token""#]), Some(BearerChallenge::InvalidToken));
-        assert_eq!(challenge(&["bearer ERROR=invalid_token"]), Some(BearerChallenge::InvalidToken));
         assert_eq!(
-            challenge(&[r#"Bearer realm="a, \"quoted\" error=insufficient_claims", error = "invalid_token""#]),
+            challenge(&[r#"Bearer error="invalid_token""#]),
+            Some(BearerChallenge::InvalidToken)
+        );
+        assert_eq!(
+            challenge(&["bearer ERROR=invalid_token"]),
+            Some(BearerChallenge::InvalidToken)
+        );
+        assert_eq!(
+            challenge(&[
+                r#"Bearer realm="a, \"quoted\" error=insufficient_claims", error = "invalid_token""#
+            ]),
             Some(BearerChallenge::InvalidToken)
         );
         assert_eq!(
@@ -791,7 +798,10 @@ mod tests {
             )]),
             claims
         );
-        assert_eq!(challenge(&[&format!("Bearer error=insufficient_claims, claims={url}")]), claims);
+        assert_eq!(
+            challenge(&[&format!("Bearer error=insufficient_claims, claims={url}")]),
+            claims
+        );
         // Several schemes in one header, and a token68 scheme before ours.
         assert_eq!(
             challenge(&[&format!(
@@ -801,21 +811,39 @@ mod tests {
         );
         // Several headers: the claims challenge wins whatever the order.
         assert_eq!(
-            challenge(&[r#"Bearer error="invalid_token""#, &format!(r#"Bearer error="insufficient_claims", claims="{enc}""#)]),
+            challenge(&[
+                r#"Bearer error="invalid_token""#,
+                &format!(r#"Bearer error="insufficient_claims", claims="{enc}""#)
+            ]),
             claims
         );
         assert_eq!(
-            challenge(&[&format!(r#"Bearer error="insufficient_claims", claims="{enc}""#), r#"Bearer error="invalid_token""#]),
+            challenge(&[
+                &format!(r#"Bearer error="insufficient_claims", claims="{enc}""#),
+                r#"Bearer error="invalid_token""#
+            ]),
             claims
         );
         // Not ours to act on.
-        assert_eq!(challenge(&[r#"Basic realm="x", error="invalid_token""#]), None);
-        assert_eq!(challenge(&[r#"Bearer realm="", error="insufficient_scope""#]), None);
+        assert_eq!(
+            challenge(&[r#"Basic realm="x", error="invalid_token""#]),
+            None
+        );
+        assert_eq!(
+            challenge(&[r#"Bearer realm="", error="insufficient_scope""#]),
+            None
+        );
         assert_eq!(challenge(&[r#"Bearer realm="""#]), None);
         assert_eq!(challenge(&[r#"Bearer error="insufficient_claims""#]), None);
-        assert_eq!(challenge(&[r#"Bearer error="insufficient_claims", claims="not base64!""#]), None);
         assert_eq!(
-            challenge(&[&format!(r#"Bearer error="insufficient_claims", claims="{}""#, b64("[1]", false, true))]),
+            challenge(&[r#"Bearer error="insufficient_claims", claims="not base64!""#]),
+            None
+        );
+        assert_eq!(
+            challenge(&[&format!(
+                r#"Bearer error="insufficient_claims", claims="{}""#,
+                b64("[1]", false, true)
+            )]),
             None
         );
         assert_eq!(challenge(&[r#"Bearer error="invalid_token"#]), None);
