@@ -34,6 +34,8 @@ pub enum GraphRejection {
     /// `401` with a Continuous Access Evaluation claims challenge:
     /// `error="insufficient_claims", claims="<base64 of this JSON>"`.
     ClaimsChallenge(String),
+    /// `429 Too Many Requests` with `Retry-After: <seconds>`.
+    Throttled(u64),
 }
 
 /// The Graph endpoint's own state: counters and queued rejections.
@@ -76,7 +78,7 @@ impl Emulator {
     }
 }
 
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({
         "error": {
             "code": code,
@@ -116,12 +118,14 @@ fn invalid_token(message: &str) -> Response {
     )
 }
 
-/// Checks the bearer token like Graph: the `401` to send, or `None` when it is valid.
-fn token_rejection(s: &Shared, req: &Request) -> Option<Response> {
+/// Checks the bearer token like Graph; `Err` is the `401` to send.
+// The error is the response to send, built once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn check_token(s: &Shared, req: &Request) -> Result<Value, Response> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Some(unauthorized("Access token is empty.", CHALLENGE.to_owned()));
+        return Err(unauthorized("Access token is empty.", CHALLENGE.to_owned()));
     };
-    let Some(token) = value
+    let token = value
         .to_str()
         .ok()
         .and_then(|v| {
@@ -130,59 +134,82 @@ fn token_rejection(s: &Shared, req: &Request) -> Option<Response> {
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-    else {
-        return Some(invalid_token(
-            "Invalid JWT token. The token is not in JWS format.",
-        ));
-    };
+        .ok_or_else(|| invalid_token("Invalid JWT token. The token is not in JWS format."))?;
     let jwk = s.key.jwk();
-    let Ok(key) = DecodingKey::from_rsa_components(
+    let key = DecodingKey::from_rsa_components(
         jwk["n"].as_str().unwrap_or_default(),
         jwk["e"].as_str().unwrap_or_default(),
-    ) else {
-        return Some(invalid_token("Access token validation failure."));
-    };
+    )
+    .map_err(|_| invalid_token("Access token validation failure."))?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[GRAPH_RESOURCE, GRAPH_APP_ID]);
     validation.set_issuer(&[s.issuer()]);
     validation.leeway = 0;
-    let error = jsonwebtoken::decode::<Value>(token, &key, &validation).err()?;
-    Some(invalid_token(match error.kind() {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-            "Lifetime validation failed, the token is expired."
-        }
-        jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-            "Access token validation failure. Invalid audience."
-        }
-        jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-            "Access token validation failure. Invalid issuer."
-        }
-        _ => "Access token validation failure.",
-    }))
+    match jsonwebtoken::decode::<Value>(token, &key, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) => Err(invalid_token(match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                "Lifetime validation failed, the token is expired."
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                "Access token validation failure. Invalid audience."
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                "Access token validation failure. Invalid issuer."
+            }
+            _ => "Access token validation failure.",
+        })),
+    }
 }
 
-async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Response {
+/// What every Graph request goes through: counting, the bearer-token check, then the queued or
+/// standing rejections. `Ok` carries the token's claims.
+#[allow(clippy::result_large_err)]
+pub(crate) fn gate(s: &Shared, req: &Request) -> Result<Value, Response> {
     let graph = &s.graph;
     graph.requests.fetch_add(1, Ordering::SeqCst);
-    if let Some(rejection) = token_rejection(&s, &req) {
-        return rejection;
-    }
+    let claims = check_token(s, req)?;
     if graph.always.load(Ordering::SeqCst) {
-        return invalid_token("The token has been revoked.");
+        return Err(invalid_token("The token has been revoked."));
     }
     let queued = lock(&graph.rejections).pop_front();
     match queued {
-        Some(GraphRejection::InvalidToken) => {
-            return invalid_token("The token has been revoked.");
-        }
+        Some(GraphRejection::InvalidToken) => Err(invalid_token("The token has been revoked.")),
         Some(GraphRejection::ClaimsChallenge(claims)) => {
             let encoded = base64::engine::general_purpose::STANDARD.encode(claims);
-            return unauthorized(
+            Err(unauthorized(
                 "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp",
                 format!(r#"{CHALLENGE}, error="insufficient_claims", claims="{encoded}""#),
-            );
+            ))
         }
-        None => {}
+        Some(GraphRejection::Throttled(secs)) => {
+            let mut resp = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Err(resp)
+        }
+        None => Ok(claims),
+    }
+}
+
+/// A JSON response as Graph sends it.
+pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut resp = Response::new(body.to_string().into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;odata.metadata=minimal"),
+    );
+    resp
+}
+
+async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    if let Err(resp) = gate(&s, &req) {
+        return resp;
     }
     if req.method() != axum::http::Method::GET {
         return graph_error(
@@ -235,20 +262,27 @@ async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Respo
             );
         }
     };
-    let matching: Vec<&Identity> = s
+    let system_oid = s.system.as_ref().map(|i| i.object_id.clone());
+    let all: Vec<Value> = s
         .all_identities()
-        .filter(|i| match &filter {
+        .map(|i| service_principal(i, Some(&i.object_id) == system_oid.as_ref()))
+        .chain(s.perms.service_principals())
+        .collect();
+    let matching: Vec<&Value> = all
+        .iter()
+        .filter(|sp| match &filter {
             None => true,
-            Some((Field::AppId, v)) => i.client_id.eq_ignore_ascii_case(v),
-            Some((Field::DisplayName, v)) => &i.display_name == v,
+            Some((Field::AppId, v)) => sp["appId"]
+                .as_str()
+                .is_some_and(|a| a.eq_ignore_ascii_case(v)),
+            Some((Field::DisplayName, v)) => sp["displayName"].as_str() == Some(v.as_str()),
         })
         .collect();
-    let system_oid = s.system.as_ref().map(|i| i.object_id.as_str());
     let page: Vec<Value> = matching
         .iter()
         .skip(skip)
         .take(top)
-        .map(|i| service_principal(i, Some(i.object_id.as_str()) == system_oid))
+        .map(|v| (*v).clone())
         .collect();
     let mut body = json!({
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals",
@@ -294,7 +328,7 @@ fn parse_filter(f: &str) -> Option<(Field, String)> {
     Some((field, inner.replace("''", "'")))
 }
 
-fn service_principal(i: &Identity, system: bool) -> Value {
+pub(crate) fn service_principal(i: &Identity, system: bool) -> Value {
     json!({
         "id": i.object_id,
         "appId": i.client_id,

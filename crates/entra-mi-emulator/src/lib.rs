@@ -58,6 +58,7 @@
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
 mod graph;
+mod graph_perms;
 mod keys;
 mod model;
 mod routes;
@@ -75,6 +76,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use graph::GraphRejection;
+pub use graph_perms::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, AppRole, MICROSOFT_GRAPH_APP_ID};
 pub use model::{Endpoint, Fault, Identity, ResponseShape};
 
 use crate::keys::SigningKey;
@@ -108,6 +110,8 @@ pub struct EmulatorBuilder {
     roles: HashMap<(String, String), Vec<String>>,
     identity_header: Option<String>,
     cache_tokens: bool,
+    port: u16,
+    apis: Vec<ApiApp>,
 }
 
 impl Default for EmulatorBuilder {
@@ -120,6 +124,8 @@ impl Default for EmulatorBuilder {
             roles: HashMap::new(),
             identity_header: None,
             cache_tokens: true,
+            port: 0,
+            apis: Vec::new(),
         }
     }
 }
@@ -183,12 +189,26 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Adds an API (a resource application with app roles) to the emulated tenant. Microsoft
+    /// Graph and Azure Resource Manager are always there.
+    pub fn api(mut self, api: ApiApp) -> Self {
+        self.apis.push(api);
+        self
+    }
+
+    /// The loopback port to listen on (default 0: any free port). The emulator only ever
+    /// listens on 127.0.0.1.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
     /// Binds `127.0.0.1:0` and starts serving in a spawned task of the current Tokio runtime.
     ///
     /// The first start in a process generates the RSA signing key (on the blocking pool).
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         let key = SigningKey::shared().await?;
-        let listener = TcpListener::bind(("127.0.0.1", 0))
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
             .await
             .map_err(EmulatorError::Bind)?;
         let addr = listener.local_addr().map_err(EmulatorError::Bind)?;
@@ -202,6 +222,7 @@ impl EmulatorBuilder {
             cache_tokens: self.cache_tokens,
             lifetime: self.token_lifetime,
             identity_header: self.identity_header.unwrap_or_else(model::guid),
+            apis: self.apis,
         };
         let shared = Arc::new(Shared::new(config, key, stop_rx.clone()));
         let router = routes::router(shared.clone());

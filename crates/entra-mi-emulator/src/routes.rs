@@ -75,6 +75,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             any(openid_configuration),
         )
         .merge(crate::graph::router())
+        .merge(crate::graph_perms::router())
         .with_state(shared)
 }
 

@@ -45,6 +45,7 @@ pub(crate) struct Shared {
     faults: Mutex<[VecDeque<Fault>; Endpoint::COUNT]>,
     shapes: Mutex<[ResponseShape; Endpoint::COUNT]>,
     pub(crate) graph: crate::graph::GraphState,
+    pub(crate) perms: crate::graph_perms::PermsState,
 }
 
 /// The inputs of [`Shared::new`].
@@ -57,6 +58,7 @@ pub(crate) struct Config {
     pub(crate) cache_tokens: bool,
     pub(crate) lifetime: Duration,
     pub(crate) identity_header: String,
+    pub(crate) apis: Vec<crate::graph_perms::ApiApp>,
 }
 
 /// The claims of an emulated managed-identity access token (an Entra v1 app-only token).
@@ -107,6 +109,7 @@ impl Shared {
             faults: Mutex::new(Default::default()),
             shapes: Mutex::new(Default::default()),
             graph: Default::default(),
+            perms: crate::graph_perms::PermsState::new(config.apis),
         }
     }
 
@@ -187,10 +190,18 @@ impl Shared {
         let iat = now_secs();
         let exp = iat + lifetime.as_secs();
         let iss = self.issuer();
-        let roles = self
+        // Roles configured on the builder, then those granted through the Graph endpoint.
+        let mut all_roles: Vec<String> = self
             .roles
             .get(&(identity.object_id.to_ascii_lowercase(), resource.to_owned()))
-            .map(Vec::as_slice);
+            .cloned()
+            .unwrap_or_default();
+        for r in self.perms.assigned_roles(&identity.object_id, resource) {
+            if !all_roles.contains(&r) {
+                all_roles.push(r);
+            }
+        }
+        let roles = (!all_roles.is_empty()).then_some(all_roles.as_slice());
         let uti_bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
         let claims = Claims {
             aud: resource,

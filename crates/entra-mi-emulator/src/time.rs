@@ -25,6 +25,19 @@ pub(crate) fn legacy_app_service_date(epoch: i64) -> String {
     format!("{m:02}/{d:02}/{y:04} {hour12:02}:{min:02}:{sec:02} {half} +00:00")
 }
 
+/// Now as RFC 3339 UTC with seconds (`2026-11-27T21:40:00Z`), as Graph writes timestamps.
+pub(crate) fn rfc3339_now() -> String {
+    let epoch = now_secs() as i64;
+    let (y, m, d) = civil_from_days(epoch.div_euclid(86_400));
+    let secs = epoch.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); H. Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
