@@ -44,7 +44,7 @@ async fn main() -> Result<(), BoxError> {
         .with(auth)
         .build();
 
-    println!("managed-identity service principals (2 per page):");
+    println!("service principals (2 per page):");
     let mut url = format!("{}/servicePrincipals?$top=2", emulator.graph_url());
     for page in 1..=100 {
         let response = client.get(&url).send().await?;
@@ -55,11 +55,11 @@ async fn main() -> Result<(), BoxError> {
         }
         for sp in body["value"].as_array().into_iter().flatten() {
             println!(
-                "  page {page}: {:<16} id {}  appId {}  {}",
+                "  page {page}: {:<36} {:<16} id {}  appId {}",
                 sp["displayName"].as_str().unwrap_or("?"),
+                sp["servicePrincipalType"].as_str().unwrap_or("?"),
                 sp["id"].as_str().unwrap_or("?"),
                 sp["appId"].as_str().unwrap_or("?"),
-                sp["alternativeNames"][1].as_str().unwrap_or(""),
             );
         }
         match body["@odata.nextLink"].as_str() {
