@@ -37,7 +37,7 @@ pub use audience::Audience;
 pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
 pub use credential::{TokenCredential, TokenRequest};
 pub use env::Environment;
-pub use error::{Error, Result, ServiceError, Unavailable};
+pub use error::{ChainAttempt, EntraError, Error, Result, ServiceError, Unavailable};
 pub use managed_identity::{
     Detected, ManagedIdentityCredential, ManagedIdentityCredentialBuilder, ManagedIdentityId,
     SourceKind, detect_source,

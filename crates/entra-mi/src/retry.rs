@@ -74,6 +74,11 @@ pub(crate) enum RetryClass {
     /// App Service and the other local managed-identity endpoints: 404, 408, 429, 500, 503,
     /// 504, and transport failures.
     ManagedIdentityDefault,
+    /// Service Fabric: 429 and 5xx gateway statuses; never 404 (unknown code or no identity).
+    ServiceFabric,
+    /// The Entra token endpoint: one retry on 5xx without `Retry-After`, and on transport
+    /// failures.
+    Sts,
 }
 
 impl RetryClass {
@@ -83,13 +88,15 @@ impl RetryClass {
             RetryClass::ManagedIdentityDefault => {
                 matches!(status, 404 | 408 | 429 | 500 | 503 | 504)
             }
+            RetryClass::ServiceFabric => matches!(status, 429 | 500 | 502 | 503 | 504),
+            RetryClass::Sts => matches!(status, 500..=599),
         }
     }
 
     pub(crate) fn gone_min_retry(self) -> Option<Duration> {
         match self {
             RetryClass::Imds => Some(GONE_MIN_RETRY),
-            RetryClass::ManagedIdentityDefault => None,
+            _ => None,
         }
     }
 }
@@ -119,5 +126,9 @@ mod tests {
         assert!(!RetryClass::ManagedIdentityDefault.retries_status(410));
         assert!(!RetryClass::ManagedIdentityDefault.retries_status(502));
         assert!(RetryClass::ManagedIdentityDefault.retries_status(429));
+        assert!(!RetryClass::ServiceFabric.retries_status(404));
+        assert!(RetryClass::ServiceFabric.retries_status(429));
+        assert!(RetryClass::Sts.retries_status(503));
+        assert!(!RetryClass::Sts.retries_status(429));
     }
 }
