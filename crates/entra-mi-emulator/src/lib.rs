@@ -57,12 +57,15 @@
 //! with the same keys). That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
+mod entra;
 mod keys;
 mod model;
 mod routes;
 mod server;
+mod sources;
 mod state;
 mod time;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -73,6 +76,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use entra::{App, TOKEN_EXCHANGE_AUDIENCE};
 pub use model::{Endpoint, Fault, Identity, ResponseShape};
 
 use crate::keys::SigningKey;
@@ -106,6 +110,8 @@ pub struct EmulatorBuilder {
     roles: HashMap<(String, String), Vec<String>>,
     identity_header: Option<String>,
     cache_tokens: bool,
+    sources: sources::SourcesConfig,
+    entra: entra::EntraConfig,
 }
 
 impl Default for EmulatorBuilder {
@@ -118,6 +124,8 @@ impl Default for EmulatorBuilder {
             roles: HashMap::new(),
             identity_header: None,
             cache_tokens: true,
+            sources: Default::default(),
+            entra: Default::default(),
         }
     }
 }
@@ -200,10 +208,25 @@ impl EmulatorBuilder {
             cache_tokens: self.cache_tokens,
             lifetime: self.token_lifetime,
             identity_header: self.identity_header.unwrap_or_else(model::guid),
+            sources: self.sources,
+            entra: self.entra,
         };
         let shared = Arc::new(Shared::new(config, key, stop_rx.clone()));
         let router = routes::router(shared.clone());
-        let task = tokio::spawn(server::serve(listener, router, stop_rx));
+        // Service Fabric's endpoint: TLS with a certificate generated for this emulator.
+        let tls = tls::bind().await?;
+        *lock(&shared.sources.service_fabric) = Some((
+            format!("{}/metadata/identity/oauth2/token", tls.base_url),
+            tls.thumbprint.clone(),
+        ));
+        let sf_router = sources::service_fabric_router(shared.clone());
+        let tls_stop = stop_rx.clone();
+        let task = tokio::spawn(async move {
+            tokio::join!(
+                server::serve(listener, router, stop_rx),
+                tls::serve(tls, sf_router, tls_stop)
+            );
+        });
         Ok(Emulator {
             inner: Arc::new(Inner {
                 shared,
