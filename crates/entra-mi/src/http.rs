@@ -41,6 +41,17 @@ impl HttpClient {
         Self::build(Self::builder(connect_timeout).tls_backend_preconfigured(tls))
     }
 
+    /// A client for the Entra token endpoint: proxies honoured (it is a public host), no
+    /// redirects.
+    pub(crate) fn for_token_endpoint(connect_timeout: Duration) -> Result<Self, Error> {
+        Self::build(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60)),
+        )
+    }
+
     fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .no_proxy()

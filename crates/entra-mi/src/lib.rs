@@ -22,8 +22,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audience;
+mod azure_cli;
 mod cache;
+mod client_secret;
 mod credential;
+mod default_chain;
+mod entra;
+mod federated_mi;
 mod env;
 mod error;
 mod http;
@@ -32,8 +37,18 @@ mod response;
 mod retry;
 pub mod time;
 mod token;
+mod workload_identity;
 
 pub use audience::Audience;
+pub use azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
+pub use default_chain::{ChainLink, DefaultCredential, DefaultCredentialBuilder};
+pub use client_secret::{ClientSecretCredential, ClientSecretCredentialBuilder};
+pub use entra::authority;
+pub use federated_mi::{
+    FederatedManagedIdentityCredential, FederatedManagedIdentityCredentialBuilder,
+    TOKEN_EXCHANGE_AUDIENCE,
+};
+pub use workload_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder};
 pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
 pub use credential::{TokenCredential, TokenRequest};
 pub use env::Environment;

@@ -76,9 +76,6 @@ pub(crate) enum RetryClass {
     ManagedIdentityDefault,
     /// Service Fabric: 429 and 5xx gateway statuses; never 404 (unknown code or no identity).
     ServiceFabric,
-    /// The Entra token endpoint: one retry on 5xx without `Retry-After`, and on transport
-    /// failures.
-    Sts,
 }
 
 impl RetryClass {
@@ -89,7 +86,6 @@ impl RetryClass {
                 matches!(status, 404 | 408 | 429 | 500 | 503 | 504)
             }
             RetryClass::ServiceFabric => matches!(status, 429 | 500 | 502 | 503 | 504),
-            RetryClass::Sts => matches!(status, 500..=599),
         }
     }
 
@@ -128,7 +124,5 @@ mod tests {
         assert!(RetryClass::ManagedIdentityDefault.retries_status(429));
         assert!(!RetryClass::ServiceFabric.retries_status(404));
         assert!(RetryClass::ServiceFabric.retries_status(429));
-        assert!(RetryClass::Sts.retries_status(503));
-        assert!(!RetryClass::Sts.retries_status(429));
     }
 }
