@@ -23,6 +23,10 @@ use crate::state::Shared;
 use crate::time::now_secs;
 use crate::{Emulator, EmulatorBuilder};
 
+/// The issuer of [`Emulator::federated_token`]s, like a Kubernetes cluster's OIDC issuer
+/// (not served: Entra learns its keys from registration here).
+pub const FEDERATED_ISSUER: &str = "https://oidc.entra-mi-emulator.invalid/cluster/";
+
 /// The audience of federated tokens exchanged at Entra.
 pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -136,25 +140,19 @@ impl Emulator {
         format!("{}/{tenant}/oauth2/v2.0/token", self.base_url())
     }
 
-    /// The issuer of [`Emulator::federated_token`]s, like a Kubernetes cluster's OIDC issuer:
-    /// `<base>/oidc`.
-    pub fn oidc_issuer(&self) -> String {
-        format!("{}/oidc", self.base_url())
-    }
-
     /// A federated token (what Kubernetes projects into `AZURE_FEDERATED_TOKEN_FILE`) from
-    /// [`Emulator::oidc_issuer`], signed with the emulator's key, valid for `lifetime` from now.
-    /// `Duration::ZERO` gives a token that expired a minute ago.
+    /// [`FEDERATED_ISSUER`], signed with the emulator's key, valid for `lifetime` from now.
+    /// `Duration::ZERO` gives a token that expired ten minutes ago.
     pub fn federated_token(&self, subject: &str, audience: &str, lifetime: Duration) -> String {
         let now = now_secs();
         let (iat, exp) = if lifetime.is_zero() {
-            (now - 3600, now - 60)
+            (now - 3600, now - 600)
         } else {
             (now, now + lifetime.as_secs().max(1))
         };
-        let iss = self.oidc_issuer();
+        let iss = FEDERATED_ISSUER;
         let claims = FederatedClaims {
-            iss: &iss,
+            iss,
             sub: subject,
             aud: audience,
             iat,

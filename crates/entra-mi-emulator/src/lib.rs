@@ -76,7 +76,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use entra::{App, TOKEN_EXCHANGE_AUDIENCE};
+pub use entra::{App, FEDERATED_ISSUER, TOKEN_EXCHANGE_AUDIENCE};
 pub use model::{Endpoint, Fault, Identity, ResponseShape};
 
 use crate::keys::SigningKey;

@@ -21,7 +21,6 @@ use crate::token::AccessToken;
 use crate::workload_identity::WorkloadIdentityCredential;
 
 const AZURE_TOKEN_CREDENTIALS: &str = "AZURE_TOKEN_CREDENTIALS";
-const AZURE_POD_IDENTITY_AUTHORITY_HOST: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
 const NONE: usize = usize::MAX;
 /// How long a failed IMDS probe is remembered before the next call probes again.
 const PROBE_NEGATIVE_TTL: Duration = Duration::from_secs(300);
@@ -197,8 +196,7 @@ impl DefaultCredentialBuilder {
                         .build()?;
                     let probe = (mi.source() == SourceKind::Imds
                         && !explicit_mi
-                        && !detect::other_source_configured(&self.env)
-                        && !self.env.has(AZURE_POD_IDENTITY_AUTHORITY_HOST))
+                        && !detect::other_source_configured(&self.env))
                     .then(|| -> Result<Probe, Error> {
                         Ok(Probe {
                             url: mi.endpoint().to_owned(),
