@@ -28,7 +28,10 @@ impl TokenCredential for FixedToken {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
         let token = format!("eyJ0eXAiOiJKV1QifQ.{}.c2lnbmF0dXJl", "x".repeat(1200));
         let _ = request;
-        Ok(AccessToken::new(token, SystemTime::now() + Duration::from_secs(86_400)))
+        Ok(AccessToken::new(
+            token,
+            SystemTime::now() + Duration::from_secs(86_400),
+        ))
     }
     fn name(&self) -> &str {
         "fixed"
@@ -53,7 +56,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let provider = TokenProvider::new(FixedToken);
     let audience = Audience::microsoft_graph();
     let floor = rt.block_on(provider.header(&audience)).unwrap();
@@ -84,9 +90,15 @@ fn single_thread(c: &mut Criterion) {
     let f = fixture();
     let handle = f.provider.handle(&f.audience);
     let mut g = c.benchmark_group("hit");
-    g.bench_function("floor_clone_headervalue", |b| b.iter(|| black_box(&f.floor).clone()));
-    g.bench_function("handle_try_header", |b| b.iter(|| black_box(&handle).try_header()));
-    g.bench_function("handle_header_async", |b| b.iter(|| poll_once(black_box(&handle).header())));
+    g.bench_function("floor_clone_headervalue", |b| {
+        b.iter(|| black_box(&f.floor).clone())
+    });
+    g.bench_function("handle_try_header", |b| {
+        b.iter(|| black_box(&handle).try_header())
+    });
+    g.bench_function("handle_header_async", |b| {
+        b.iter(|| poll_once(black_box(&handle).header()))
+    });
     g.bench_function("provider_header_by_audience", |b| {
         b.iter(|| poll_once(f.provider.header(black_box(&f.audience))))
     });
@@ -129,7 +141,9 @@ fn two_threads(c: &mut Criterion) {
     });
     g.bench_function("common_rwlock_hashmap_format", |b| {
         b.iter_custom(|n| {
-            run_two(n, || drop(black_box(common_design(&f.common, f.audience.resource()))))
+            run_two(n, || {
+                drop(black_box(common_design(&f.common, f.audience.resource())))
+            })
         })
     });
     g.finish();
@@ -144,9 +158,8 @@ criterion_group! {
 }
 
 fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_owned()
-    });
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_owned());
     let path = format!("{dir}/criterion/{group}/{id}/new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -163,7 +176,11 @@ fn print_ratios() {
             continue;
         };
         println!("  {group}: floor {floor:.2} ns, common design {common:.2} ns");
-        for id in ["handle_try_header", "handle_header_async", "provider_header_by_audience"] {
+        for id in [
+            "handle_try_header",
+            "handle_header_async",
+            "provider_header_by_audience",
+        ] {
             if let Some(t) = mean_ns(group, id) {
                 println!(
                     "    {id:<30} {t:>8.2} ns = {:.2}x the floor, {:.1}x faster than the common design",

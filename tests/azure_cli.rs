@@ -21,7 +21,10 @@ impl Drop for Dir {
 }
 
 fn dir(tag: &str) -> Dir {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let d = std::env::temp_dir().join(format!("entra-mi-az-{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     Dir(d)
@@ -38,7 +41,10 @@ fn stand_in(tag: &str, body: &str) -> Dir {
 
 fn cli(path: &Path, timeout: Duration) -> AzureCliCredential {
     AzureCliCredential::builder()
-        .environment(Environment::from_vars([("PATH", format!("{}:/usr/bin:/bin", path.display()))]))
+        .environment(Environment::from_vars([(
+            "PATH",
+            format!("{}:/usr/bin:/bin", path.display()),
+        )]))
         .timeout(timeout)
         .build()
         .unwrap()
@@ -56,10 +62,17 @@ fn success_json(expires_on: u64) -> String {
 
 #[tokio::test]
 async fn az_success_uses_expires_on_and_passes_arguments_without_a_shell() {
-    let expires_on = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let expires_on = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     let d = stand_in(
         "ok",
-        &format!("printf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\npwd > \"$(dirname \"$0\")/cwd\"\ncat <<'EOF'\n{}\nEOF", success_json(expires_on)),
+        &format!(
+            "printf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\npwd > \"$(dirname \"$0\")/cwd\"\ncat <<'EOF'\n{}\nEOF",
+            success_json(expires_on)
+        ),
     );
     let cred = cli(&d.0, Duration::from_secs(10));
     let token = cred.get_token(&arm()).await.unwrap();
@@ -68,14 +81,27 @@ async fn az_success_uses_expires_on_and_passes_arguments_without_a_shell() {
     let args = std::fs::read_to_string(d.0.join("args")).unwrap();
     assert_eq!(
         args.lines().collect::<Vec<_>>(),
-        ["account", "get-access-token", "--output", "json", "--resource", "https://management.azure.com/"]
+        [
+            "account",
+            "get-access-token",
+            "--output",
+            "json",
+            "--resource",
+            "https://management.azure.com/"
+        ]
     );
-    assert_eq!(std::fs::read_to_string(d.0.join("cwd")).unwrap().trim(), std::fs::canonicalize("/bin").unwrap().to_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(d.0.join("cwd")).unwrap().trim(),
+        std::fs::canonicalize("/bin").unwrap().to_str().unwrap()
+    );
 
     let with_tenant = arm().with_tenant("contoso.onmicrosoft.com");
     cred.get_token(&with_tenant).await.unwrap();
     let args = std::fs::read_to_string(d.0.join("args")).unwrap();
-    assert!(args.ends_with("--tenant\ncontoso.onmicrosoft.com\n"), "{args}");
+    assert!(
+        args.ends_with("--tenant\ncontoso.onmicrosoft.com\n"),
+        "{args}"
+    );
 
     // Arguments that could smuggle options are refused before anything runs.
     let err = cred
@@ -84,42 +110,89 @@ async fn az_success_uses_expires_on_and_passes_arguments_without_a_shell() {
         .unwrap_err();
     assert!(matches!(err, Error::Configuration { .. }), "{err}");
     let err = cred.get_token(&arm().with_claims("{}")).await.unwrap_err();
-    assert!(err.to_string().contains("az login --claims-challenge"), "{err}");
+    assert!(
+        err.to_string().contains("az login --claims-challenge"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn az_failures_are_typed_and_never_show_the_token() {
-    let not_logged_in = stand_in("login", "echo \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1");
-    let aadsts = stand_in("aadsts", "echo \"ERROR: AADSTS700082: The refresh token has expired. Run 'az login'\" >&2\nexit 1");
+    let not_logged_in = stand_in(
+        "login",
+        "echo \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1",
+    );
+    let aadsts = stand_in(
+        "aadsts",
+        "echo \"ERROR: AADSTS700082: The refresh token has expired. Run 'az login'\" >&2\nexit 1",
+    );
     let garbage = stand_in("garbage", &format!("echo 'hello {CANARY} world'"));
-    let no_expiry = stand_in("old", &format!("echo '{{\"accessToken\": \"{CANARY}\", \"expiresOn\": \"2030-01-01 12:00:00.000000\"}}'"));
-    let echo_token = stand_in("echo", &format!("echo '{{\"accessToken\": \"{CANARY}\"}}' >&2\nexit 2"));
+    let no_expiry = stand_in(
+        "old",
+        &format!(
+            "echo '{{\"accessToken\": \"{CANARY}\", \"expiresOn\": \"2030-01-01 12:00:00.000000\"}}'"
+        ),
+    );
+    let echo_token = stand_in(
+        "echo",
+        &format!("echo '{{\"accessToken\": \"{CANARY}\"}}' >&2\nexit 2"),
+    );
     let hang = stand_in("hang", "exec sleep 30");
     let empty = dir("empty");
 
-    let err = cli(&not_logged_in.0, Duration::from_secs(10)).get_token(&arm()).await.unwrap_err();
-    assert!(matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("not logged in")), "{err}");
+    let err = cli(&not_logged_in.0, Duration::from_secs(10))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("not logged in")),
+        "{err}"
+    );
 
-    let err = cli(&aadsts.0, Duration::from_secs(10)).get_token(&arm()).await.unwrap_err();
+    let err = cli(&aadsts.0, Duration::from_secs(10))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
     assert!(matches!(&err, Error::Credential { .. }), "{err:?}");
     assert!(err.to_string().contains("AADSTS700082"), "{err}");
 
-    let err = cli(&garbage.0, Duration::from_secs(10)).get_token(&arm()).await.unwrap_err();
+    let err = cli(&garbage.0, Duration::from_secs(10))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not JSON"), "{err}");
     assert!(!format!("{err} {err:?}").contains("CANARY"));
 
-    let err = cli(&no_expiry.0, Duration::from_secs(10)).get_token(&arm()).await.unwrap_err();
+    let err = cli(&no_expiry.0, Duration::from_secs(10))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("2.54.0"), "{err}");
     assert!(!format!("{err} {err:?}").contains("CANARY"));
 
-    let err = cli(&echo_token.0, Duration::from_secs(10)).get_token(&arm()).await.unwrap_err();
+    let err = cli(&echo_token.0, Duration::from_secs(10))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
     assert!(!format!("{err} {err:?}").contains("CANARY"), "{err}");
 
-    let err = cli(&empty.0, Duration::from_secs(10)).get_token(&arm()).await.unwrap_err();
-    assert!(matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("not found on PATH")), "{err}");
+    let err = cli(&empty.0, Duration::from_secs(10))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("not found on PATH")),
+        "{err}"
+    );
 
     let started = Instant::now();
-    let err = cli(&hang.0, Duration::from_millis(300)).get_token(&arm()).await.unwrap_err();
-    assert!(matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("did not finish within")), "{err}");
+    let err = cli(&hang.0, Duration::from_millis(300))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("did not finish within")),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -17,7 +17,11 @@ use serde_json::json;
 use support::{RawServer, Reply, eventually, imds_body};
 
 fn token_reply(clock: &ManualClock, token: &str, lifetime: u64) -> Reply {
-    let now = clock.system_now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = clock
+        .system_now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     Reply::json(200, imds_body(token, now, lifetime))
 }
 
@@ -91,7 +95,10 @@ async fn audiences_and_tenants_have_their_own_slots() {
     let arm_no_slash = Audience::new("https://management.azure.com").unwrap();
     s.provider.header(&arm_no_slash).await.unwrap();
     assert_eq!(s.server.count(), 3);
-    assert_eq!(s.server.requests()[2].query("resource").as_deref(), Some("https://management.azure.com"));
+    assert_eq!(
+        s.server.requests()[2].query("resource").as_deref(),
+        Some("https://management.azure.com")
+    );
 }
 
 #[tokio::test]
@@ -155,7 +162,11 @@ async fn a_dropped_first_caller_does_not_cancel_the_fetch() {
     assert!(first.is_err(), "the first caller gave up");
     let second = h.header().await.unwrap();
     assert_eq!(second.as_bytes(), b"Bearer tok-1");
-    assert_eq!(s.server.count(), 1, "the second caller joined the same fetch");
+    assert_eq!(
+        s.server.count(),
+        1,
+        "the second caller joined the same fetch"
+    );
 }
 
 #[tokio::test]
@@ -184,13 +195,20 @@ async fn a_failed_refresh_keeps_the_valid_token_and_backs_off() {
 
 #[tokio::test]
 async fn expired_tokens_make_callers_wait_and_errors_reach_them() {
-    let s = setup(|_| Reply::json(500, json!({"error": "unknown", "error_description": "no"})), false).await;
+    let s = setup(
+        |_| Reply::json(500, json!({"error": "unknown", "error_description": "no"})),
+        false,
+    )
+    .await;
     s.server.push(token_reply(&s.clock, "tok-A", 3600));
     let h = s.provider.handle(&graph());
     h.header().await.unwrap();
     // Past expiry minus the 60 s buffer.
     s.clock.advance(Duration::from_secs(3600 - 59));
-    assert!(h.try_header().is_none(), "an expiring token is never handed out");
+    assert!(
+        h.try_header().is_none(),
+        "an expiring token is never handed out"
+    );
     let err = h.header().await.unwrap_err();
     assert_eq!(err.status(), Some(500));
     let requests = s.server.count();
@@ -208,10 +226,16 @@ async fn eager_mode_refreshes_without_traffic() {
     let s = setup(|c| token_reply(c, "tok-A", 3600), true).await;
     let h = s.provider.handle(&graph());
     h.header().await.unwrap();
-    assert!(eventually(5, || s.clock.pending_sleeps() == 1).await, "a timer is set");
+    assert!(
+        eventually(5, || s.clock.pending_sleeps() == 1).await,
+        "a timer is set"
+    );
     s.server.push(token_reply(&s.clock, "tok-B", 3600));
     s.clock.advance(Duration::from_secs(3300));
-    assert!(eventually(5, || s.server.count() == 2).await, "refreshed by the timer");
+    assert!(
+        eventually(5, || s.server.count() == 2).await,
+        "refreshed by the timer"
+    );
     assert!(eventually(5, || h.try_header().unwrap().as_bytes() == b"Bearer tok-B").await);
     assert_eq!(s.provider.stats().stale_hits, 0, "no caller saw it stale");
     drop(h);
@@ -222,7 +246,12 @@ async fn eager_mode_refreshes_without_traffic() {
 async fn a_refresh_returning_the_same_token_does_not_loop() {
     // The endpoint keeps returning one token with a fixed absolute expiry, as MI endpoints do.
     let clock = ManualClock::new();
-    let expires_on = clock.system_now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let expires_on = clock
+        .system_now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     let server = RawServer::start(Reply::json(
         200,
         json!({"access_token": "same-token", "expires_on": expires_on.to_string(), "token_type": "Bearer"}),
@@ -251,7 +280,10 @@ async fn a_refresh_returning_the_same_token_does_not_loop() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let n = server.count();
-    assert!(n <= 8, "{n} requests for one token's life: the refresh loops");
+    assert!(
+        n <= 8,
+        "{n} requests for one token's life: the refresh loops"
+    );
     assert!(n >= 2, "it did try to refresh");
 }
 
@@ -296,16 +328,30 @@ async fn refresh_in_from_the_source_sets_the_refresh_point() {
 
 #[tokio::test]
 async fn long_tokens_refresh_at_half_life_and_short_ones_five_minutes_early() {
-    for (lifetime, fresh_until) in [(86_400u64, 43_200u64), (7200, 3600), (7199, 6899), (600, 300), (60, 30)] {
+    for (lifetime, fresh_until) in [
+        (86_400u64, 43_200u64),
+        (7200, 3600),
+        (7199, 6899),
+        (600, 300),
+        (60, 30),
+    ] {
         let s = setup(move |c| token_reply(c, "tok", lifetime), false).await;
         let h = s.provider.handle(&graph());
         h.header().await.unwrap();
         s.clock.advance(Duration::from_secs(fresh_until - 1));
         h.try_header().unwrap();
-        assert_eq!(s.provider.stats().stale_hits, 0, "lifetime {lifetime}: fresh before {fresh_until}");
+        assert_eq!(
+            s.provider.stats().stale_hits,
+            0,
+            "lifetime {lifetime}: fresh before {fresh_until}"
+        );
         s.clock.advance(Duration::from_secs(2));
         h.try_header().unwrap();
-        assert_eq!(s.provider.stats().stale_hits, 1, "lifetime {lifetime}: stale after {fresh_until}");
+        assert_eq!(
+            s.provider.stats().stale_hits,
+            1,
+            "lifetime {lifetime}: stale after {fresh_until}"
+        );
     }
 }
 
@@ -313,7 +359,10 @@ async fn long_tokens_refresh_at_half_life_and_short_ones_five_minutes_early() {
 async fn jitter_only_moves_the_refresh_earlier_and_within_bounds() {
     let clock = ManualClock::new();
     let server = RawServer::start(token_reply(&clock, "tok", 86_400)).await;
-    let env = Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", format!("http://{}", server.addr))]);
+    let env = Environment::from_vars([(
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        format!("http://{}", server.addr),
+    )]);
     let credential = ManagedIdentityCredential::builder()
         .environment(env)
         .time_source(clock.time_source(0.0))
@@ -346,7 +395,10 @@ impl TokenCredential for PanicsOnce {
             panic!("credential bug");
         }
         let _ = request;
-        Ok(AccessToken::new("tok-ok", std::time::SystemTime::now() + Duration::from_secs(3600)))
+        Ok(AccessToken::new(
+            "tok-ok",
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        ))
     }
     fn name(&self) -> &str {
         "panics-once"

@@ -16,7 +16,10 @@ use support::{RawServer, Reply, imds_body};
 const CANARY: &str = "eyJ0eXAiOiJKV1QifQ.CANARY-SECRET-TOKEN.c2ln";
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn imds_env(server: &RawServer) -> Environment {
@@ -65,7 +68,10 @@ async fn imds_request_has_the_documented_shape() {
     assert_eq!(req.method, "GET");
     assert_eq!(req.path(), "/metadata/identity/oauth2/token");
     assert_eq!(req.query("api-version").as_deref(), Some("2018-02-01"));
-    assert_eq!(req.query("resource").as_deref(), Some("https://management.azure.com/"));
+    assert_eq!(
+        req.query("resource").as_deref(),
+        Some("https://management.azure.com/")
+    );
     assert_eq!(req.header("Metadata"), Some("true"));
     for p in ["client_id", "object_id", "msi_res_id"] {
         assert_eq!(req.query(p), None, "{p} must be absent for system-assigned");
@@ -78,12 +84,31 @@ async fn user_assigned_ids_are_rendered_per_source() {
     let rid = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id1";
     let server = RawServer::start(Reply::json(200, imds_body(CANARY, now_unix(), 3600))).await;
     let cases = [
-        (ManagedIdentityCredential::builder().client_id(guid), "client_id", "client_id", guid),
-        (ManagedIdentityCredential::builder().object_id(guid), "object_id", "principal_id", guid),
-        (ManagedIdentityCredential::builder().resource_id(rid), "msi_res_id", "mi_res_id", rid),
+        (
+            ManagedIdentityCredential::builder().client_id(guid),
+            "client_id",
+            "client_id",
+            guid,
+        ),
+        (
+            ManagedIdentityCredential::builder().object_id(guid),
+            "object_id",
+            "principal_id",
+            guid,
+        ),
+        (
+            ManagedIdentityCredential::builder().resource_id(rid),
+            "msi_res_id",
+            "mi_res_id",
+            rid,
+        ),
     ];
     for (builder, imds_param, app_param, value) in cases {
-        let cred = builder.clone().environment(imds_env(&server)).build().unwrap();
+        let cred = builder
+            .clone()
+            .environment(imds_env(&server))
+            .build()
+            .unwrap();
         cred.get_token(&graph()).await.unwrap();
         let req = server.requests().pop().unwrap();
         assert_eq!(req.query(imds_param).as_deref(), Some(value));
@@ -124,7 +149,10 @@ async fn app_service_reads_the_rotated_identity_header_per_request() {
     assert_eq!(seen, ["first", "second"]);
     env.remove("IDENTITY_HEADER");
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(matches!(err, Error::Configuration { ref setting, .. } if setting == "IDENTITY_HEADER"), "{err}");
+    assert!(
+        matches!(err, Error::Configuration { ref setting, .. } if setting == "IDENTITY_HEADER"),
+        "{err}"
+    );
 }
 
 /// Every documented shape of a success body parses to the right expiry.
@@ -152,14 +180,38 @@ async fn every_response_shape_is_accepted() {
     };
     let bodies = [
         ("IMDS strings", imds_body(CANARY, now, 3600)),
-        ("numbers", json!({"access_token": CANARY, "expires_in": 3600, "expires_on": now + 3600})),
-        ("expires_on string only", json!({"access_token": CANARY, "expires_on": (now + 3600).to_string()})),
-        ("expires_on number only", json!({"access_token": CANARY, "expires_on": now + 3600})),
-        ("legacy date with AM/PM", json!({"access_token": CANARY, "expires_on": date_in_an_hour.0})),
-        ("legacy date 24h", json!({"access_token": CANARY, "expires_on": date_in_an_hour.1})),
-        ("RFC 3339", json!({"access_token": CANARY, "expires_on": date_in_an_hour.2})),
-        ("empty expires_in, epoch expires_on", json!({"access_token": CANARY, "expires_in": "", "expires_on": (now + 3600).to_string()})),
-        ("token_type missing", json!({"access_token": CANARY, "expires_in": "3600"})),
+        (
+            "numbers",
+            json!({"access_token": CANARY, "expires_in": 3600, "expires_on": now + 3600}),
+        ),
+        (
+            "expires_on string only",
+            json!({"access_token": CANARY, "expires_on": (now + 3600).to_string()}),
+        ),
+        (
+            "expires_on number only",
+            json!({"access_token": CANARY, "expires_on": now + 3600}),
+        ),
+        (
+            "legacy date with AM/PM",
+            json!({"access_token": CANARY, "expires_on": date_in_an_hour.0}),
+        ),
+        (
+            "legacy date 24h",
+            json!({"access_token": CANARY, "expires_on": date_in_an_hour.1}),
+        ),
+        (
+            "RFC 3339",
+            json!({"access_token": CANARY, "expires_on": date_in_an_hour.2}),
+        ),
+        (
+            "empty expires_in, epoch expires_on",
+            json!({"access_token": CANARY, "expires_in": "", "expires_on": (now + 3600).to_string()}),
+        ),
+        (
+            "token_type missing",
+            json!({"access_token": CANARY, "expires_in": "3600"}),
+        ),
     ];
     for (name, body) in bodies {
         let server = RawServer::start(Reply::json(200, body)).await;
@@ -168,7 +220,10 @@ async fn every_response_shape_is_accepted() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let lifetime = token.expires_on_unix() as i64 - now_unix() as i64;
-        assert!((3590..=3601).contains(&lifetime), "{name}: lifetime {lifetime}");
+        assert!(
+            (3590..=3601).contains(&lifetime),
+            "{name}: lifetime {lifetime}"
+        );
         assert_eq!(token.token_type(), "Bearer", "{name}");
     }
 }
@@ -195,7 +250,12 @@ async fn expires_in_wins_over_a_skewed_expires_on_and_refresh_in_is_kept() {
     let token = imds(&server).get_token(&graph()).await.unwrap();
     let lifetime = token.expires_on_unix() as i64 - now as i64;
     assert!((3595..=3601).contains(&lifetime), "{lifetime}");
-    let refresh = token.refresh_on().unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let refresh = token
+        .refresh_on()
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     assert!((1795..=1801).contains(&(refresh - now as i64)));
 }
 
@@ -205,42 +265,193 @@ async fn bad_answers_get_typed_errors_without_secrets() {
     let now = now_unix();
     type Check = fn(&Unavailable) -> bool;
     let cases: Vec<(&str, Reply, Check)> = vec![
-        ("HTML page", Reply::body(200, "text/html", format!("<html><body>proxy {CANARY}</body></html>")), |u| matches!(u, Unavailable::Html { status: 200 })),
-        ("HTML without content type", Reply::body(200, "application/octet-stream", "  <!DOCTYPE html><p>hi</p>"), |u| matches!(u, Unavailable::Html { .. })),
-        ("plain text", Reply::body(200, "text/plain", format!("token={CANARY}")), |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("malformed"))),
-        ("truncated JSON", Reply::body(200, "application/json", format!("{{\"access_token\":\"{CANARY}\",\"expires_in\":\"36")), |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("truncated"))),
-        ("JSON array", Reply::json(200, json!([CANARY])), |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("array"))),
-        ("empty body", Reply::body(200, "application/json", ""), |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("empty"))),
-        ("non-UTF-8 bytes", Reply::body(200, "application/json", vec![b'{', 0xff, 0xfe, b'}']), |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("UTF-8"))),
-        ("missing access_token", Reply::json(200, json!({"expires_in": "3600"})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("`access_token` is missing"))),
-        ("access_token a number", Reply::json(200, json!({"access_token": 5, "expires_in": "3600"})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("is a number"))),
-        ("access_token with spaces", Reply::json(200, json!({"access_token": "a b", "expires_in": "3600"})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("HTTP header"))),
-        ("no expiry", Reply::json(200, json!({"access_token": CANARY})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("neither"))),
-        ("expires_on in the past", Reply::json(200, json!({"access_token": CANARY, "expires_on": (now - 10).to_string()})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("past"))),
-        ("expires_in zero", Reply::json(200, json!({"access_token": CANARY, "expires_in": "0"})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("zero"))),
-        ("expires_in negative", Reply::json(200, json!({"access_token": CANARY, "expires_in": -5})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("negative"))),
-        ("expires_in mistyped", Reply::json(200, json!({"access_token": CANARY, "expires_in": {"s": CANARY}})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("an object"))),
-        ("expires_in not digits", Reply::json(200, json!({"access_token": CANARY, "expires_in": CANARY})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("not a whole number"))),
-        ("absurd lifetime", Reply::json(200, json!({"access_token": CANARY, "expires_on": (now + 10 * 365 * 86400).to_string()})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("longer than"))),
-        ("expires_on garbage", Reply::json(200, json!({"access_token": CANARY, "expires_on": "next tuesday"})), |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("no known format"))),
-        ("body over the cap, streamed", Reply::Huge { total: 4 << 20 }, |u| matches!(u, Unavailable::BodyTooLarge { limit: 65536 })),
-        ("content-length over the cap", Reply::body(200, "application/json", vec![b' '; 70_000]), |u| matches!(u, Unavailable::BodyTooLarge { .. })),
-        ("redirect", Reply::body(302, "text/plain", "").with_header("Location", "http://127.0.0.1:1/steal"), |u| matches!(u, Unavailable::Redirect { status: 302 })),
-        ("connection closed", Reply::Close, |u| matches!(u, Unavailable::Transport { .. } | Unavailable::Connect { .. })),
-        ("garbage status line", Reply::Raw(b"NOT HTTP AT ALL\r\n\r\n".to_vec()), |u| matches!(u, Unavailable::Transport { .. })),
-        ("proxy's 502 page", Reply::body(502, "text/html", "<html>Bad Gateway</html>"), |u| matches!(u, Unavailable::Status { status: 502, detail: None, .. })),
-        ("403 without error body", Reply::body(403, "text/plain", "forbidden"), |u| matches!(u, Unavailable::UnexpectedStatus { status: 403 })),
-        ("Docker Desktop's 403", Reply::json(403, json!({"error": "forbidden", "error_description": "A socket operation was attempted to an unreachable network"})), |u| matches!(u, Unavailable::Status { status: 403, .. })),
+        (
+            "HTML page",
+            Reply::body(
+                200,
+                "text/html",
+                format!("<html><body>proxy {CANARY}</body></html>"),
+            ),
+            |u| matches!(u, Unavailable::Html { status: 200 }),
+        ),
+        (
+            "HTML without content type",
+            Reply::body(
+                200,
+                "application/octet-stream",
+                "  <!DOCTYPE html><p>hi</p>",
+            ),
+            |u| matches!(u, Unavailable::Html { .. }),
+        ),
+        (
+            "plain text",
+            Reply::body(200, "text/plain", format!("token={CANARY}")),
+            |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("malformed")),
+        ),
+        (
+            "truncated JSON",
+            Reply::body(
+                200,
+                "application/json",
+                format!("{{\"access_token\":\"{CANARY}\",\"expires_in\":\"36"),
+            ),
+            |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("truncated")),
+        ),
+        (
+            "JSON array",
+            Reply::json(200, json!([CANARY])),
+            |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("array")),
+        ),
+        (
+            "empty body",
+            Reply::body(200, "application/json", ""),
+            |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("empty")),
+        ),
+        (
+            "non-UTF-8 bytes",
+            Reply::body(200, "application/json", vec![b'{', 0xff, 0xfe, b'}']),
+            |u| matches!(u, Unavailable::NotJson { what, .. } if what.contains("UTF-8")),
+        ),
+        (
+            "missing access_token",
+            Reply::json(200, json!({"expires_in": "3600"})),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("`access_token` is missing")),
+        ),
+        (
+            "access_token a number",
+            Reply::json(200, json!({"access_token": 5, "expires_in": "3600"})),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("is a number")),
+        ),
+        (
+            "access_token with spaces",
+            Reply::json(200, json!({"access_token": "a b", "expires_in": "3600"})),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("HTTP header")),
+        ),
+        (
+            "no expiry",
+            Reply::json(200, json!({"access_token": CANARY})),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("neither")),
+        ),
+        (
+            "expires_on in the past",
+            Reply::json(
+                200,
+                json!({"access_token": CANARY, "expires_on": (now - 10).to_string()}),
+            ),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("past")),
+        ),
+        (
+            "expires_in zero",
+            Reply::json(200, json!({"access_token": CANARY, "expires_in": "0"})),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("zero")),
+        ),
+        (
+            "expires_in negative",
+            Reply::json(200, json!({"access_token": CANARY, "expires_in": -5})),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("negative")),
+        ),
+        (
+            "expires_in mistyped",
+            Reply::json(
+                200,
+                json!({"access_token": CANARY, "expires_in": {"s": CANARY}}),
+            ),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("an object")),
+        ),
+        (
+            "expires_in not digits",
+            Reply::json(200, json!({"access_token": CANARY, "expires_in": CANARY})),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("not a whole number")),
+        ),
+        (
+            "absurd lifetime",
+            Reply::json(
+                200,
+                json!({"access_token": CANARY, "expires_on": (now + 10 * 365 * 86400).to_string()}),
+            ),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("longer than")),
+        ),
+        (
+            "expires_on garbage",
+            Reply::json(
+                200,
+                json!({"access_token": CANARY, "expires_on": "next tuesday"}),
+            ),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("no known format")),
+        ),
+        (
+            "body over the cap, streamed",
+            Reply::Huge { total: 4 << 20 },
+            |u| matches!(u, Unavailable::BodyTooLarge { limit: 65536 }),
+        ),
+        (
+            "content-length over the cap",
+            Reply::body(200, "application/json", vec![b' '; 70_000]),
+            |u| matches!(u, Unavailable::BodyTooLarge { .. }),
+        ),
+        (
+            "redirect",
+            Reply::body(302, "text/plain", "").with_header("Location", "http://127.0.0.1:1/steal"),
+            |u| matches!(u, Unavailable::Redirect { status: 302 }),
+        ),
+        ("connection closed", Reply::Close, |u| {
+            matches!(
+                u,
+                Unavailable::Transport { .. } | Unavailable::Connect { .. }
+            )
+        }),
+        (
+            "garbage status line",
+            Reply::Raw(b"NOT HTTP AT ALL\r\n\r\n".to_vec()),
+            |u| matches!(u, Unavailable::Transport { .. }),
+        ),
+        (
+            "proxy's 502 page",
+            Reply::body(502, "text/html", "<html>Bad Gateway</html>"),
+            |u| {
+                matches!(
+                    u,
+                    Unavailable::Status {
+                        status: 502,
+                        detail: None,
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "403 without error body",
+            Reply::body(403, "text/plain", "forbidden"),
+            |u| matches!(u, Unavailable::UnexpectedStatus { status: 403 }),
+        ),
+        (
+            "Docker Desktop's 403",
+            Reply::json(
+                403,
+                json!({"error": "forbidden", "error_description": "A socket operation was attempted to an unreachable network"}),
+            ),
+            |u| matches!(u, Unavailable::Status { status: 403, .. }),
+        ),
     ];
     for (name, reply, check) in cases {
         let server = RawServer::start(reply).await;
         let err = imds(&server).get_token(&graph()).await.unwrap_err();
         assert_no_canary(&err);
         match &err {
-            Error::Unavailable { source_kind: SourceKind::Imds, endpoint, reason } => {
+            Error::Unavailable {
+                source_kind: SourceKind::Imds,
+                endpoint,
+                reason,
+            } => {
                 assert!(check(reason), "{name}: unexpected reason {reason:?}");
-                assert!(endpoint.ends_with("/metadata/identity/oauth2/token"), "{name}: {endpoint}");
-                assert!(!endpoint.contains('?'), "{name}: the endpoint in errors carries no query");
+                assert!(
+                    endpoint.ends_with("/metadata/identity/oauth2/token"),
+                    "{name}: {endpoint}"
+                );
+                assert!(
+                    !endpoint.contains('?'),
+                    "{name}: the endpoint in errors carries no query"
+                );
             }
             other => panic!("{name}: expected Unavailable, got {other:?}"),
         }
@@ -298,14 +509,26 @@ async fn unreachable_and_hanging_endpoints() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let env = Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", format!("http://127.0.0.1:{port}"))]);
+    let env = Environment::from_vars([(
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+        format!("http://127.0.0.1:{port}"),
+    )]);
     let cred = ManagedIdentityCredential::builder()
         .environment(env)
         .retry(RetryOptions::default().max_retries(0))
         .build()
         .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(matches!(err, Error::Unavailable { reason: Unavailable::Connect { .. }, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailable::Connect { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
     let server = RawServer::start(Reply::Hang).await;
     let cred = ManagedIdentityCredential::builder()
@@ -316,11 +539,23 @@ async fn unreachable_and_hanging_endpoints() {
         .unwrap();
     let started = std::time::Instant::now();
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(matches!(err, Error::Unavailable { reason: Unavailable::Timeout(_), .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailable::Timeout(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-fn imds_with_clock(server: &RawServer, clock: &ManualClock) -> (ManagedIdentityCredential, entra_mi::time::InstantSleep) {
+fn imds_with_clock(
+    server: &RawServer,
+    clock: &ManualClock,
+) -> (ManagedIdentityCredential, entra_mi::time::InstantSleep) {
     let (time, sleeps) = clock.instant_time_source(0.5);
     let cred = ManagedIdentityCredential::builder()
         .environment(imds_env(server))
@@ -341,7 +576,10 @@ trait UnixNow {
 impl UnixNow for ManualClock {
     fn system_now_unix(&self) -> u64 {
         use entra_mi::time::Clock;
-        self.system_now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+        self.system_now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
     }
 }
 
@@ -353,9 +591,21 @@ async fn imds_410_is_retried_for_at_least_70_seconds() {
     let (cred, sleeps) = imds_with_clock(&server, &clock);
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert_eq!(err.status(), Some(410));
-    assert!(sleeps.total() >= Duration::from_secs(70), "retried for {:?}", sleeps.total());
-    assert!(sleeps.total() <= Duration::from_secs(100), "bounded by the deadline: {:?}", sleeps.total());
-    assert!(server.count() > 6, "more than the usual 5 retries: {}", server.count());
+    assert!(
+        sleeps.total() >= Duration::from_secs(70),
+        "retried for {:?}",
+        sleeps.total()
+    );
+    assert!(
+        sleeps.total() <= Duration::from_secs(100),
+        "bounded by the deadline: {:?}",
+        sleeps.total()
+    );
+    assert!(
+        server.count() > 6,
+        "more than the usual 5 retries: {}",
+        server.count()
+    );
 
     let clock = ManualClock::new();
     let server = RawServer::start(Reply::json(200, body_for(&clock))).await;
@@ -373,15 +623,24 @@ async fn retry_after_is_honoured_and_5xx_then_success() {
     let clock = ManualClock::new();
     let server = RawServer::start(Reply::json(200, body_for(&clock))).await;
     server.push(Reply::json(429, json!({"error": "throttled"})).with_header("Retry-After", "7"));
-    server.push(Reply::json(500, json!({"error": "unknown", "error_description": "boom"})));
+    server.push(Reply::json(
+        500,
+        json!({"error": "unknown", "error_description": "boom"}),
+    ));
     server.push(Reply::body(503, "text/plain", "busy"));
     let (cred, sleeps) = imds_with_clock(&server, &clock);
     cred.get_token(&graph()).await.unwrap();
     assert_eq!(server.count(), 4);
     let s = sleeps.sleeps();
     assert_eq!(s.len(), 3);
-    assert!(s[0] >= Duration::from_secs(7), "Retry-After honoured: {s:?}");
-    assert!(s[1] >= Duration::from_millis(1600) && s[2] >= Duration::from_millis(3200), "exponential: {s:?}");
+    assert!(
+        s[0] >= Duration::from_secs(7),
+        "Retry-After honoured: {s:?}"
+    );
+    assert!(
+        s[1] >= Duration::from_millis(1600) && s[2] >= Duration::from_millis(3200),
+        "exponential: {s:?}"
+    );
 }
 
 #[tokio::test]
@@ -393,11 +652,25 @@ async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
         .get_token(&graph().with_deadline(Duration::from_secs(5)))
         .await
         .unwrap_err();
-    assert!(sleeps.total() < Duration::from_secs(5), "{:?}", sleeps.sleeps());
-    assert!(matches!(err, Error::Unavailable { reason: Unavailable::Status { status: 503, .. }, .. }), "{err}");
+    assert!(
+        sleeps.total() < Duration::from_secs(5),
+        "{:?}",
+        sleeps.sleeps()
+    );
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailable::Status { status: 503, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // A Retry-After longer than the time left ends the retries at once.
-    let server = RawServer::start(Reply::json(429, json!({})).with_header("Retry-After", "600")).await;
+    let server =
+        RawServer::start(Reply::json(429, json!({})).with_header("Retry-After", "600")).await;
     let (cred, sleeps) = imds_with_clock(&server, &ManualClock::new());
     cred.get_token(&graph()).await.unwrap_err();
     assert_eq!(server.count(), 1);
@@ -416,7 +689,11 @@ async fn app_service_retries_only_its_own_statuses() {
     let clock = ManualClock::new();
     let (time, _) = clock.instant_time_source(0.5);
     for (status, expected_attempts) in [(410u16, 1usize), (502, 1), (400, 1), (500, 6), (429, 6)] {
-        let server = RawServer::start(Reply::json(status, json!({"statusCode": status, "message": "no"}))).await;
+        let server = RawServer::start(Reply::json(
+            status,
+            json!({"statusCode": status, "message": "no"}),
+        ))
+        .await;
         let cred = ManagedIdentityCredential::builder()
             .environment(app_service_env(&server, "x"))
             .time_source(time.clone())

@@ -8,8 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use entra_mi::{Audience, ChainLink, DefaultCredential, Environment, Error, TokenCredential, TokenRequest};
-use entra_mi_emulator::{App, Emulator, Endpoint, FEDERATED_ISSUER, Identity, TOKEN_EXCHANGE_AUDIENCE};
+use entra_mi::{
+    Audience, ChainLink, DefaultCredential, Environment, Error, TokenCredential, TokenRequest,
+};
+use entra_mi_emulator::{
+    App, Emulator, Endpoint, FEDERATED_ISSUER, Identity, TOKEN_EXCHANGE_AUDIENCE,
+};
 use support::{RawServer, Reply, jwt_claims};
 
 struct Dir(PathBuf);
@@ -20,7 +24,10 @@ impl Drop for Dir {
 }
 
 fn dir(tag: &str) -> Dir {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let d = std::env::temp_dir().join(format!("entra-mi-chain-{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     Dir(d)
@@ -29,7 +36,11 @@ fn dir(tag: &str) -> Dir {
 /// A stand-in `az` that succeeds and leaves a marker file when it runs.
 fn az(tag: &str) -> Dir {
     let d = dir(tag);
-    let expires_on = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let expires_on = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
     let path = d.0.join("az");
     std::fs::write(
         &path,
@@ -72,11 +83,17 @@ async fn closed_port() -> String {
 #[tokio::test]
 async fn links_are_tried_in_order_and_the_first_configured_one_wins() {
     let subject = "system:serviceaccount:ns:app";
-    let app = App::new("app").with_secret("s3cret").with_federated_credential(FEDERATED_ISSUER, subject);
+    let app = App::new("app")
+        .with_secret("s3cret")
+        .with_federated_credential(FEDERATED_ISSUER, subject);
     let emu = Emulator::builder().app(app.clone()).start().await.unwrap();
     let cli = az("order");
     let token_file = cli.0.join("wi-token");
-    std::fs::write(&token_file, emu.federated_token(subject, TOKEN_EXCHANGE_AUDIENCE, Duration::from_secs(3600))).unwrap();
+    std::fs::write(
+        &token_file,
+        emu.federated_token(subject, TOKEN_EXCHANGE_AUDIENCE, Duration::from_secs(3600)),
+    )
+    .unwrap();
     let base = || {
         vec![
             ("AZURE_TENANT_ID", emu.tenant_id()),
@@ -90,14 +107,28 @@ async fn links_are_tried_in_order_and_the_first_configured_one_wins() {
 
     let mut all = base();
     all.push(("AZURE_CLIENT_SECRET", "s3cret".into()));
-    all.push(("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()));
+    all.push((
+        "AZURE_FEDERATED_TOKEN_FILE",
+        token_file.display().to_string(),
+    ));
     let c = chain(env(all));
-    assert_eq!(c.links(), [ChainLink::Environment, ChainLink::WorkloadIdentity, ChainLink::ManagedIdentity, ChainLink::AzureCli]);
+    assert_eq!(
+        c.links(),
+        [
+            ChainLink::Environment,
+            ChainLink::WorkloadIdentity,
+            ChainLink::ManagedIdentity,
+            ChainLink::AzureCli
+        ]
+    );
     c.get_token(&graph()).await.unwrap();
     assert_eq!(c.selected(), Some(ChainLink::Environment));
 
     let mut wi = base();
-    wi.push(("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()));
+    wi.push((
+        "AZURE_FEDERATED_TOKEN_FILE",
+        token_file.display().to_string(),
+    ));
     let c = chain(env(wi));
     c.get_token(&graph()).await.unwrap();
     assert_eq!(c.selected(), Some(ChainLink::WorkloadIdentity));
@@ -109,11 +140,17 @@ async fn links_are_tried_in_order_and_the_first_configured_one_wins() {
     let c = chain(env(mi));
     let token = c.get_token(&graph()).await.unwrap();
     assert_eq!(c.selected(), Some(ChainLink::ManagedIdentity));
-    assert_eq!(jwt_claims(token.secret())["oid"], emu.system_identity().unwrap().object_id.as_str());
+    assert_eq!(
+        jwt_claims(token.secret())["oid"],
+        emu.system_identity().unwrap().object_id.as_str()
+    );
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
 
     // Nothing but the CLI.
-    let c = chain(env(vec![("PATH", path_of(&cli)), ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port().await)]));
+    let c = chain(env(vec![
+        ("PATH", path_of(&cli)),
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port().await),
+    ]));
     let token = c.get_token(&graph()).await.unwrap();
     assert_eq!(token.secret(), "cli.token.x");
     assert_eq!(c.selected(), Some(ChainLink::AzureCli));
@@ -123,7 +160,10 @@ async fn links_are_tried_in_order_and_the_first_configured_one_wins() {
 async fn imds_is_probed_once_and_the_winner_sticks() {
     let emu = Emulator::builder().start().await.unwrap();
     let empty = dir("probe");
-    let c = chain(env(vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.imds_host()), ("PATH", path_of(&empty))]));
+    let c = chain(env(vec![
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.imds_host()),
+        ("PATH", path_of(&empty)),
+    ]));
     for _ in 0..3 {
         c.get_token(&graph()).await.unwrap();
     }
@@ -134,7 +174,10 @@ async fn imds_is_probed_once_and_the_winner_sticks() {
     // A silent IMDS: the probe gives up after its timeout, once; the chain moves on.
     let silent = RawServer::start(Reply::Hang).await;
     let cli = az("probe-cli");
-    let c = chain(env(vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", silent.url("")), ("PATH", path_of(&cli))]));
+    let c = chain(env(vec![
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", silent.url("")),
+        ("PATH", path_of(&cli)),
+    ]));
     for _ in 0..2 {
         let token = c.get_token(&graph()).await.unwrap();
         assert_eq!(token.secret(), "cli.token.x");
@@ -145,7 +188,10 @@ async fn imds_is_probed_once_and_the_winner_sticks() {
     emu.reset_counts();
     let c = chain(env(vec![
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.imds_host()),
-        ("AZURE_TOKEN_CREDENTIALS", "ManagedIdentityCredential".into()),
+        (
+            "AZURE_TOKEN_CREDENTIALS",
+            "ManagedIdentityCredential".into(),
+        ),
     ]));
     assert_eq!(c.links(), [ChainLink::ManagedIdentity]);
     c.get_token(&graph()).await.unwrap();
@@ -164,14 +210,28 @@ async fn a_failing_managed_identity_does_not_fall_through_to_the_cli() {
     ]));
     let err = c.get_token(&graph()).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("managed-identity: App Service endpoint") && msg.contains("HTTP 401"), "{msg}");
-    assert!(!msg.contains("azure-cli"), "the chain stopped at the managed identity: {msg}");
+    assert!(
+        msg.contains("managed-identity: App Service endpoint") && msg.contains("HTTP 401"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("azure-cli"),
+        "the chain stopped at the managed identity: {msg}"
+    );
     assert!(!msg.contains("CANARY"));
     assert!(!err.is_unavailable());
 
     // IMDS answers the probe but the VM has no identity.
-    let vm = Emulator::builder().system_assigned(None).identity(Identity::user_assigned("u")).start().await.unwrap();
-    let c = chain(env(vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", vm.imds_host()), ("PATH", path_of(&cli))]));
+    let vm = Emulator::builder()
+        .system_assigned(None)
+        .identity(Identity::user_assigned("u"))
+        .start()
+        .await
+        .unwrap();
+    let c = chain(env(vec![
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", vm.imds_host()),
+        ("PATH", path_of(&cli)),
+    ]));
     let err = c.get_token(&graph()).await.unwrap_err();
     assert!(err.to_string().contains("Identity not found"), "{err}");
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
@@ -180,38 +240,87 @@ async fn a_failing_managed_identity_does_not_fall_through_to_the_cli() {
 #[tokio::test]
 async fn every_link_failing_gives_one_line_per_link() {
     let empty = dir("none");
-    let c = chain(env(vec![("PATH", path_of(&empty)), ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port().await)]));
+    let c = chain(env(vec![
+        ("PATH", path_of(&empty)),
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port().await),
+    ]));
     let err = c.get_token(&graph()).await.unwrap_err();
-    assert!(matches!(err, Error::Chain(ref a) if a.len() == 4), "{err:?}");
+    assert!(
+        matches!(err, Error::Chain(ref a) if a.len() == 4),
+        "{err:?}"
+    );
     assert!(err.is_unavailable());
     let msg = err.to_string();
     let lines: Vec<&str> = msg.lines().collect();
     assert_eq!(lines.len(), 5, "{msg}");
     assert!(lines[1].starts_with("  environment: not configured: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET are not set"), "{msg}");
-    assert!(lines[2].starts_with("  workload-identity: not configured:"), "{msg}");
-    assert!(lines[3].starts_with("  managed-identity: IMDS did not answer a probe"), "{msg}");
-    assert!(lines[4].starts_with("  azure-cli: azure-cli unavailable: the Azure CLI (az) was not found on PATH"), "{msg}");
+    assert!(
+        lines[2].starts_with("  workload-identity: not configured:"),
+        "{msg}"
+    );
+    assert!(
+        lines[3].starts_with("  managed-identity: IMDS did not answer a probe"),
+        "{msg}"
+    );
+    assert!(
+        lines[4].starts_with(
+            "  azure-cli: azure-cli unavailable: the Azure CLI (az) was not found on PATH"
+        ),
+        "{msg}"
+    );
 }
 
 #[test]
 fn azure_token_credentials_selects_links() {
-    let build = |v: &str| DefaultCredential::builder().environment(env(vec![("AZURE_TOKEN_CREDENTIALS", v.into())])).build();
-    assert_eq!(build("prod").unwrap().links(), [ChainLink::Environment, ChainLink::WorkloadIdentity, ChainLink::ManagedIdentity]);
+    let build = |v: &str| {
+        DefaultCredential::builder()
+            .environment(env(vec![("AZURE_TOKEN_CREDENTIALS", v.into())]))
+            .build()
+    };
+    assert_eq!(
+        build("prod").unwrap().links(),
+        [
+            ChainLink::Environment,
+            ChainLink::WorkloadIdentity,
+            ChainLink::ManagedIdentity
+        ]
+    );
     assert_eq!(build("dev").unwrap().links(), [ChainLink::AzureCli]);
-    assert_eq!(build("azureclicredential").unwrap().links(), [ChainLink::AzureCli]);
-    assert_eq!(build("EnvironmentCredential").unwrap().links(), [ChainLink::Environment]);
+    assert_eq!(
+        build("azureclicredential").unwrap().links(),
+        [ChainLink::AzureCli]
+    );
+    assert_eq!(
+        build("EnvironmentCredential").unwrap().links(),
+        [ChainLink::Environment]
+    );
     let err = build("production").unwrap_err();
     match err {
         Error::Configuration { setting, reason } => {
             assert_eq!(setting, "AZURE_TOKEN_CREDENTIALS");
-            assert!(reason.contains("prod") && reason.contains("dev") && reason.contains("WorkloadIdentityCredential"), "{reason}");
+            assert!(
+                reason.contains("prod")
+                    && reason.contains("dev")
+                    && reason.contains("WorkloadIdentityCredential"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
     // A configured but malformed link fails at build time.
     let err = DefaultCredential::builder()
-        .environment(env(vec![("AZURE_TENANT_ID", "bad tenant".into()), ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555".into()), ("AZURE_CLIENT_SECRET", "x".into())]))
+        .environment(env(vec![
+            ("AZURE_TENANT_ID", "bad tenant".into()),
+            (
+                "AZURE_CLIENT_ID",
+                "11111111-2222-3333-4444-555555555555".into(),
+            ),
+            ("AZURE_CLIENT_SECRET", "x".into()),
+        ]))
         .build()
         .unwrap_err();
-    assert!(matches!(&err, Error::Configuration { setting, .. } if setting == "AZURE_TENANT_ID"), "{err}");
+    assert!(
+        matches!(&err, Error::Configuration { setting, .. } if setting == "AZURE_TENANT_ID"),
+        "{err}"
+    );
 }

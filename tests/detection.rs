@@ -1,7 +1,9 @@
 //! Source detection and configuration validation: the decisions-table order, every detected
 //! source built as itself (never a silent fall-through), and bad environment values.
 
-use entra_mi::{Detected, Environment, Error, ManagedIdentityCredential, SourceKind, detect_source};
+use entra_mi::{
+    Detected, Environment, Error, ManagedIdentityCredential, SourceKind, detect_source,
+};
 
 fn env(vars: &[(&str, &str)]) -> Environment {
     Environment::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -12,19 +14,60 @@ fn detection_follows_the_decisions_table() {
     let cases: &[(&[(&str, &str)], SourceKind)] = &[
         (&[], SourceKind::Imds),
         (
-            &[("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/metadata/identity/oauth2/token"), ("IDENTITY_HEADER", "h"), ("IDENTITY_SERVER_THUMBPRINT", "0123456789abcdef0123456789ABCDEF01234567")],
+            &[
+                (
+                    "IDENTITY_ENDPOINT",
+                    "https://10.0.0.4:2377/metadata/identity/oauth2/token",
+                ),
+                ("IDENTITY_HEADER", "h"),
+                (
+                    "IDENTITY_SERVER_THUMBPRINT",
+                    "0123456789abcdef0123456789ABCDEF01234567",
+                ),
+            ],
             SourceKind::ServiceFabric,
         ),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"), ("IDENTITY_HEADER", "h")], SourceKind::AppService),
         (
-            &[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"), ("IDENTITY_HEADER", "h"), ("IMDS_ENDPOINT", "http://127.0.0.1:40342")],
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+            ],
             SourceKind::AppService,
         ),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/metadata/identity/oauth2/token"), ("IMDS_ENDPOINT", "http://127.0.0.1:40342")], SourceKind::AzureArc),
-        (&[("MSI_ENDPOINT", "http://127.0.0.1:46808/"), ("MSI_SECRET", "s")], SourceKind::AzureMl),
-        (&[("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")], SourceKind::CloudShell),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+            ],
+            SourceKind::AppService,
+        ),
+        (
+            &[
+                (
+                    "IDENTITY_ENDPOINT",
+                    "http://127.0.0.1:40342/metadata/identity/oauth2/token",
+                ),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+            ],
+            SourceKind::AzureArc,
+        ),
+        (
+            &[
+                ("MSI_ENDPOINT", "http://127.0.0.1:46808/"),
+                ("MSI_SECRET", "s"),
+            ],
+            SourceKind::AzureMl,
+        ),
+        (
+            &[("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")],
+            SourceKind::CloudShell,
+        ),
         (&[("IDENTITY_HEADER", "h")], SourceKind::Imds),
-        (&[("IDENTITY_ENDPOINT", ""), ("IDENTITY_HEADER", "h")], SourceKind::Imds),
+        (
+            &[("IDENTITY_ENDPOINT", ""), ("IDENTITY_HEADER", "h")],
+            SourceKind::Imds,
+        ),
         (&[("MSI_SECRET", "s")], SourceKind::Imds),
     ];
     for (vars, expected) in cases {
@@ -36,10 +79,39 @@ fn detection_follows_the_decisions_table() {
 #[test]
 fn every_detected_source_is_built_and_never_falls_through() {
     for (vars, kind, endpoint) in [
-        (vec![("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"), ("IDENTITY_HEADER", "h"), ("IDENTITY_SERVER_THUMBPRINT", "0123456789abcdef0123456789ABCDEF01234567")], SourceKind::ServiceFabric, "https://10.0.0.4:2377/t"),
-        (vec![("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/t"), ("IMDS_ENDPOINT", "http://127.0.0.1:40342")], SourceKind::AzureArc, "http://127.0.0.1:40342/t"),
-        (vec![("MSI_ENDPOINT", "http://127.0.0.1:46808/"), ("MSI_SECRET", "super-secret-value")], SourceKind::AzureMl, "http://127.0.0.1:46808/"),
-        (vec![("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")], SourceKind::CloudShell, "http://localhost:50342/oauth2/token"),
+        (
+            vec![
+                ("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"),
+                ("IDENTITY_HEADER", "h"),
+                (
+                    "IDENTITY_SERVER_THUMBPRINT",
+                    "0123456789abcdef0123456789ABCDEF01234567",
+                ),
+            ],
+            SourceKind::ServiceFabric,
+            "https://10.0.0.4:2377/t",
+        ),
+        (
+            vec![
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/t"),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+            ],
+            SourceKind::AzureArc,
+            "http://127.0.0.1:40342/t",
+        ),
+        (
+            vec![
+                ("MSI_ENDPOINT", "http://127.0.0.1:46808/"),
+                ("MSI_SECRET", "super-secret-value"),
+            ],
+            SourceKind::AzureMl,
+            "http://127.0.0.1:46808/",
+        ),
+        (
+            vec![("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")],
+            SourceKind::CloudShell,
+            "http://localhost:50342/oauth2/token",
+        ),
     ] {
         let cred = ManagedIdentityCredential::builder()
             .environment(env(&vars))
@@ -55,14 +127,54 @@ fn every_detected_source_is_built_and_never_falls_through() {
 #[test]
 fn bad_values_of_the_other_sources_name_the_variable() {
     let cases: &[(&[(&str, &str)], &str, &str)] = &[
-        (&[("MSI_ENDPOINT", "not a url")], "MSI_ENDPOINT", "not an absolute URL"),
-        (&[("MSI_ENDPOINT", "http://203.0.113.9/msi"), ("MSI_SECRET", "s")], "MSI_ENDPOINT", "neither loopback nor link-local"),
-        (&[("IDENTITY_ENDPOINT", "http://203.0.113.9/t"), ("IMDS_ENDPOINT", "http://203.0.113.9")], "IDENTITY_ENDPOINT", "neither loopback nor link-local"),
-        (&[("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"), ("IDENTITY_HEADER", "h"), ("IDENTITY_SERVER_THUMBPRINT", "xyz")], "IDENTITY_SERVER_THUMBPRINT", "40 hexadecimal digits"),
-        (&[("IDENTITY_ENDPOINT", "http://10.0.0.4:2377/t"), ("IDENTITY_HEADER", "h"), ("IDENTITY_SERVER_THUMBPRINT", "0123456789abcdef0123456789ABCDEF01234567")], "IDENTITY_ENDPOINT", "must be https"),
+        (
+            &[("MSI_ENDPOINT", "not a url")],
+            "MSI_ENDPOINT",
+            "not an absolute URL",
+        ),
+        (
+            &[
+                ("MSI_ENDPOINT", "http://203.0.113.9/msi"),
+                ("MSI_SECRET", "s"),
+            ],
+            "MSI_ENDPOINT",
+            "neither loopback nor link-local",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://203.0.113.9/t"),
+                ("IMDS_ENDPOINT", "http://203.0.113.9"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "neither loopback nor link-local",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"),
+                ("IDENTITY_HEADER", "h"),
+                ("IDENTITY_SERVER_THUMBPRINT", "xyz"),
+            ],
+            "IDENTITY_SERVER_THUMBPRINT",
+            "40 hexadecimal digits",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://10.0.0.4:2377/t"),
+                ("IDENTITY_HEADER", "h"),
+                (
+                    "IDENTITY_SERVER_THUMBPRINT",
+                    "0123456789abcdef0123456789ABCDEF01234567",
+                ),
+            ],
+            "IDENTITY_ENDPOINT",
+            "must be https",
+        ),
     ];
     for (vars, variable, needle) in cases {
-        let err = ManagedIdentityCredential::builder().environment(env(vars)).build().unwrap_err();
+        let err = ManagedIdentityCredential::builder()
+            .environment(env(vars))
+            .build()
+            .unwrap_err();
         match &err {
             Error::Configuration { setting, reason } => {
                 assert_eq!(setting, variable, "{vars:?}");
@@ -76,15 +188,63 @@ fn bad_values_of_the_other_sources_name_the_variable() {
 #[test]
 fn bad_environment_values_name_the_variable() {
     let cases: &[(&[(&str, &str)], &str, &str)] = &[
-        (&[("IDENTITY_ENDPOINT", "not a url"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "not an absolute URL"),
-        (&[("IDENTITY_ENDPOINT", "ftp://127.0.0.1/x"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "http or https"),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:1/x?y=1"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "without query"),
-        (&[("IDENTITY_ENDPOINT", "http://user:pw@127.0.0.1:1/x"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "credentials"),
-        (&[("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"), ("IDENTITY_HEADER", "h")], "IDENTITY_ENDPOINT", "neither loopback nor link-local"),
-        (&[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token")], "IDENTITY_ENDPOINT", "refusing to guess"),
-        (&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "169.254.169.254")], "AZURE_POD_IDENTITY_AUTHORITY_HOST", "not an absolute URL"),
-        (&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://h/?x=1")], "AZURE_POD_IDENTITY_AUTHORITY_HOST", "without query"),
-        (&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "file:///etc/passwd")], "AZURE_POD_IDENTITY_AUTHORITY_HOST", "http or https"),
+        (
+            &[("IDENTITY_ENDPOINT", "not a url"), ("IDENTITY_HEADER", "h")],
+            "IDENTITY_ENDPOINT",
+            "not an absolute URL",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "ftp://127.0.0.1/x"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "http or https",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/x?y=1"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "without query",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://user:pw@127.0.0.1:1/x"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "credentials",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "neither loopback nor link-local",
+        ),
+        (
+            &[("IDENTITY_ENDPOINT", "http://127.0.0.1:41000/msi/token")],
+            "IDENTITY_ENDPOINT",
+            "refusing to guess",
+        ),
+        (
+            &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "169.254.169.254")],
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "not an absolute URL",
+        ),
+        (
+            &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://h/?x=1")],
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "without query",
+        ),
+        (
+            &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", "file:///etc/passwd")],
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "http or https",
+        ),
     ];
     for (vars, variable, needle) in cases {
         let err = ManagedIdentityCredential::builder()
@@ -110,11 +270,18 @@ fn http_endpoints_on_loopback_and_link_local_are_accepted() {
         "http://[::1]:8081/msi/token",
         "https://appservice.example/msi/token",
     ] {
-        let d = detect_source(&env(&[("IDENTITY_ENDPOINT", endpoint), ("IDENTITY_HEADER", "h")])).unwrap();
+        let d = detect_source(&env(&[
+            ("IDENTITY_ENDPOINT", endpoint),
+            ("IDENTITY_HEADER", "h"),
+        ]))
+        .unwrap();
         assert!(matches!(d, Detected::AppService { .. }), "{endpoint}");
     }
     ManagedIdentityCredential::builder()
-        .environment(env(&[("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"), ("IDENTITY_HEADER", "h")]))
+        .environment(env(&[
+            ("IDENTITY_ENDPOINT", "http://203.0.113.9/msi/token"),
+            ("IDENTITY_HEADER", "h"),
+        ]))
         .allow_http_endpoint(true)
         .build()
         .unwrap();
@@ -123,8 +290,14 @@ fn http_endpoints_on_loopback_and_link_local_are_accepted() {
 #[test]
 fn imds_host_override_is_joined_with_the_token_path() {
     for (host, expected) in [
-        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/metadata/identity/oauth2/token"),
-        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/metadata/identity/oauth2/token"),
+        (
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/metadata/identity/oauth2/token",
+        ),
+        (
+            "http://127.0.0.1:8080/",
+            "http://127.0.0.1:8080/metadata/identity/oauth2/token",
+        ),
     ] {
         let cred = ManagedIdentityCredential::builder()
             .environment(env(&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", host)]))
@@ -136,17 +309,34 @@ fn imds_host_override_is_joined_with_the_token_path() {
         .environment(env(&[]))
         .build()
         .unwrap();
-    assert_eq!(cred.endpoint(), "http://169.254.169.254/metadata/identity/oauth2/token");
-    assert_eq!(format!("{:?}", env(&[("IDENTITY_HEADER", "value-here")])).contains("value-here"), false);
+    assert_eq!(
+        cred.endpoint(),
+        "http://169.254.169.254/metadata/identity/oauth2/token"
+    );
+    assert_eq!(
+        format!("{:?}", env(&[("IDENTITY_HEADER", "value-here")])).contains("value-here"),
+        false
+    );
 }
 
 #[test]
 fn identity_ids_are_validated() {
     for (builder, needle) in [
         (ManagedIdentityCredential::builder().client_id(""), "empty"),
-        (ManagedIdentityCredential::builder().client_id("my-app"), "GUID"),
-        (ManagedIdentityCredential::builder().object_id("1234 5678"), "whitespace"),
-        (ManagedIdentityCredential::builder().resource_id("/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"), "userAssignedIdentities"),
+        (
+            ManagedIdentityCredential::builder().client_id("my-app"),
+            "GUID",
+        ),
+        (
+            ManagedIdentityCredential::builder().object_id("1234 5678"),
+            "whitespace",
+        ),
+        (
+            ManagedIdentityCredential::builder().resource_id(
+                "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+            ),
+            "userAssignedIdentities",
+        ),
     ] {
         let err = builder.environment(env(&[])).build().unwrap_err();
         assert!(err.to_string().contains(needle), "{err}");

@@ -28,7 +28,10 @@ fn assert_hidden(shown: &str, secrets: &[&str]) {
 }
 
 fn temp_file(tag: &str) -> PathBuf {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     std::env::temp_dir().join(format!("entra-mi-{tag}-{}-{n}", std::process::id()))
 }
 
@@ -64,14 +67,29 @@ async fn client_secret_gets_a_token_and_a_wrong_one_gets_the_aadsts_error() {
         other => panic!("{other:?}"),
     }
     let shown = format!("{err} {err:?}");
-    assert!(shown.contains("AADSTS7000215") && shown.contains("trace id") && shown.contains("correlation id"), "{shown}");
+    assert!(
+        shown.contains("AADSTS7000215")
+            && shown.contains("trace id")
+            && shown.contains("correlation id"),
+        "{shown}"
+    );
     assert!(shown.contains("not its Secret ID"), "hint: {shown}");
-    assert!(!shown.contains("Timestamp"), "only the first line of the description: {shown}");
+    assert!(
+        !shown.contains("Timestamp"),
+        "only the first line of the description: {shown}"
+    );
     assert_hidden(&shown, &["CANARY"]);
 
     // Unknown app and unknown tenant: Entra's own codes, with hints.
-    let err = secret_credential(&emu, "00000000-0000-0000-0000-000000000001", SECRET).get_token(&graph()).await.unwrap_err();
-    assert!(err.to_string().contains("AADSTS700016") && err.to_string().contains("check AZURE_CLIENT_ID"), "{err}");
+    let err = secret_credential(&emu, "00000000-0000-0000-0000-000000000001", SECRET)
+        .get_token(&graph())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("AADSTS700016")
+            && err.to_string().contains("check AZURE_CLIENT_ID"),
+        "{err}"
+    );
     let other_tenant = TokenRequest::new(Audience::microsoft_graph()).with_tenant("not-my-tenant");
     let err = cred.get_token(&other_tenant).await.unwrap_err();
     assert!(err.to_string().contains("AADSTS90002"), "{err}");
@@ -84,24 +102,55 @@ async fn authority_must_be_https_unless_loopback_is_allowed() {
         ("http://127.0.0.1:1", false, "allow_loopback_http"),
         ("http://login.example", true, "must be an https URL"),
         ("login.microsoftonline.com", false, "not an absolute URL"),
-        ("https://login.example/?x=1", false, "without credentials, query or fragment"),
+        (
+            "https://login.example/?x=1",
+            false,
+            "without credentials, query or fragment",
+        ),
     ] {
-        let err = ClientSecretCredential::builder("contoso.onmicrosoft.com", "11111111-2222-3333-4444-555555555555", "s")
-            .authority_host(host)
-            .allow_loopback_http(allow)
+        let err = ClientSecretCredential::builder(
+            "contoso.onmicrosoft.com",
+            "11111111-2222-3333-4444-555555555555",
+            "s",
+        )
+        .authority_host(host)
+        .allow_loopback_http(allow)
+        .build()
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Configuration { setting, reason } if setting == "AZURE_AUTHORITY_HOST" && reason.contains(needle)),
+            "{host}: {err}"
+        );
+    }
+    for host in [
+        authority::AZURE_PUBLIC_CLOUD,
+        authority::AZURE_US_GOVERNMENT,
+        authority::AZURE_CHINA,
+    ] {
+        ClientSecretCredential::builder(
+            "contoso.onmicrosoft.com",
+            "11111111-2222-3333-4444-555555555555",
+            "s",
+        )
+        .authority_host(host)
+        .build()
+        .unwrap();
+    }
+    let err = ClientSecretCredential::builder(
+        "contoso/../x",
+        "11111111-2222-3333-4444-555555555555",
+        "s",
+    )
+    .build()
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Configuration { setting, .. } if setting == "AZURE_TENANT_ID"),
+        "{err}"
+    );
+    let err =
+        ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", "")
             .build()
             .unwrap_err();
-        assert!(matches!(&err, Error::Configuration { setting, reason } if setting == "AZURE_AUTHORITY_HOST" && reason.contains(needle)), "{host}: {err}");
-    }
-    for host in [authority::AZURE_PUBLIC_CLOUD, authority::AZURE_US_GOVERNMENT, authority::AZURE_CHINA] {
-        ClientSecretCredential::builder("contoso.onmicrosoft.com", "11111111-2222-3333-4444-555555555555", "s")
-            .authority_host(host)
-            .build()
-            .unwrap();
-    }
-    let err = ClientSecretCredential::builder("contoso/../x", "11111111-2222-3333-4444-555555555555", "s").build().unwrap_err();
-    assert!(matches!(&err, Error::Configuration { setting, .. } if setting == "AZURE_TENANT_ID"), "{err}");
-    let err = ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", "").build().unwrap_err();
     assert!(err.to_string().contains("AZURE_CLIENT_SECRET"), "{err}");
 }
 
@@ -120,7 +169,10 @@ async fn environment_conventions_and_sovereign_authority() {
     assert!(err.to_string().contains("allow_loopback_http"), "{err}");
     env.remove("AZURE_CLIENT_SECRET");
     let err = ClientSecretCredential::from_environment(&env).unwrap_err();
-    assert!(matches!(&err, Error::CredentialUnavailable { reason, .. } if reason == "AZURE_CLIENT_SECRET is not set"), "{err}");
+    assert!(
+        matches!(&err, Error::CredentialUnavailable { reason, .. } if reason == "AZURE_CLIENT_SECRET is not set"),
+        "{err}"
+    );
     assert!(err.is_unavailable());
 }
 
@@ -129,29 +181,49 @@ async fn client_secret_retries_a_5xx_once_on_the_injected_clock() {
     let server = RawServer::start(Reply::json(503, serde_json::json!({"error": "temporarily_unavailable", "error_description": "AADSTS90033: A transient error has occurred.\r\nTrace ID: 1"}))).await;
     let clock = entra_mi::time::ManualClock::new();
     let (time, sleeps) = clock.instant_time_source(0.5);
-    let cred = ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
-        .authority_host(server.url(""))
-        .allow_loopback_http(true)
-        .time_source(time)
-        .build()
-        .unwrap();
+    let cred =
+        ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
+            .authority_host(server.url(""))
+            .allow_loopback_http(true)
+            .time_source(time)
+            .build()
+            .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert_eq!(err.status(), Some(503));
     assert_eq!(server.count(), 2);
     assert_eq!(sleeps.sleeps(), vec![Duration::from_secs(1)]);
     let req = &server.requests()[0];
     assert_eq!(req.path(), "/contoso/oauth2/v2.0/token");
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
-    assert!(form.contains(&("client_secret".into(), SECRET.into())), "form-encoded exactly: {form:?}");
-    assert!(form.contains(&("scope".into(), "https://graph.microsoft.com/.default".into())));
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect();
+    assert!(
+        form.contains(&("client_secret".into(), SECRET.into())),
+        "form-encoded exactly: {form:?}"
+    );
+    assert!(form.contains(&(
+        "scope".into(),
+        "https://graph.microsoft.com/.default".into()
+    )));
     assert!(form.contains(&("grant_type".into(), "client_credentials".into())));
 
     // HTML or garbage from the token endpoint: typed error, no body echoed.
-    server.set_fallback(Reply::body(200, "application/json", format!("{{\"access_token\": 5, \"x\": \"{SECRET}\"}}")));
+    server.set_fallback(Reply::body(
+        200,
+        "application/json",
+        format!("{{\"access_token\": 5, \"x\": \"{SECRET}\"}}"),
+    ));
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(err.to_string().contains("`access_token` is a number"), "{err}");
+    assert!(
+        err.to_string().contains("`access_token` is a number"),
+        "{err}"
+    );
     assert_hidden(&format!("{err} {err:?}"), &["CANARY"]);
-    server.set_fallback(Reply::body(502, "text/html", "<html>bad gateway CANARY</html>"));
+    server.set_fallback(Reply::body(
+        502,
+        "text/html",
+        "<html>bad gateway CANARY</html>",
+    ));
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(err.to_string().contains("HTML"), "{err}");
     assert_hidden(&format!("{err} {err:?}"), &["CANARY"]);
@@ -171,26 +243,46 @@ async fn workload_identity_rereads_the_rotated_token_file() {
         ("AZURE_AUTHORITY_HOST", emu.authority_host()),
     ]);
     let builder = |env: &Environment| {
-        WorkloadIdentityCredential::builder(env.get("AZURE_TENANT_ID").unwrap(), env.get("AZURE_CLIENT_ID").unwrap(), &file)
-            .authority_host(emu.authority_host())
-            .allow_loopback_http(true)
-            .build()
-            .unwrap()
+        WorkloadIdentityCredential::builder(
+            env.get("AZURE_TENANT_ID").unwrap(),
+            env.get("AZURE_CLIENT_ID").unwrap(),
+            &file,
+        )
+        .authority_host(emu.authority_host())
+        .allow_loopback_http(true)
+        .build()
+        .unwrap()
     };
     let cred = builder(&env);
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(matches!(&err, Error::Configuration { setting, reason } if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("does not exist")), "{err}");
+    assert!(
+        matches!(&err, Error::Configuration { setting, reason } if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("does not exist")),
+        "{err}"
+    );
     std::fs::write(&file, "").unwrap();
-    assert!(cred.get_token(&graph()).await.unwrap_err().to_string().contains("empty"));
+    assert!(
+        cred.get_token(&graph())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("empty")
+    );
     std::fs::write(&file, "CANARY-not-a-jwt").unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(err.to_string().contains("not a JWT"), "{err}");
     assert_hidden(&format!("{err} {err:?}"), &["CANARY"]);
 
     // An expired projected token: AADSTS700024 with its hint.
-    std::fs::write(&file, emu.federated_token(subject, TOKEN_EXCHANGE_AUDIENCE, Duration::ZERO)).unwrap();
+    std::fs::write(
+        &file,
+        emu.federated_token(subject, TOKEN_EXCHANGE_AUDIENCE, Duration::ZERO),
+    )
+    .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(err.to_string().contains("AADSTS700024") && err.to_string().contains("re-read"), "{err}");
+    assert!(
+        err.to_string().contains("AADSTS700024") && err.to_string().contains("re-read"),
+        "{err}"
+    );
 
     // Kubernetes rotates the file: the next fetch uses the new token.
     let good = emu.federated_token(subject, TOKEN_EXCHANGE_AUDIENCE, Duration::from_secs(3600));
@@ -199,18 +291,44 @@ async fn workload_identity_rereads_the_rotated_token_file() {
     assert_eq!(jwt_claims(token.secret())["appid"], app.client_id.as_str());
 
     // Rotated to a token of another subject: the new content is what gets sent.
-    std::fs::write(&file, emu.federated_token("system:serviceaccount:default:other", TOKEN_EXCHANGE_AUDIENCE, Duration::from_secs(3600))).unwrap();
+    std::fs::write(
+        &file,
+        emu.federated_token(
+            "system:serviceaccount:default:other",
+            TOKEN_EXCHANGE_AUDIENCE,
+            Duration::from_secs(3600),
+        ),
+    )
+    .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
     let shown = format!("{err} {err:?}");
-    assert!(shown.contains("AADSTS70021") && shown.contains("system:serviceaccount:default:other"), "{shown}");
+    assert!(
+        shown.contains("AADSTS70021") && shown.contains("system:serviceaccount:default:other"),
+        "{shown}"
+    );
     assert_hidden(&shown, &[&good]);
 
     // Wrong audience.
-    std::fs::write(&file, emu.federated_token(subject, "api://other", Duration::from_secs(3600))).unwrap();
-    assert!(cred.get_token(&graph()).await.unwrap_err().to_string().contains("AADSTS700212"));
+    std::fs::write(
+        &file,
+        emu.federated_token(subject, "api://other", Duration::from_secs(3600)),
+    )
+    .unwrap();
+    assert!(
+        cred.get_token(&graph())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("AADSTS700212")
+    );
 
     let from_env = WorkloadIdentityCredential::from_environment(&env);
-    assert!(from_env.unwrap_err().to_string().contains("allow_loopback_http"));
+    assert!(
+        from_env
+            .unwrap_err()
+            .to_string()
+            .contains("allow_loopback_http")
+    );
     let _ = std::fs::remove_file(&file);
 }
 
@@ -219,8 +337,13 @@ async fn managed_identity_as_federated_credential_in_another_tenant() {
     let other_tenant = "7d1e2f3a-0000-4000-8000-00000000beef";
     // The app's federated credential names the managed identity: its issuer and object id.
     let system = entra_mi_emulator::Identity::system_assigned();
-    let issuer = format!("https://sts.windows.net/{}/", entra_mi_emulator::DEFAULT_TENANT_ID);
-    let app = App::new("multi-tenant").with_federated_credential(&issuer, &system.object_id).multi_tenant(true);
+    let issuer = format!(
+        "https://sts.windows.net/{}/",
+        entra_mi_emulator::DEFAULT_TENANT_ID
+    );
+    let app = App::new("multi-tenant")
+        .with_federated_credential(&issuer, &system.object_id)
+        .multi_tenant(true);
     let stranger = App::new("no-fic").multi_tenant(true);
     let emu = Emulator::builder()
         .system_assigned(Some(system.clone()))
@@ -232,7 +355,10 @@ async fn managed_identity_as_federated_credential_in_another_tenant() {
         .unwrap();
     let mi = || {
         ManagedIdentityCredential::builder()
-            .environment(Environment::from_vars([("AZURE_POD_IDENTITY_AUTHORITY_HOST", emu.imds_host())]))
+            .environment(Environment::from_vars([(
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+                emu.imds_host(),
+            )]))
             .build()
             .unwrap()
     };
@@ -250,11 +376,15 @@ async fn managed_identity_as_federated_credential_in_another_tenant() {
     assert_eq!(claims["appid"], app.client_id.as_str());
     assert_eq!(emu.requests(Endpoint::Imds), 1);
 
-    let cred = FederatedManagedIdentityCredential::builder(emu.tenant_id(), &stranger.client_id, mi())
-        .authority_host(emu.authority_host())
-        .allow_loopback_http(true)
-        .build()
-        .unwrap();
+    let cred =
+        FederatedManagedIdentityCredential::builder(emu.tenant_id(), &stranger.client_id, mi())
+            .authority_host(emu.authority_host())
+            .allow_loopback_http(true)
+            .build()
+            .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(err.to_string().contains("AADSTS700211") && err.to_string().contains("federated"), "{err}");
+    assert!(
+        err.to_string().contains("AADSTS700211") && err.to_string().contains("federated"),
+        "{err}"
+    );
 }

@@ -56,7 +56,10 @@ impl TempDir {
 }
 
 fn fastrand_suffix() -> u128 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 impl Drop for TempDir {
@@ -71,16 +74,30 @@ impl Drop for TempDir {
 #[tokio::test]
 async fn azure_ml_system_and_user_assigned() {
     let user = Identity::user_assigned("ml-user");
-    let emu = Emulator::builder().identity(user.clone()).msi_secret(CANARY).start().await.unwrap();
+    let emu = Emulator::builder()
+        .identity(user.clone())
+        .msi_secret(CANARY)
+        .start()
+        .await
+        .unwrap();
     let system = emu.system_identity().unwrap();
-    let base = [("MSI_ENDPOINT", emu.msi_endpoint()), ("MSI_SECRET", emu.msi_secret())];
+    let base = [
+        ("MSI_ENDPOINT", emu.msi_endpoint()),
+        ("MSI_SECRET", emu.msi_secret()),
+    ];
     let vars = |extra: &[(&str, &str)]| {
-        let mut v: Vec<(String, String)> = base.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut v: Vec<(String, String)> = base
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         v.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Environment::from_vars(v)
     };
 
-    let cred = ManagedIdentityCredential::builder().environment(vars(&[])).build().unwrap();
+    let cred = ManagedIdentityCredential::builder()
+        .environment(vars(&[]))
+        .build()
+        .unwrap();
     assert_eq!(cred.source(), SourceKind::AzureMl);
     let token = cred.get_token(&graph()).await.unwrap();
     assert_eq!(jwt_claims(token.secret())["oid"], system.object_id.as_str());
@@ -125,7 +142,11 @@ async fn azure_ml_system_and_user_assigned() {
         .build()
         .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(err.to_string().contains("DEFAULT_IDENTITY_CLIENT_ID") && err.to_string().contains("placeholder"), "{err}");
+    assert!(
+        err.to_string().contains("DEFAULT_IDENTITY_CLIENT_ID")
+            && err.to_string().contains("placeholder"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -133,7 +154,10 @@ async fn azure_ml_wrong_secret_is_refused_without_showing_it() {
     let emu = Emulator::builder().start().await.unwrap();
     let wrong = format!("{CANARY}-wrong");
     let cred = ManagedIdentityCredential::builder()
-        .environment(env(&[("MSI_ENDPOINT", &emu.msi_endpoint()), ("MSI_SECRET", &wrong)]))
+        .environment(env(&[
+            ("MSI_ENDPOINT", &emu.msi_endpoint()),
+            ("MSI_SECRET", &wrong),
+        ]))
         .build()
         .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
@@ -151,13 +175,21 @@ async fn cloud_shell_posts_a_form_and_refuses_user_assigned() {
     let emu = Emulator::builder().start().await.unwrap();
     let vars = [("MSI_ENDPOINT", emu.cloud_shell_endpoint())];
     let e = || Environment::from_vars(vars.clone());
-    let cred = ManagedIdentityCredential::builder().environment(e()).build().unwrap();
+    let cred = ManagedIdentityCredential::builder()
+        .environment(e())
+        .build()
+        .unwrap();
     assert_eq!(cred.source(), SourceKind::CloudShell);
     let token = cred
-        .get_token(&TokenRequest::new(Audience::new("https://management.azure.com/").unwrap()))
+        .get_token(&TokenRequest::new(
+            Audience::new("https://management.azure.com/").unwrap(),
+        ))
         .await
         .unwrap();
-    assert_eq!(jwt_claims(token.secret())["aud"], "https://management.azure.com/");
+    assert_eq!(
+        jwt_claims(token.secret())["aud"],
+        "https://management.azure.com/"
+    );
     assert_eq!(emu.requests(Endpoint::CloudShell), 1);
 
     for b in [
@@ -165,7 +197,11 @@ async fn cloud_shell_posts_a_form_and_refuses_user_assigned() {
         ManagedIdentityCredential::builder().object_id("11111111-2222-3333-4444-555555555555"),
     ] {
         let err = b.environment(e()).build().unwrap_err();
-        assert!(err.to_string().contains("Cloud Shell cannot select a user-assigned identity"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("Cloud Shell cannot select a user-assigned identity"),
+            "{err}"
+        );
     }
     assert_eq!(emu.requests(Endpoint::CloudShell), 1);
 }
@@ -182,28 +218,49 @@ async fn cloud_shell_answer_for_another_audience_is_refused() {
         .build()
         .unwrap();
     let err = cred
-        .get_token(&TokenRequest::new(Audience::new("https://management.azure.com/").unwrap()))
+        .get_token(&TokenRequest::new(
+            Audience::new("https://management.azure.com/").unwrap(),
+        ))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Unavailable { reason: Unavailable::InvalidResponse { .. }, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailable::InvalidResponse { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_no_secret(&err, &[CANARY]);
     let req = &server.requests()[0];
     assert_eq!(req.method, "POST");
     assert_eq!(req.header("metadata"), Some("true"));
-    assert_eq!(String::from_utf8_lossy(&req.body), "resource=https%3A%2F%2Fmanagement.azure.com%2F");
+    assert_eq!(
+        String::from_utf8_lossy(&req.body),
+        "resource=https%3A%2F%2Fmanagement.azure.com%2F"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Azure Arc
 
 fn arc_env(emu: &Emulator) -> Environment {
-    env(&[("IDENTITY_ENDPOINT", &emu.arc_endpoint()), ("IMDS_ENDPOINT", &emu.base_url())])
+    env(&[
+        ("IDENTITY_ENDPOINT", &emu.arc_endpoint()),
+        ("IMDS_ENDPOINT", &emu.base_url()),
+    ])
 }
 
 #[tokio::test]
 async fn arc_answers_its_challenge_with_the_key_file() {
     let dir = TempDir::new("arc");
-    let emu = Emulator::builder().arc_key_directory(dir.path()).start().await.unwrap();
+    let emu = Emulator::builder()
+        .arc_key_directory(dir.path())
+        .start()
+        .await
+        .unwrap();
     let cred = ManagedIdentityCredential::builder()
         .environment(arc_env(&emu))
         .arc_key_directory(dir.path())
@@ -211,8 +268,15 @@ async fn arc_answers_its_challenge_with_the_key_file() {
         .unwrap();
     assert_eq!(cred.source(), SourceKind::AzureArc);
     let token = cred.get_token(&graph()).await.unwrap();
-    assert_eq!(jwt_claims(token.secret())["oid"], emu.system_identity().unwrap().object_id.as_str());
-    assert_eq!(emu.requests(Endpoint::AzureArc), 2, "challenge, then the answer");
+    assert_eq!(
+        jwt_claims(token.secret())["oid"],
+        emu.system_identity().unwrap().object_id.as_str()
+    );
+    assert_eq!(
+        emu.requests(Endpoint::AzureArc),
+        2,
+        "challenge, then the answer"
+    );
 
     let err = ManagedIdentityCredential::builder()
         .environment(arc_env(&emu))
@@ -220,7 +284,11 @@ async fn arc_answers_its_challenge_with_the_key_file() {
         .client_id("11111111-2222-3333-4444-555555555555")
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("Azure Arc cannot select a user-assigned identity"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Azure Arc cannot select a user-assigned identity"),
+        "{err}"
+    );
     assert_eq!(emu.requests(Endpoint::AzureArc), 2);
 }
 
@@ -228,7 +296,11 @@ async fn arc_answers_its_challenge_with_the_key_file() {
 async fn arc_key_file_checks_come_before_reading() {
     let dir = TempDir::new("arc-dir");
     let outside = TempDir::new("arc-outside");
-    let emu = Emulator::builder().arc_key_directory(dir.path()).start().await.unwrap();
+    let emu = Emulator::builder()
+        .arc_key_directory(dir.path())
+        .start()
+        .await
+        .unwrap();
     let cred = ManagedIdentityCredential::builder()
         .environment(arc_env(&emu))
         .arc_key_directory(dir.path())
@@ -271,17 +343,30 @@ async fn arc_key_file_checks_come_before_reading() {
         emu.set_arc_challenge_path(Some(path.clone()));
         let err = cred.get_token(&graph()).await.unwrap_err();
         match &err {
-            Error::ArcKeyFile { reason, .. } => assert!(reason.contains(needle), "{path:?}: {reason}"),
+            Error::ArcKeyFile { reason, .. } => {
+                assert!(reason.contains(needle), "{path:?}: {reason}")
+            }
             other => panic!("{path:?}: {other:?}"),
         }
         assert_no_secret(&err, &[CANARY]);
-        assert_eq!(emu.requests(Endpoint::AzureArc), 1, "{path:?}: no second leg");
+        assert_eq!(
+            emu.requests(Endpoint::AzureArc),
+            1,
+            "{path:?}: no second leg"
+        );
     }
 
     // A challenge without a usable realm.
-    let server = RawServer::start(Reply::json(401, json!({"error": "unauthorized"})).with_header("WWW-Authenticate", "Bearer realm=x")).await;
+    let server = RawServer::start(
+        Reply::json(401, json!({"error": "unauthorized"}))
+            .with_header("WWW-Authenticate", "Bearer realm=x"),
+    )
+    .await;
     let cred = ManagedIdentityCredential::builder()
-        .environment(env(&[("IDENTITY_ENDPOINT", &server.url("/t")), ("IMDS_ENDPOINT", &server.url(""))]))
+        .environment(env(&[
+            ("IDENTITY_ENDPOINT", &server.url("/t")),
+            ("IMDS_ENDPOINT", &server.url("")),
+        ]))
         .arc_key_directory(dir.path())
         .build()
         .unwrap();
@@ -303,7 +388,11 @@ fn sf_env(emu: &Emulator, thumbprint: &str) -> Environment {
 
 #[tokio::test]
 async fn service_fabric_accepts_only_the_pinned_certificate() {
-    let emu = Emulator::builder().identity_header(CANARY).start().await.unwrap();
+    let emu = Emulator::builder()
+        .identity_header(CANARY)
+        .start()
+        .await
+        .unwrap();
     let thumb = emu.service_fabric_thumbprint();
     assert_eq!(thumb.len(), 40);
 
@@ -316,10 +405,16 @@ async fn service_fabric_accepts_only_the_pinned_certificate() {
         .collect::<Vec<_>>()
         .join(":");
     for t in [thumb.clone(), spaced] {
-        let cred = ManagedIdentityCredential::builder().environment(sf_env(&emu, &t)).build().unwrap();
+        let cred = ManagedIdentityCredential::builder()
+            .environment(sf_env(&emu, &t))
+            .build()
+            .unwrap();
         assert_eq!(cred.source(), SourceKind::ServiceFabric);
         let token = cred.get_token(&graph()).await.unwrap();
-        assert_eq!(jwt_claims(token.secret())["aud"], "https://graph.microsoft.com");
+        assert_eq!(
+            jwt_claims(token.secret())["aud"],
+            "https://graph.microsoft.com"
+        );
     }
     assert_eq!(emu.requests(Endpoint::ServiceFabric), 2);
 
@@ -333,9 +428,22 @@ async fn service_fabric_accepts_only_the_pinned_certificate() {
         .build()
         .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(matches!(err, Error::Unavailable { reason: Unavailable::Connect { .. } | Unavailable::Transport { .. }, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Unavailable {
+                reason: Unavailable::Connect { .. } | Unavailable::Transport { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_no_secret(&err, &[CANARY]);
-    assert_eq!(emu.requests(Endpoint::ServiceFabric), 2, "no request got through");
+    assert_eq!(
+        emu.requests(Endpoint::ServiceFabric),
+        2,
+        "no request got through"
+    );
 }
 
 #[tokio::test]
@@ -347,14 +455,27 @@ async fn service_fabric_configuration_is_validated() {
         .client_id("11111111-2222-3333-4444-555555555555")
         .build()
         .unwrap_err();
-    assert!(err.to_string().contains("Service Fabric cannot select a user-assigned identity"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Service Fabric cannot select a user-assigned identity"),
+        "{err}"
+    );
     for bad in ["abc", "zz".repeat(20).as_str(), &format!("{thumb}00")] {
-        let err = ManagedIdentityCredential::builder().environment(sf_env(&emu, bad)).build().unwrap_err();
-        assert!(matches!(&err, Error::Configuration { setting, .. } if setting == "IDENTITY_SERVER_THUMBPRINT"), "{err:?}");
+        let err = ManagedIdentityCredential::builder()
+            .environment(sf_env(&emu, bad))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Configuration { setting, .. } if setting == "IDENTITY_SERVER_THUMBPRINT"),
+            "{err:?}"
+        );
     }
     let err = ManagedIdentityCredential::builder()
         .environment(env(&[
-            ("IDENTITY_ENDPOINT", "http://127.0.0.1:2377/metadata/identity/oauth2/token"),
+            (
+                "IDENTITY_ENDPOINT",
+                "http://127.0.0.1:2377/metadata/identity/oauth2/token",
+            ),
             ("IDENTITY_HEADER", "h"),
             ("IDENTITY_SERVER_THUMBPRINT", &thumb),
         ]))
@@ -374,14 +495,28 @@ async fn service_fabric_retries_429_but_never_404() {
         .build()
         .unwrap();
     for _ in 0..2 {
-        emu.push_fault(Endpoint::ServiceFabric, Fault::Status { status: 429, retry_after: None, body: None });
+        emu.push_fault(
+            Endpoint::ServiceFabric,
+            Fault::Status {
+                status: 429,
+                retry_after: None,
+                body: None,
+            },
+        );
     }
     cred.get_token(&graph()).await.unwrap();
     assert_eq!(emu.requests(Endpoint::ServiceFabric), 3);
     assert_eq!(sleeps.sleeps().len(), 2);
 
     emu.reset_counts();
-    emu.push_fault(Endpoint::ServiceFabric, Fault::Status { status: 404, retry_after: None, body: None });
+    emu.push_fault(
+        Endpoint::ServiceFabric,
+        Fault::Status {
+            status: 404,
+            retry_after: None,
+            body: None,
+        },
+    );
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert_eq!(err.status(), Some(404));
     assert!(err.to_string().contains("ManagedIdentityNotFound"), "{err}");

@@ -213,7 +213,10 @@ async fn serve(
             headers,
             body,
         } => {
-            let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+            let mut out = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
             for (n, v) in headers {
                 out.push_str(&format!("{n}: {v}\r\n"));
             }

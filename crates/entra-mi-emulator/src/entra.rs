@@ -237,17 +237,26 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
             900561,
             "The endpoint only accepts POST requests.",
         );
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
     let tenant = parts.uri.path().split('/').nth(1).unwrap_or_default();
     let home = tenant.eq_ignore_ascii_case(&s.tenant_id);
-    if !home && !s.entra.tenants.iter().any(|t| t.eq_ignore_ascii_case(tenant)) {
+    if !home
+        && !s
+            .entra
+            .tenants
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tenant))
+    {
         return aadsts(
             StatusCode::BAD_REQUEST,
             "invalid_tenant",
             90002,
-            &format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."),
+            &format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
         );
     }
     let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
@@ -291,18 +300,25 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
             700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."),
+            &format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
         );
     };
     let Some(scope) = field("scope") else {
         return missing("scope");
     };
-    let Some(resource) = scope.strip_suffix("/.default").filter(|r| !r.is_empty() && !scope.contains(' ')) else {
+    let Some(resource) = scope
+        .strip_suffix("/.default")
+        .filter(|r| !r.is_empty() && !scope.contains(' '))
+    else {
         return aadsts(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             1002012,
-            &format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."),
+            &format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
         );
     };
     if let Some(secret) = field("client_secret") {
@@ -311,7 +327,10 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 7000215,
-                &format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.", app.client_id),
+                &format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                    app.client_id
+                ),
             );
         }
     } else if let Some(assertion) = field("client_assertion") {
@@ -332,7 +351,11 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         nbf: iat,
         exp: iat + APP_TOKEN_LIFETIME,
         appid: &app.client_id,
-        appidacr: if field("client_secret").is_some() { "1" } else { "2" },
+        appidacr: if field("client_secret").is_some() {
+            "1"
+        } else {
+            "2"
+        },
         idp: format!("https://sts.windows.net/{tenant}/"),
         idtyp: "app",
         oid: &app.object_id,
@@ -366,7 +389,12 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
 /// credential of `app` with the same issuer and subject.
 fn check_federated(s: &Shared, app: &App, assertion: &str) -> Result<(), Response> {
     let invalid = |code: u32, message: &str| {
-        Err(aadsts(StatusCode::UNAUTHORIZED, "invalid_client", code, message))
+        Err(aadsts(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            message,
+        ))
     };
     let jwk = s.key.jwk();
     let key = match (jwk["n"].as_str(), jwk["e"].as_str()) {
@@ -388,22 +416,24 @@ fn check_federated(s: &Shared, app: &App, assertion: &str) -> Result<(), Respons
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature
                 | jsonwebtoken::errors::ErrorKind::ImmatureSignature => invalid(
                     700024,
-                    &format!("Client assertion is not within its valid time range. Current time: {}.", timestamp(now_secs())),
+                    &format!(
+                        "Client assertion is not within its valid time range. Current time: {}.",
+                        timestamp(now_secs())
+                    ),
                 ),
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     invalid(50013, "Assertion failed signature validation.")
                 }
-                _ => invalid(
-                    50027,
-                    "JWT token is invalid or malformed.",
-                ),
+                _ => invalid(50027, "JWT token is invalid or malformed."),
             };
         }
     };
     let c = data.claims;
     let aud_ok = match &c.aud {
         Value::String(a) => a == TOKEN_EXCHANGE_AUDIENCE,
-        Value::Array(v) => v.iter().any(|a| a.as_str() == Some(TOKEN_EXCHANGE_AUDIENCE)),
+        Value::Array(v) => v
+            .iter()
+            .any(|a| a.as_str() == Some(TOKEN_EXCHANGE_AUDIENCE)),
         _ => false,
     };
     let aud_text = match &c.aud {
@@ -413,16 +443,25 @@ fn check_federated(s: &Shared, app: &App, assertion: &str) -> Result<(), Respons
     if !aud_ok {
         return invalid(
             700212,
-            &format!("No matching federated identity record found for presented assertion audience '{aud_text}'."),
+            &format!(
+                "No matching federated identity record found for presented assertion audience '{aud_text}'."
+            ),
         );
     }
     if !app.federated.iter().any(|(iss, _)| *iss == c.iss) {
         return invalid(
             700211,
-            &format!("No matching federated identity record found for presented assertion issuer '{}'.", c.iss),
+            &format!(
+                "No matching federated identity record found for presented assertion issuer '{}'.",
+                c.iss
+            ),
         );
     }
-    if !app.federated.iter().any(|(iss, sub)| *iss == c.iss && *sub == c.sub) {
+    if !app
+        .federated
+        .iter()
+        .any(|(iss, sub)| *iss == c.iss && *sub == c.sub)
+    {
         return invalid(
             70021,
             &format!(

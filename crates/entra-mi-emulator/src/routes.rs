@@ -100,7 +100,9 @@ pub(crate) async fn handle(ep: Endpoint, s: Arc<Shared>, req: Request) -> Respon
     s.count(ep);
     let (parts, body) = req.into_parts();
     // Token requests are small; a body over 1 MiB is cut (and then fails to parse).
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     let answer = |ep, s: &Shared, parts: &Parts| answer(ep, s, parts, &body);
     let Some(fault) = s.pop_fault(ep) else {
         return answer(ep, &s, &parts);
@@ -688,7 +690,11 @@ pub(crate) fn status_code(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response {
     let mut resp = Response::new(body.into());
     *resp.status_mut() = status;
     resp.headers_mut()

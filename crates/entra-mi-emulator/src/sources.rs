@@ -201,7 +201,10 @@ fn arc_answer(s: &Shared, parts: &Parts) -> Response {
             "Required query variable 'resource' is missing",
         );
     };
-    if q.first("client_id").is_some() || q.first("object_id").is_some() || q.first("msi_res_id").is_some() {
+    if q.first("client_id").is_some()
+        || q.first("object_id").is_some()
+        || q.first("msi_res_id").is_some()
+    {
         return imds_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -231,7 +234,11 @@ fn arc_answer(s: &Shared, parts: &Parts) -> Response {
         );
     }
     let Some(identity) = s.system.as_ref() else {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_request", "Identity not found");
+        return imds_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Identity not found",
+        );
     };
     issue(Endpoint::Imds, Endpoint::AzureArc, s, identity, resource)
 }
@@ -365,17 +372,26 @@ fn legacy_answer(s: &Shared, parts: &Parts) -> Response {
     }
     let q = Query::parse(parts);
     if q.first("api-version") != Some(LEGACY_API_VERSION) {
-        return legacy_error(StatusCode::BAD_REQUEST, "Unsupported api-version. Use 2017-09-01.");
+        return legacy_error(
+            StatusCode::BAD_REQUEST,
+            "Unsupported api-version. Use 2017-09-01.",
+        );
     }
     let Some(resource) = q.first("resource").filter(|r| !r.is_empty()) else {
-        return legacy_error(StatusCode::BAD_REQUEST, "The resource parameter is required");
+        return legacy_error(
+            StatusCode::BAD_REQUEST,
+            "The resource parameter is required",
+        );
     };
     // Only `clientid` selects; like the real endpoint, `client_id` is silently ignored.
     let selectors = q.selectors(&[("clientid", Selector::Client)]);
     let identity = match select_identity(s, &selectors) {
         Ok(i) => i,
         Err(Selection::Ambiguous) => {
-            return legacy_error(StatusCode::BAD_REQUEST, "Only one clientid may be specified");
+            return legacy_error(
+                StatusCode::BAD_REQUEST,
+                "Only one clientid may be specified",
+            );
         }
         Err(Selection::NotFound) => {
             return legacy_error(
@@ -413,12 +429,21 @@ fn cloud_shell_error(status: StatusCode, code: &str, message: &str) -> Response 
 
 fn cloud_shell_answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
     if parts.method != Method::POST {
-        let mut r = cloud_shell_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "Use POST");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        let mut r = cloud_shell_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "Use POST",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
     if parts.headers.get("metadata").map(HeaderValue::as_bytes) != Some(b"true") {
-        return cloud_shell_error(StatusCode::BAD_REQUEST, "BadRequest", "Required metadata header not specified");
+        return cloud_shell_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Required metadata header not specified",
+        );
     }
     let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let Some(resource) = form
@@ -427,7 +452,11 @@ fn cloud_shell_answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         .map(|(_, v)| v.as_str())
         .filter(|r| !r.is_empty())
     else {
-        return cloud_shell_error(StatusCode::BAD_REQUEST, "BadRequest", "The resource form field is required");
+        return cloud_shell_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "The resource form field is required",
+        );
     };
     // Cloud Shell ignores identity selectors: the token is the signed-in user's.
     let Some(identity) = s.system.as_ref() else {
@@ -437,7 +466,13 @@ fn cloud_shell_answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
 }
 
 /// An IMDS-shaped token answer (Arc, Cloud Shell).
-fn issue(body_of: Endpoint, shape_of: Endpoint, s: &Shared, identity: &Identity, resource: &str) -> Response {
+fn issue(
+    body_of: Endpoint,
+    shape_of: Endpoint,
+    s: &Shared,
+    identity: &Identity,
+    resource: &str,
+) -> Response {
     match s.token_for(identity, resource) {
         Ok(t) => token_response(body_of, s.shape(shape_of), &t, identity, resource),
         Err(e) => imds_error(StatusCode::INTERNAL_SERVER_ERROR, "unknown", &e),

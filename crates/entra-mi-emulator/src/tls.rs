@@ -26,17 +26,17 @@ pub(crate) struct TlsListener {
 
 pub(crate) async fn bind() -> Result<TlsListener, EmulatorError> {
     let tls_err = |e: String| EmulatorError::KeyGeneration(format!("TLS certificate: {e}"));
-    let certified = rcgen::generate_simple_self_signed(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-    ])
-    .map_err(|e| tls_err(e.to_string()))?;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(|e| tls_err(e.to_string()))?;
     let cert_der = certified.cert.der().clone();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
     ));
-    let digest =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert_der.as_ref());
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        cert_der.as_ref(),
+    );
     let thumbprint: String = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -83,8 +83,10 @@ pub(crate) async fn serve(tls: TlsListener, router: Router, mut shutdown: watch:
             () = shutdown_requested(&mut shutdown) => break,
         }
     }
-    let drained =
-        tokio::time::timeout(Duration::from_secs(2), async { while conns.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         conns.abort_all();
     }

@@ -152,7 +152,13 @@ fn redact(text: &str) -> String {
     out.push_str(rest);
     // Anything that looks like a JWT goes too.
     out.split(' ')
-        .map(|w| if w.starts_with("eyJ") { "<redacted>" } else { w })
+        .map(|w| {
+            if w.starts_with("eyJ") {
+                "<redacted>"
+            } else {
+                w
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -181,19 +187,34 @@ impl TokenCredential for AzureCliCredential {
                 "the Azure CLI (az) was not found on PATH; install it and run `az login`",
             ));
         };
-        let mut args = vec!["account", "get-access-token", "--output", "json", "--resource", resource];
+        let mut args = vec![
+            "account",
+            "get-access-token",
+            "--output",
+            "json",
+            "--resource",
+            resource,
+        ];
         if let Some(t) = tenant {
             args.extend(["--tenant", t]);
         }
         let mut command = if cfg!(windows) {
             let mut c = tokio::process::Command::new("cmd.exe");
             c.arg("/c").arg(&az).args(&args);
-            c.current_dir(self.env.get("SYSTEMROOT").unwrap_or_else(|| "C:\\Windows".into()));
+            c.current_dir(
+                self.env
+                    .get("SYSTEMROOT")
+                    .unwrap_or_else(|| "C:\\Windows".into()),
+            );
             c
         } else {
             let mut c = tokio::process::Command::new(&az);
             c.args(&args);
-            c.current_dir(if Path::new("/bin").is_dir() { "/bin" } else { "/" });
+            c.current_dir(if Path::new("/bin").is_dir() {
+                "/bin"
+            } else {
+                "/"
+            });
             c
         };
         command
@@ -203,9 +224,13 @@ impl TokenCredential for AzureCliCredential {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| Self::unavailable(format!("{} could not be started ({})", az.display(), e.kind())))?;
+        let mut child = command.spawn().map_err(|e| {
+            Self::unavailable(format!(
+                "{} could not be started ({})",
+                az.display(),
+                e.kind()
+            ))
+        })?;
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let run = async {
@@ -235,16 +260,28 @@ impl TokenCredential for AzureCliCredential {
                 )));
             }
         };
-        let status = status.map_err(|e| Self::failed(format!("waiting for az failed ({})", e.kind())))?;
+        let status =
+            status.map_err(|e| Self::failed(format!("waiting for az failed ({})", e.kind())))?;
         if !status.success() {
             let stderr = String::from_utf8_lossy(&err);
             let stderr = redact(stderr.trim());
-            let first: String = stderr.lines().take(3).collect::<Vec<_>>().join(" ").chars().take(500).collect();
+            let first: String = stderr
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(500)
+                .collect();
             if status.code() == Some(127) || stderr.contains("is not recognized") {
                 return Err(Self::unavailable("the Azure CLI (az) was not found"));
             }
-            if (stderr.contains("az login") || stderr.contains("az account set")) && !stderr.contains("AADSTS") {
-                return Err(Self::unavailable(format!("not logged in: run `az login` ({first})")));
+            if (stderr.contains("az login") || stderr.contains("az account set"))
+                && !stderr.contains("AADSTS")
+            {
+                return Err(Self::unavailable(format!(
+                    "not logged in: run `az login` ({first})"
+                )));
             }
             return Err(Self::failed(format!(
                 "`az account get-access-token` failed with {status}: {first}"
@@ -286,10 +323,14 @@ fn parse_output(out: &[u8]) -> Result<AccessToken, Error> {
     })?;
     let expires = UNIX_EPOCH + Duration::from_secs(expires_on);
     if expires <= SystemTime::now() {
-        return Err(AzureCliCredential::failed("the token the Azure CLI printed has already expired"));
+        return Err(AzureCliCredential::failed(
+            "the token the Azure CLI printed has already expired",
+        ));
     }
     let token_type = match map.get("tokenType") {
-        Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) => t.as_str(),
+        Some(Value::String(t)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            t.as_str()
+        }
         _ => "Bearer",
     };
     Ok(AccessToken::new(token.clone(), expires).with_token_type(token_type))

@@ -51,10 +51,18 @@ impl ClientSecretCredentialBuilder {
     /// Validates the settings.
     pub fn build(self) -> Result<ClientSecretCredential, Error> {
         if self.secret.0.is_empty() {
-            return Err(Error::configuration(AZURE_CLIENT_SECRET, "the client secret is empty"));
+            return Err(Error::configuration(
+                AZURE_CLIENT_SECRET,
+                "the client secret is empty",
+            ));
         }
         Ok(ClientSecretCredential {
-            client: ConfidentialClient::new("client-secret", &self.tenant, &self.client_id, &self.opts)?,
+            client: ConfidentialClient::new(
+                "client-secret",
+                &self.tenant,
+                &self.client_id,
+                &self.opts,
+            )?,
             secret: self.secret,
         })
     }
@@ -98,7 +106,11 @@ impl ClientSecretCredential {
             }
             (t, c, s) => Err(Error::CredentialUnavailable {
                 credential: "client-secret".into(),
-                reason: missing(&[(AZURE_TENANT_ID, t.is_some()), (AZURE_CLIENT_ID, c.is_some()), (AZURE_CLIENT_SECRET, s.is_some())]),
+                reason: missing(&[
+                    (AZURE_TENANT_ID, t.is_some()),
+                    (AZURE_CLIENT_ID, c.is_some()),
+                    (AZURE_CLIENT_SECRET, s.is_some()),
+                ]),
             }),
         }
     }
@@ -111,7 +123,11 @@ impl ClientSecretCredential {
 
 /// "X and Y are not set".
 pub(crate) fn missing(vars: &[(&str, bool)]) -> String {
-    let names: Vec<&str> = vars.iter().filter(|(_, set)| !set).map(|(n, _)| *n).collect();
+    let names: Vec<&str> = vars
+        .iter()
+        .filter(|(_, set)| !set)
+        .map(|(n, _)| *n)
+        .collect();
     match names.as_slice() {
         [one] => format!("{one} is not set"),
         many => format!("{} are not set", many.join(", ")),

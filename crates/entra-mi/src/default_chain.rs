@@ -153,34 +153,42 @@ impl DefaultCredentialBuilder {
         let mut links = Vec::new();
         for kind in selected {
             let slot = match kind {
-                ChainLink::Environment => match ClientSecretCredential::builder_from_environment(&self.env) {
-                    Ok(mut b) => {
-                        if let Some(h) = &self.authority_host {
-                            b = b.authority_host(h.clone());
+                ChainLink::Environment => {
+                    match ClientSecretCredential::builder_from_environment(&self.env) {
+                        Ok(mut b) => {
+                            if let Some(h) = &self.authority_host {
+                                b = b.authority_host(h.clone());
+                            }
+                            Slot::Ready(Arc::new(
+                                b.allow_loopback_http(self.allow_loopback_http)
+                                    .time_source(self.time.clone())
+                                    .build()?,
+                            ))
                         }
-                        Slot::Ready(Arc::new(
-                            b.allow_loopback_http(self.allow_loopback_http)
-                                .time_source(self.time.clone())
-                                .build()?,
-                        ))
-                    }
-                    Err(Error::CredentialUnavailable { reason, .. }) => Slot::Unconfigured(reason),
-                    Err(e) => return Err(e),
-                },
-                ChainLink::WorkloadIdentity => match WorkloadIdentityCredential::builder_from_environment(&self.env) {
-                    Ok(mut b) => {
-                        if let Some(h) = &self.authority_host {
-                            b = b.authority_host(h.clone());
+                        Err(Error::CredentialUnavailable { reason, .. }) => {
+                            Slot::Unconfigured(reason)
                         }
-                        Slot::Ready(Arc::new(
-                            b.allow_loopback_http(self.allow_loopback_http)
-                                .time_source(self.time.clone())
-                                .build()?,
-                        ))
+                        Err(e) => return Err(e),
                     }
-                    Err(Error::CredentialUnavailable { reason, .. }) => Slot::Unconfigured(reason),
-                    Err(e) => return Err(e),
-                },
+                }
+                ChainLink::WorkloadIdentity => {
+                    match WorkloadIdentityCredential::builder_from_environment(&self.env) {
+                        Ok(mut b) => {
+                            if let Some(h) = &self.authority_host {
+                                b = b.authority_host(h.clone());
+                            }
+                            Slot::Ready(Arc::new(
+                                b.allow_loopback_http(self.allow_loopback_http)
+                                    .time_source(self.time.clone())
+                                    .build()?,
+                            ))
+                        }
+                        Err(Error::CredentialUnavailable { reason, .. }) => {
+                            Slot::Unconfigured(reason)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 ChainLink::ManagedIdentity => {
                     let id = match &self.managed_identity {
                         Some(id) => id.clone(),
@@ -221,7 +229,11 @@ impl DefaultCredentialBuilder {
                         .build()?,
                 )),
             };
-            links.push(Link { kind, slot, probe: None });
+            links.push(Link {
+                kind,
+                slot,
+                probe: None,
+            });
         }
         Ok(DefaultCredential {
             inner: Arc::new(Inner {
@@ -237,12 +249,19 @@ impl DefaultCredentialBuilder {
 fn parse_selection(value: &str) -> Result<Vec<ChainLink>, Error> {
     let v = value.trim();
     if v.eq_ignore_ascii_case("prod") {
-        return Ok(vec![ChainLink::Environment, ChainLink::WorkloadIdentity, ChainLink::ManagedIdentity]);
+        return Ok(vec![
+            ChainLink::Environment,
+            ChainLink::WorkloadIdentity,
+            ChainLink::ManagedIdentity,
+        ]);
     }
     if v.eq_ignore_ascii_case("dev") {
         return Ok(vec![ChainLink::AzureCli]);
     }
-    if let Some(link) = ChainLink::ALL.iter().find(|l| l.env_name().eq_ignore_ascii_case(v)) {
+    if let Some(link) = ChainLink::ALL
+        .iter()
+        .find(|l| l.env_name().eq_ignore_ascii_case(v))
+    {
         return Ok(vec![*link]);
     }
     let names: Vec<&str> = ChainLink::ALL.iter().map(|l| l.env_name()).collect();
@@ -330,7 +349,10 @@ impl Probe {
         let request = self.http.inner().get(&self.url);
         let result = match self.http.send(request, self.timeout).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(format!("IMDS did not answer a probe within {:?} ({e}): not on an Azure VM", self.timeout)),
+            Err(e) => Err(format!(
+                "IMDS did not answer a probe within {:?} ({e}): not on an Azure VM",
+                self.timeout
+            )),
         };
         tracing::debug!(ok = result.is_ok(), "IMDS probe");
         *state = Some((result.clone(), time.monotonic()));
@@ -376,7 +398,11 @@ impl DefaultCredential {
             let name = link.kind.as_str().to_owned();
             let cred = match &link.slot {
                 Slot::Unconfigured(reason) => {
-                    attempts.push(ChainAttempt { credential: name, reason: format!("not configured: {reason}"), unavailable: true });
+                    attempts.push(ChainAttempt {
+                        credential: name,
+                        reason: format!("not configured: {reason}"),
+                        unavailable: true,
+                    });
                     continue;
                 }
                 Slot::Ready(c) => c,
@@ -384,25 +410,41 @@ impl DefaultCredential {
             if let Some(probe) = &link.probe
                 && let Err(reason) = probe.check(&inner.time).await
             {
-                attempts.push(ChainAttempt { credential: name, reason, unavailable: true });
+                attempts.push(ChainAttempt {
+                    credential: name,
+                    reason,
+                    unavailable: true,
+                });
                 continue;
             }
             match cred.get_token(request).await {
                 Ok(token) => {
                     inner.winner.store(i, Ordering::Release);
                     if !inner.announced.swap(true, Ordering::AcqRel) {
-                        tracing::info!(credential = cred.name(), "default credential: using the {} link", link.kind);
+                        tracing::info!(
+                            credential = cred.name(),
+                            "default credential: using the {} link",
+                            link.kind
+                        );
                     }
                     return Ok(token);
                 }
                 // Developer links that are not set up here: move on.
                 Err(e) if e.is_unavailable() && link.kind != ChainLink::ManagedIdentity => {
-                    attempts.push(ChainAttempt { credential: name, reason: e.to_string(), unavailable: true });
+                    attempts.push(ChainAttempt {
+                        credential: name,
+                        reason: e.to_string(),
+                        unavailable: true,
+                    });
                 }
                 // A configured link that fails — and any managed-identity failure once the
                 // endpoint is known to exist — stops the chain.
                 Err(e) => {
-                    attempts.push(ChainAttempt { credential: name, reason: e.to_string(), unavailable: false });
+                    attempts.push(ChainAttempt {
+                        credential: name,
+                        reason: e.to_string(),
+                        unavailable: false,
+                    });
                     return Err(Error::Chain(attempts));
                 }
             }
@@ -415,7 +457,11 @@ impl DefaultCredential {
 impl TokenCredential for DefaultCredential {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
         let w = self.inner.winner.load(Ordering::Acquire);
-        if let Some(Link { slot: Slot::Ready(cred), .. }) = self.inner.links.get(w) {
+        if let Some(Link {
+            slot: Slot::Ready(cred),
+            ..
+        }) = self.inner.links.get(w)
+        {
             match cred.get_token(request).await {
                 Err(e) if e.is_unavailable() => {
                     self.inner.winner.store(NONE, Ordering::Release);

@@ -152,8 +152,14 @@ fn parse_authority(value: &str, allow_loopback_http: bool) -> Result<url::Url, E
     let bad = |reason: String| Error::configuration(AZURE_AUTHORITY_HOST, reason);
     let url = url::Url::parse(value.trim())
         .map_err(|e| bad(format!("{value:?} is not an absolute URL ({e})")))?;
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("expected scheme://host[:port] without credentials, query or fragment".into()));
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(bad(
+            "expected scheme://host[:port] without credentials, query or fragment".into(),
+        ));
     }
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -223,23 +229,23 @@ impl ConfidentialClient {
     ) -> Result<AccessToken, Error> {
         let url = self.token_url(request)?;
         let body = {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("client_id", &self.client_id)
-            .append_pair("scope", &request.audience().scope())
-            .append_pair("grant_type", "client_credentials");
-        match auth {
-            ClientAuth::Secret(s) => {
-                form.append_pair("client_secret", s);
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("client_id", &self.client_id)
+                .append_pair("scope", &request.audience().scope())
+                .append_pair("grant_type", "client_credentials");
+            match auth {
+                ClientAuth::Secret(s) => {
+                    form.append_pair("client_secret", s);
+                }
+                ClientAuth::Assertion(a) => {
+                    form.append_pair("client_assertion_type", JWT_BEARER)
+                        .append_pair("client_assertion", a);
+                }
             }
-            ClientAuth::Assertion(a) => {
-                form.append_pair("client_assertion_type", JWT_BEARER)
-                    .append_pair("client_assertion", a);
+            if let Some(claims) = request.claims() {
+                form.append_pair("claims", claims);
             }
-        }
-        if let Some(claims) = request.claims() {
-            form.append_pair("claims", claims);
-        }
-        form.finish()
+            form.finish()
         };
         let endpoint = url.as_str().to_owned();
         let started = self.time.monotonic();
@@ -259,23 +265,37 @@ impl ConfidentialClient {
                 .http
                 .inner()
                 .post(url.clone())
-                .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
                 .header(http::header::ACCEPT, "application/json")
                 .body(body.clone());
-            let outcome = self.http.send(req, self.attempt_timeout.min(remaining)).await;
+            let outcome = self
+                .http
+                .send(req, self.attempt_timeout.min(remaining))
+                .await;
             let retry = match &outcome {
                 Ok(r) => (500..600).contains(&r.status) && r.retry_after.is_none(),
                 Err(_) => true,
             };
-            if retry && attempt == 1 && self.time.monotonic() - started + Duration::from_secs(1) < budget {
+            if retry
+                && attempt == 1
+                && self.time.monotonic() - started + Duration::from_secs(1) < budget
+            {
                 tracing::debug!(credential = %self.name, "retrying the token request once");
                 self.time.sleep(Duration::from_secs(1)).await;
                 continue;
             }
             let response = outcome.map_err(|e| self.failure(&endpoint, e.to_string()))?;
             if (200..300).contains(&response.status) {
-                return response::parse_token(&response, sent, self.time.system_now(), self.time.monotonic())
-                    .map_err(|e| self.failure(&endpoint, e.to_string()));
+                return response::parse_token(
+                    &response,
+                    sent,
+                    self.time.system_now(),
+                    self.time.monotonic(),
+                )
+                .map_err(|e| self.failure(&endpoint, e.to_string()));
             }
             return Err(Error::TokenEndpoint {
                 credential: self.name.clone(),
@@ -322,10 +342,17 @@ pub(crate) fn entra_error(response: &RawResponse) -> EntraError {
         .and_then(|d| d.lines().map(str::trim).find(|l| !l.is_empty()))
         .map(|l| l.chars().take(1024).collect());
     if let Some(Value::Array(codes)) = map.get("error_codes") {
-        e.aadsts = codes.iter().filter_map(|c| c.as_u64()).filter_map(|c| u32::try_from(c).ok()).collect();
+        e.aadsts = codes
+            .iter()
+            .filter_map(|c| c.as_u64())
+            .filter_map(|c| u32::try_from(c).ok())
+            .collect();
     }
     if e.aadsts.is_empty()
-        && let Some(rest) = e.description.as_deref().and_then(|d| d.strip_prefix("AADSTS"))
+        && let Some(rest) = e
+            .description
+            .as_deref()
+            .and_then(|d| d.strip_prefix("AADSTS"))
     {
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
         if let Ok(c) = digits.parse() {

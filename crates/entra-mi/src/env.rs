@@ -52,9 +52,7 @@ impl Environment {
     /// Removes a variable of a map environment.
     pub fn remove(&self, name: &str) {
         if let Some(vars) = &self.vars {
-            vars.write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(name);
+            vars.write().unwrap_or_else(|e| e.into_inner()).remove(name);
         }
     }
 
@@ -85,7 +83,9 @@ impl fmt::Debug for Environment {
                 let vars = vars.read().unwrap_or_else(|e| e.into_inner());
                 let mut names: Vec<_> = vars.keys().collect();
                 names.sort();
-                f.debug_struct("Environment").field("names", &names).finish()
+                f.debug_struct("Environment")
+                    .field("names", &names)
+                    .finish()
             }
         }
     }

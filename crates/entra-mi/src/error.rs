@@ -132,7 +132,9 @@ impl Error {
     /// True when the source is not there or not usable (as opposed to present and refusing).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Error::Unavailable { .. } | Error::NotSupported { .. } | Error::CredentialUnavailable { .. } => true,
+            Error::Unavailable { .. }
+            | Error::NotSupported { .. }
+            | Error::CredentialUnavailable { .. } => true,
             Error::Chain(attempts) => attempts.iter().all(|a| a.unavailable),
             _ => false,
         }
@@ -257,10 +259,18 @@ impl ServiceError {
     /// Advice for errors users commonly hit, if this is one of them.
     pub fn hint(&self) -> Option<&'static str> {
         let d = self.description.as_deref().unwrap_or("");
-        if d.contains("Multiple user assigned identities") || d.contains("multiple user assigned identities") {
-            Some("the resource has several user-assigned identities: select one by client id, object id or resource id")
-        } else if d.contains("AudienceNotSupported") || self.code.as_deref() == Some("AudienceNotSupported") {
-            Some("Cloud Shell serves only some audiences; for others run `az login --scope <resource>/.default` and use the Azure CLI credential")
+        if d.contains("Multiple user assigned identities")
+            || d.contains("multiple user assigned identities")
+        {
+            Some(
+                "the resource has several user-assigned identities: select one by client id, object id or resource id",
+            )
+        } else if d.contains("AudienceNotSupported")
+            || self.code.as_deref() == Some("AudienceNotSupported")
+        {
+            Some(
+                "Cloud Shell serves only some audiences; for others run `az login --scope <resource>/.default` and use the Azure CLI credential",
+            )
         } else if d.contains("AADSTS500011") {
             Some(HINT_500011)
         } else {
@@ -378,7 +388,11 @@ impl fmt::Display for ChainDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("no credential of the chain could get a token:")?;
         for a in self.0 {
-            let line: String = a.reason.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+            let line: String = a
+                .reason
+                .chars()
+                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+                .collect();
             write!(f, "\n  {}: {}", a.credential, line)?;
         }
         Ok(())

@@ -28,9 +28,9 @@ mod client_secret;
 mod credential;
 mod default_chain;
 mod entra;
-mod federated_mi;
 mod env;
 mod error;
+mod federated_mi;
 mod http;
 mod managed_identity;
 mod response;
@@ -41,18 +41,17 @@ mod workload_identity;
 
 pub use audience::Audience;
 pub use azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
-pub use default_chain::{ChainLink, DefaultCredential, DefaultCredentialBuilder};
+pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
 pub use client_secret::{ClientSecretCredential, ClientSecretCredentialBuilder};
+pub use credential::{TokenCredential, TokenRequest};
+pub use default_chain::{ChainLink, DefaultCredential, DefaultCredentialBuilder};
 pub use entra::authority;
+pub use env::Environment;
+pub use error::{ChainAttempt, EntraError, Error, Result, ServiceError, Unavailable};
 pub use federated_mi::{
     FederatedManagedIdentityCredential, FederatedManagedIdentityCredentialBuilder,
     TOKEN_EXCHANGE_AUDIENCE,
 };
-pub use workload_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder};
-pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
-pub use credential::{TokenCredential, TokenRequest};
-pub use env::Environment;
-pub use error::{ChainAttempt, EntraError, Error, Result, ServiceError, Unavailable};
 pub use managed_identity::{
     Detected, ManagedIdentityCredential, ManagedIdentityCredentialBuilder, ManagedIdentityId,
     SourceKind, detect_source,
@@ -60,3 +59,4 @@ pub use managed_identity::{
 pub use retry::RetryOptions;
 pub use time::TimeSource;
 pub use token::AccessToken;
+pub use workload_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder};

@@ -93,7 +93,11 @@ pub(crate) fn json_object(response: &RawResponse) -> Result<Map<String, Value>, 
             status: response.status,
             what: match e.classify() {
                 serde_json::error::Category::Eof => {
-                    format!("truncated JSON (ends at line {} column {})", e.line(), e.column())
+                    format!(
+                        "truncated JSON (ends at line {} column {})",
+                        e.line(),
+                        e.column()
+                    )
                 }
                 _ => format!("malformed JSON at line {} column {}", e.line(), e.column()),
             },
@@ -193,7 +197,12 @@ pub(crate) fn parse_token(
     let token_type = match map.get("token_type") {
         None | Some(Value::Null) => "Bearer",
         Some(Value::String(s)) if s.is_empty() => "Bearer",
-        Some(Value::String(s)) if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => s,
+        Some(Value::String(s))
+            if s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            s
+        }
         Some(Value::String(_)) => {
             return Err(invalid("`token_type` is not a valid scheme name".into()));
         }
@@ -494,26 +503,69 @@ mod tests {
     #[test]
     fn dates_of_every_documented_shape() {
         // 2017-09-14 12:00:00 UTC ("00:00:00 PM" is the Learn sample's odd noon).
-        assert_eq!(parse_date("09/14/2017 00:00:00 PM +00:00"), Some(at(1_505_390_400)));
-        assert_eq!(parse_date("1/16/2020 5:24:12 AM +00:00"), Some(at(1_579_152_252)));
-        assert_eq!(parse_date("06/20/2019 02:57:58 +00:00"), Some(at(1_560_999_478)));
+        assert_eq!(
+            parse_date("09/14/2017 00:00:00 PM +00:00"),
+            Some(at(1_505_390_400))
+        );
+        assert_eq!(
+            parse_date("1/16/2020 5:24:12 AM +00:00"),
+            Some(at(1_579_152_252))
+        );
+        assert_eq!(
+            parse_date("06/20/2019 02:57:58 +00:00"),
+            Some(at(1_560_999_478))
+        );
         assert_eq!(parse_date("2019-06-20T02:57:58Z"), Some(at(1_560_999_478)));
-        assert_eq!(parse_date("2019-06-20T04:57:58.123+02:00"), Some(at(1_560_999_478)));
+        assert_eq!(
+            parse_date("2019-06-20T04:57:58.123+02:00"),
+            Some(at(1_560_999_478))
+        );
         assert_eq!(parse_date("2019-06-20 02:57:58"), Some(at(1_560_999_478)));
-        assert_eq!(parse_date("1/16/2020 5:24:12 PM -01:00"), Some(at(1_579_152_252 + 13 * 3600)));
-        for bad in ["", "tomorrow", "13/40/2020 10:00:00", "2019-06-20", "1/2/3/4 1:2:3", "06/20/2019 25:00:00 +00:00"] {
+        assert_eq!(
+            parse_date("1/16/2020 5:24:12 PM -01:00"),
+            Some(at(1_579_152_252 + 13 * 3600))
+        );
+        for bad in [
+            "",
+            "tomorrow",
+            "13/40/2020 10:00:00",
+            "2019-06-20",
+            "1/2/3/4 1:2:3",
+            "06/20/2019 25:00:00 +00:00",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn expires_on_shapes() {
-        assert_eq!(parse_expires_on(&Value::from(1_700_000_000u64)), Ok(ExpiresOn::Absolute(at(1_700_000_000))));
-        assert_eq!(parse_expires_on(&Value::from("1700000000")), Ok(ExpiresOn::Absolute(at(1_700_000_000))));
-        assert_eq!(parse_expires_on(&Value::from("3599")), Ok(ExpiresOn::Relative(3599)));
-        assert!(parse_expires_on(&Value::from(-5)).unwrap_err().contains("negative"));
-        assert!(parse_expires_on(&Value::from(true)).unwrap_err().contains("boolean"));
-        assert!(parse_expires_on(&Value::from("soon")).unwrap_err().contains("no known format"));
+        assert_eq!(
+            parse_expires_on(&Value::from(1_700_000_000u64)),
+            Ok(ExpiresOn::Absolute(at(1_700_000_000)))
+        );
+        assert_eq!(
+            parse_expires_on(&Value::from("1700000000")),
+            Ok(ExpiresOn::Absolute(at(1_700_000_000)))
+        );
+        assert_eq!(
+            parse_expires_on(&Value::from("3599")),
+            Ok(ExpiresOn::Relative(3599))
+        );
+        assert!(
+            parse_expires_on(&Value::from(-5))
+                .unwrap_err()
+                .contains("negative")
+        );
+        assert!(
+            parse_expires_on(&Value::from(true))
+                .unwrap_err()
+                .contains("boolean")
+        );
+        assert!(
+            parse_expires_on(&Value::from("soon"))
+                .unwrap_err()
+                .contains("no known format")
+        );
     }
 
     #[test]
@@ -521,8 +573,14 @@ mod tests {
         let now = at(784_111_777);
         assert_eq!(retry_after("30", now), Some(Duration::from_secs(30)));
         assert_eq!(retry_after(" 2 ", now), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:57 GMT", now), Some(Duration::from_secs(20)));
-        assert_eq!(retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:49:57 GMT", now),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("-3", now), None);
     }

@@ -61,7 +61,10 @@ impl RetryOptions {
     /// Delay before retry number `retry` (0-based), with `jitter` in `[0, 1)`.
     pub(crate) fn backoff(&self, retry: u32, jitter: f64) -> Duration {
         let factor = 2u32.saturating_pow(retry.min(20));
-        let base = self.initial_delay.saturating_mul(factor).min(self.max_delay);
+        let base = self
+            .initial_delay
+            .saturating_mul(factor)
+            .min(self.max_delay);
         base.mul_f64(0.8 + 0.4 * jitter)
     }
 }

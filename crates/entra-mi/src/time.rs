@@ -218,7 +218,11 @@ mod manual {
                     + by.as_nanos() as u64,
             );
             let due: Vec<_> = {
-                let mut sleepers = self.inner.sleepers.lock().unwrap_or_else(|e| e.into_inner());
+                let mut sleepers = self
+                    .inner
+                    .sleepers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 let (due, keep) = sleepers.drain(..).partition(|(at, _)| *at <= now);
                 *sleepers = keep;
                 due

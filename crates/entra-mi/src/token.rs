@@ -120,7 +120,10 @@ impl AccessToken {
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("token", &format_args!("<redacted {} chars>", self.secret.len()))
+            .field(
+                "token",
+                &format_args!("<redacted {} chars>", self.secret.len()),
+            )
             .field("token_type", &&*self.token_type)
             .field("expires_on_unix", &self.expires_on_unix())
             .field(
@@ -151,7 +154,10 @@ mod tests {
 
     #[test]
     fn debug_and_display_hide_the_secret() {
-        let t = AccessToken::new("eyJ.canary-secret.sig", UNIX_EPOCH + Duration::from_secs(10));
+        let t = AccessToken::new(
+            "eyJ.canary-secret.sig",
+            UNIX_EPOCH + Duration::from_secs(10),
+        );
         let shown = format!("{t:?} {t} {:?}", t.header_value());
         assert!(!shown.contains("canary"), "{shown}");
         assert!(t.header_value().is_sensitive());

@@ -49,7 +49,12 @@ impl WorkloadIdentityCredentialBuilder {
     /// Validates the settings (the file is read per request, not here).
     pub fn build(self) -> Result<WorkloadIdentityCredential, Error> {
         Ok(WorkloadIdentityCredential {
-            client: ConfidentialClient::new("workload-identity", &self.tenant, &self.client_id, &self.opts)?,
+            client: ConfidentialClient::new(
+                "workload-identity",
+                &self.tenant,
+                &self.client_id,
+                &self.opts,
+            )?,
             token_file: self.token_file,
         })
     }
@@ -81,7 +86,11 @@ impl WorkloadIdentityCredential {
     pub(crate) fn builder_from_environment(
         env: &Environment,
     ) -> Result<WorkloadIdentityCredentialBuilder, Error> {
-        match (env.get(AZURE_TENANT_ID), env.get(AZURE_CLIENT_ID), env.get(AZURE_FEDERATED_TOKEN_FILE)) {
+        match (
+            env.get(AZURE_TENANT_ID),
+            env.get(AZURE_CLIENT_ID),
+            env.get(AZURE_FEDERATED_TOKEN_FILE),
+        ) {
             (Some(t), Some(c), Some(f)) => {
                 let mut b = Self::builder(t, c, f);
                 b.opts = b.opts.with_env_authority(env);
@@ -89,7 +98,11 @@ impl WorkloadIdentityCredential {
             }
             (t, c, f) => Err(Error::CredentialUnavailable {
                 credential: "workload-identity".into(),
-                reason: missing(&[(AZURE_TENANT_ID, t.is_some()), (AZURE_CLIENT_ID, c.is_some()), (AZURE_FEDERATED_TOKEN_FILE, f.is_some())]),
+                reason: missing(&[
+                    (AZURE_TENANT_ID, t.is_some()),
+                    (AZURE_CLIENT_ID, c.is_some()),
+                    (AZURE_FEDERATED_TOKEN_FILE, f.is_some()),
+                ]),
             }),
         }
     }
@@ -102,15 +115,22 @@ impl WorkloadIdentityCredential {
     async fn read_assertion(&self) -> Result<String, Error> {
         let path = &self.token_file;
         let fail = |reason: String| {
-            Error::configuration(AZURE_FEDERATED_TOKEN_FILE, format!("{}: {reason}", path.display()))
+            Error::configuration(
+                AZURE_FEDERATED_TOKEN_FILE,
+                format!("{}: {reason}", path.display()),
+            )
         };
-        let meta = tokio::fs::metadata(path).await.map_err(|e| match e.kind() {
-            ErrorKind::NotFound => fail("the file does not exist".into()),
-            ErrorKind::PermissionDenied => fail("permission denied".into()),
-            k => fail(format!("cannot be read ({k})")),
-        })?;
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound => fail("the file does not exist".into()),
+                ErrorKind::PermissionDenied => fail("permission denied".into()),
+                k => fail(format!("cannot be read ({k})")),
+            })?;
         if meta.len() > MAX_TOKEN_FILE {
-            return Err(fail(format!("larger than {MAX_TOKEN_FILE} bytes: not a federated token")));
+            return Err(fail(format!(
+                "larger than {MAX_TOKEN_FILE} bytes: not a federated token"
+            )));
         }
         let bytes = tokio::fs::read(path)
             .await
@@ -131,15 +151,22 @@ impl WorkloadIdentityCredential {
 impl TokenCredential for WorkloadIdentityCredential {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
         let assertion = self.read_assertion().await?;
-        let result = self.client.get_token(request, ClientAuth::Assertion(&assertion)).await;
+        let result = self
+            .client
+            .get_token(request, ClientAuth::Assertion(&assertion))
+            .await;
         match result {
             Err(Error::TokenEndpoint { ref error, .. }) if error.aadsts.contains(&700024) => {
                 let fresh = self.read_assertion().await?;
                 if fresh == assertion {
                     return result;
                 }
-                tracing::debug!("federated token expired; the file has been rotated, retrying once");
-                self.client.get_token(request, ClientAuth::Assertion(&fresh)).await
+                tracing::debug!(
+                    "federated token expired; the file has been rotated, retrying once"
+                );
+                self.client
+                    .get_token(request, ClientAuth::Assertion(&fresh))
+                    .await
             }
             other => other,
         }

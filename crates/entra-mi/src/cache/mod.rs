@@ -234,7 +234,9 @@ impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
@@ -487,11 +489,7 @@ fn begin_flight(
 }
 
 async fn run_flight(mut guard: FlightGuard, tx: watch::Sender<Option<FlightResult>>) {
-    let result = guard
-        .inner
-        .credential
-        .get_token(&guard.slot.request)
-        .await;
+    let result = guard.inner.credential.get_token(&guard.slot.request).await;
     let outcome = complete(&guard.inner, &guard.slot, result, true);
     guard.done = true;
     let _ = tx.send(Some(outcome));
@@ -551,14 +549,11 @@ fn complete(
             let lifetime = expires_at - now;
             let buffer = opts.expiry_buffer.min(lifetime / 10);
             let usable_until = expires_at - buffer;
-            let source_refresh = token
-                .monotonic
-                .and_then(|m| m.refresh_at)
-                .or_else(|| {
-                    token
-                        .refresh_on()
-                        .map(|r| now + r.duration_since(wall).unwrap_or_default())
-                });
+            let source_refresh = token.monotonic.and_then(|m| m.refresh_at).or_else(|| {
+                token
+                    .refresh_on()
+                    .map(|r| now + r.duration_since(wall).unwrap_or_default())
+            });
             let planned = match source_refresh {
                 Some(r) => r,
                 None if lifetime >= TWO_HOURS => now + lifetime / 2,
@@ -567,7 +562,9 @@ fn complete(
             let jitter = opts.max_jitter.min(lifetime / 10).mul_f64(time.jitter());
             let mut refresh_at = planned.saturating_sub(jitter).min(usable_until).max(now);
             let previous = slot.current.load_full();
-            let same = previous.as_ref().is_some_and(|p| p.token.is_same_token(&token));
+            let same = previous
+                .as_ref()
+                .is_some_and(|p| p.token.is_same_token(&token));
             // The endpoint returned the token already held (managed-identity endpoints cache
             // tokens), or one that is already due: keep it, and push the next attempt back by a
             // growing backoff instead of asking again at once.
@@ -700,9 +697,7 @@ fn invalidate(inner: &Inner, slot: &Slot, matches: impl Fn(&Entry) -> bool) -> b
         return false;
     }
     let previous = slot.current.compare_and_swap(&Some(entry.clone()), None);
-    let dropped = previous
-        .as_ref()
-        .is_some_and(|p| Arc::ptr_eq(p, &entry));
+    let dropped = previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &entry));
     if dropped {
         inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         let mut st = lock(&slot.state);
@@ -766,7 +761,9 @@ impl TokenHandle {
     /// Drops the cached token only if its header is still `header` (the value a request was
     /// sent with).
     pub fn invalidate_header_if_current(&self, header: &HeaderValue) -> bool {
-        invalidate(&self.inner, &self.slot, |e| e.header.as_bytes() == header.as_bytes())
+        invalidate(&self.inner, &self.slot, |e| {
+            e.header.as_bytes() == header.as_bytes()
+        })
     }
 
     /// Waits for a valid token: joins the in-flight fetch or starts one.

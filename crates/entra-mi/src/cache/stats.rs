@@ -48,7 +48,10 @@ impl StripedCounter {
     #[inline]
     pub(crate) fn incr(&self) {
         let cell = &self.stripes[stripe()].0;
-        cell.store(cell.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn sum(&self) -> u64 {

@@ -18,8 +18,11 @@ pub(super) fn default_key_directory() -> Option<PathBuf> {
     if cfg!(target_os = "linux") {
         Some(PathBuf::from("/var/opt/azcmagent/tokens"))
     } else if cfg!(windows) {
-        std::env::var_os("ProgramData")
-            .map(|p| Path::new(&p).join("AzureConnectedMachineAgent").join("Tokens"))
+        std::env::var_os("ProgramData").map(|p| {
+            Path::new(&p)
+                .join("AzureConnectedMachineAgent")
+                .join("Tokens")
+        })
     } else {
         None
     }
@@ -39,10 +42,11 @@ pub(super) fn request(
         .append_pair("resource", resource);
     let mut req = client.get(url).header("Metadata", "true");
     if let Some(key) = key {
-        let mut value = HeaderValue::from_str(&format!("Basic {key}")).map_err(|_| Error::ArcKeyFile {
-            path: String::new(),
-            reason: "its content cannot be sent in an HTTP header".into(),
-        })?;
+        let mut value =
+            HeaderValue::from_str(&format!("Basic {key}")).map_err(|_| Error::ArcKeyFile {
+                path: String::new(),
+                reason: "its content cannot be sent in an HTTP header".into(),
+            })?;
         value.set_sensitive(true);
         req = req.header(http::header::AUTHORIZATION, value);
     }
@@ -90,11 +94,13 @@ pub(super) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error
             e.kind()
         ))
     })?;
-    let real = tokio::fs::canonicalize(given).await.map_err(|e| match e.kind() {
-        ErrorKind::NotFound => fail("it does not exist".into()),
-        ErrorKind::PermissionDenied => fail(permission_hint()),
-        k => fail(format!("it cannot be resolved ({k})")),
-    })?;
+    let real = tokio::fs::canonicalize(given)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => fail("it does not exist".into()),
+            ErrorKind::PermissionDenied => fail(permission_hint()),
+            k => fail(format!("it cannot be resolved ({k})")),
+        })?;
     if real.parent() != Some(dir.as_path()) {
         return Err(fail(format!(
             "it lies outside the agent's token directory {} (after resolving `..` and symbolic links)",
@@ -102,7 +108,9 @@ pub(super) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error
         )));
     }
     if !is_key(&real) {
-        return Err(fail("it resolves to a file that does not end in `.key`".into()));
+        return Err(fail(
+            "it resolves to a file that does not end in `.key`".into(),
+        ));
     }
     let meta = tokio::fs::metadata(&real)
         .await

@@ -102,9 +102,15 @@ impl Detected {
 /// True when any managed-identity variable other than the IMDS host override is set (the
 /// default chain probes IMDS only when none is).
 pub(crate) fn other_source_configured(env: &Environment) -> bool {
-    [IDENTITY_ENDPOINT, IDENTITY_HEADER, IMDS_ENDPOINT, MSI_ENDPOINT, MSI_SECRET]
-        .iter()
-        .any(|n| env.has(n))
+    [
+        IDENTITY_ENDPOINT,
+        IDENTITY_HEADER,
+        IMDS_ENDPOINT,
+        MSI_ENDPOINT,
+        MSI_SECRET,
+    ]
+    .iter()
+    .any(|n| env.has(n))
         || himds_present()
 }
 
@@ -128,8 +134,12 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
                 "Service Fabric's token endpoint must be https (its certificate is pinned to IDENTITY_SERVER_THUMBPRINT)",
             ));
         }
-        let thumbprint = parse_thumbprint(&env.get(IDENTITY_SERVER_THUMBPRINT).unwrap_or_default())?;
-        return Ok(Detected::ServiceFabric { endpoint, thumbprint });
+        let thumbprint =
+            parse_thumbprint(&env.get(IDENTITY_SERVER_THUMBPRINT).unwrap_or_default())?;
+        return Ok(Detected::ServiceFabric {
+            endpoint,
+            thumbprint,
+        });
     }
     if has(IDENTITY_ENDPOINT) && has(IDENTITY_HEADER) {
         let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
@@ -206,7 +216,10 @@ fn endpoint_url(env: &Environment, name: &str) -> Result<url::Url, Error> {
     let value = env.get(name).unwrap_or_default();
     let url = parse_url(&value, name)?;
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::configuration(name, "expected a URL without query or fragment"));
+        return Err(Error::configuration(
+            name,
+            "expected a URL without query or fragment",
+        ));
     }
     Ok(url)
 }
@@ -222,7 +235,10 @@ fn parse_url(value: &str, name: &str) -> Result<url::Url, Error> {
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::configuration(name, "the URL must not carry credentials"));
+        return Err(Error::configuration(
+            name,
+            "the URL must not carry credentials",
+        ));
     }
     Ok(url)
 }

@@ -28,7 +28,10 @@ pub(super) fn request_2017(
         }
     }
     let mut header = HeaderValue::from_str(secret).map_err(|_| {
-        Error::configuration(MSI_SECRET, "its value contains characters not allowed in an HTTP header")
+        Error::configuration(
+            MSI_SECRET,
+            "its value contains characters not allowed in an HTTP header",
+        )
     })?;
     header.set_sensitive(true);
     Ok(client
@@ -69,6 +72,9 @@ pub(super) fn request_cloud_shell(
     client
         .post(endpoint.clone())
         .header("Metadata", "true")
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .body(body)
 }

@@ -100,7 +100,12 @@ impl ManagedIdentityId {
             ManagedIdentityId::ObjectId(v) => ("object id", v),
             ManagedIdentityId::ResourceId(v) => ("resource id", v),
         };
-        let bad = |reason: &str| Err(Error::configuration(format!("managed identity {what}"), reason));
+        let bad = |reason: &str| {
+            Err(Error::configuration(
+                format!("managed identity {what}"),
+                reason,
+            ))
+        };
         if value.is_empty() {
             return bad("it is empty");
         }
@@ -111,7 +116,8 @@ impl ManagedIdentityId {
             ManagedIdentityId::ResourceId(v) => {
                 let lower = v.to_ascii_lowercase();
                 if !lower.starts_with("/subscriptions/")
-                    || !lower.contains("/providers/microsoft.managedidentity/userassignedidentities/")
+                    || !lower
+                        .contains("/providers/microsoft.managedidentity/userassignedidentities/")
                 {
                     return bad(
                         "expected /subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>",
@@ -259,8 +265,14 @@ impl ManagedIdentityCredentialBuilder {
             Detected::Imds { token_url } => Endpoint::Imds { token_url },
             Detected::AppService { endpoint } => Endpoint::AppService { endpoint },
             Detected::AzureArc { endpoint } => {
-                refuse_user_assigned("the Arc agent serves only the machine's system-assigned identity")?;
-                let key_dir = match self.arc_key_directory.clone().or_else(arc::default_key_directory) {
+                refuse_user_assigned(
+                    "the Arc agent serves only the machine's system-assigned identity",
+                )?;
+                let key_dir = match self
+                    .arc_key_directory
+                    .clone()
+                    .or_else(arc::default_key_directory)
+                {
                     Some(d) => d,
                     None => {
                         return Err(Error::NotSupported {
@@ -271,8 +283,13 @@ impl ManagedIdentityCredentialBuilder {
                 };
                 Endpoint::Arc { endpoint, key_dir }
             }
-            Detected::ServiceFabric { endpoint, thumbprint } => {
-                refuse_user_assigned("the application's identity is fixed by the cluster configuration")?;
+            Detected::ServiceFabric {
+                endpoint,
+                thumbprint,
+            } => {
+                refuse_user_assigned(
+                    "the application's identity is fixed by the cluster configuration",
+                )?;
                 http = Some(HttpClient::with_tls(
                     self.connect_timeout,
                     service_fabric::tls_config(thumbprint)?,
@@ -280,7 +297,10 @@ impl ManagedIdentityCredentialBuilder {
                 Endpoint::ServiceFabric { endpoint }
             }
             Detected::AzureMl { endpoint } => {
-                if matches!(self.id, ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_)) {
+                if matches!(
+                    self.id,
+                    ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_)
+                ) {
                     return Err(Error::configuration(
                         "managed identity",
                         "the 2017-09-01 protocol (MSI_ENDPOINT + MSI_SECRET: Azure ML, legacy App Service) selects a user-assigned identity only by client id",
@@ -289,7 +309,9 @@ impl ManagedIdentityCredentialBuilder {
                 Endpoint::Legacy2017 { endpoint }
             }
             Detected::CloudShell { endpoint } => {
-                refuse_user_assigned("Cloud Shell returns the signed-in user's token whatever identity is asked for")?;
+                refuse_user_assigned(
+                    "Cloud Shell returns the signed-in user's token whatever identity is asked for",
+                )?;
                 Endpoint::CloudShell { endpoint }
             }
         };
@@ -356,12 +378,25 @@ struct Inner {
 
 #[derive(Debug)]
 enum Endpoint {
-    Imds { token_url: url::Url },
-    AppService { endpoint: url::Url },
-    Arc { endpoint: url::Url, key_dir: PathBuf },
-    ServiceFabric { endpoint: url::Url },
-    Legacy2017 { endpoint: url::Url },
-    CloudShell { endpoint: url::Url },
+    Imds {
+        token_url: url::Url,
+    },
+    AppService {
+        endpoint: url::Url,
+    },
+    Arc {
+        endpoint: url::Url,
+        key_dir: PathBuf,
+    },
+    ServiceFabric {
+        endpoint: url::Url,
+    },
+    Legacy2017 {
+        endpoint: url::Url,
+    },
+    CloudShell {
+        endpoint: url::Url,
+    },
 }
 
 impl ManagedIdentityCredential {
@@ -408,9 +443,9 @@ impl ManagedIdentityCredential {
         match self.inner.endpoint {
             Endpoint::Imds { .. } | Endpoint::Arc { .. } => RetryClass::Imds,
             Endpoint::ServiceFabric { .. } => RetryClass::ServiceFabric,
-            Endpoint::AppService { .. } | Endpoint::Legacy2017 { .. } | Endpoint::CloudShell { .. } => {
-                RetryClass::ManagedIdentityDefault
-            }
+            Endpoint::AppService { .. }
+            | Endpoint::Legacy2017 { .. }
+            | Endpoint::CloudShell { .. } => RetryClass::ManagedIdentityDefault,
         }
     }
 
@@ -425,7 +460,9 @@ impl ManagedIdentityCredential {
     fn build_request(&self, resource: &str) -> Result<reqwest::RequestBuilder, Error> {
         let client = self.inner.http.inner();
         match &self.inner.endpoint {
-            Endpoint::Imds { token_url } => Ok(imds::request(client, token_url, resource, &self.inner.id)),
+            Endpoint::Imds { token_url } => {
+                Ok(imds::request(client, token_url, resource, &self.inner.id))
+            }
             Endpoint::AppService { endpoint } => {
                 let secret = self.secret(detect::IDENTITY_HEADER)?;
                 app_service::request(client, endpoint, resource, &self.inner.id, &secret)
@@ -457,7 +494,10 @@ impl ManagedIdentityCredential {
         timeout: Duration,
     ) -> Result<Result<RawResponse, Unavailable>, Error> {
         let inner = &*self.inner;
-        let first = inner.http.send(self.build_request(resource)?, timeout).await;
+        let first = inner
+            .http
+            .send(self.build_request(resource)?, timeout)
+            .await;
         let Endpoint::Arc { endpoint, key_dir } = &inner.endpoint else {
             return Ok(first);
         };
@@ -477,20 +517,22 @@ impl ManagedIdentityCredential {
         if response.status != 401 {
             return Ok(Ok(response));
         }
-        let path = arc::challenge_path(response.www_authenticate.as_deref()).map_err(|problem| {
-            Error::Unavailable {
-                source_kind: SourceKind::AzureArc,
-                endpoint: endpoint.to_string(),
-                reason: Unavailable::InvalidResponse { problem },
-            }
-        })?;
+        let path =
+            arc::challenge_path(response.www_authenticate.as_deref()).map_err(|problem| {
+                Error::Unavailable {
+                    source_kind: SourceKind::AzureArc,
+                    endpoint: endpoint.to_string(),
+                    reason: Unavailable::InvalidResponse { problem },
+                }
+            })?;
         let key = arc::read_key(&path, key_dir).await?;
-        let second = arc::request(inner.http.inner(), endpoint, resource, Some(&key)).map_err(
-            |_| Error::ArcKeyFile {
-                path: path.clone(),
-                reason: "its content cannot be sent in an HTTP header".into(),
-            },
-        )?;
+        let second =
+            arc::request(inner.http.inner(), endpoint, resource, Some(&key)).map_err(|_| {
+                Error::ArcKeyFile {
+                    path: path.clone(),
+                    reason: "its content cannot be sent in an HTTP header".into(),
+                }
+            })?;
         Ok(inner.http.send(second, timeout).await)
     }
 
