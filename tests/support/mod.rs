@@ -230,9 +230,11 @@ async fn serve(
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
         Reply::Huge { total } => {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
-            );
+            let head = "HTTP/1.1 200 OK
+Content-Type: application/json
+Connection: close
+
+";
             stream.write_all(head.as_bytes()).await?;
             stream.write_all(b"{\"access_token\":\"").await?;
             let block = vec![b'a'; 16 * 1024];

@@ -280,10 +280,13 @@ impl ServiceError {
 
     /// True when the service says the requested identity does not exist on this resource.
     pub fn is_identity_not_found(&self) -> bool {
-        let d = self.description.as_deref().unwrap_or("");
-        d.contains("Identity not found")
-            || d.contains("identity not found")
-            || d.contains("No managed identity")
+        let d = self
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        d.contains("identity not found")
+            || d.contains("no managed identity")
             || d.contains("not assigned")
     }
 }

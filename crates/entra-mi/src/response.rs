@@ -313,7 +313,7 @@ fn parse_expires_on(v: &Value) -> Result<ExpiresOn, String> {
             Some(secs) => Ok(from_secs(secs)),
             None if n.as_i64().is_some() => Err("`expires_on` is negative".into()),
             None => match n.as_f64() {
-                Some(f) if f >= 0.0 && f < 1e12 => Ok(from_secs(f as u64)),
+                Some(f) if (0.0..1e12).contains(&f) => Ok(from_secs(f as u64)),
                 _ => Err("`expires_on` is a number out of range".into()),
             },
         },

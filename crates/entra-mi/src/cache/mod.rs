@@ -793,18 +793,18 @@ impl TokenHandle {
         let inner = &self.inner;
         let mut st = lock(&self.slot.state);
         let now = inner.time.monotonic();
-        if let Some(entry) = self.slot.current.load_full() {
-            if now < entry.usable_until {
-                return Joined::Ready(Ok(entry));
-            }
+        if let Some(entry) = self.slot.current.load_full()
+            && now < entry.usable_until
+        {
+            return Joined::Ready(Ok(entry));
         }
         if let Some(rx) = &st.flight {
             return Joined::Flight(rx.clone());
         }
-        if let Some((at, error)) = &st.last_failure {
-            if now < *at + inner.opts.cold_retry_interval {
-                return Joined::Ready(Err(error.clone()));
-            }
+        if let Some((at, error)) = &st.last_failure
+            && now < *at + inner.opts.cold_retry_interval
+        {
+            return Joined::Ready(Err(error.clone()));
         }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => Joined::Flight(begin_flight(inner, &self.slot, &mut st, &runtime)),

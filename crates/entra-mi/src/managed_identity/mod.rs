@@ -553,7 +553,10 @@ impl ManagedIdentityCredential {
         let started = time.monotonic();
         let deadline = started + budget;
         let mut attempts: u32 = 0;
+        // IMDS `410 Gone` is retried for at least 70 s from the first one, outside the retry
+        // budget, which counts the other failures only.
         let mut gone_since: Option<Duration> = None;
+        let mut other_failures: u32 = 0;
         loop {
             attempts += 1;
             let now = time.monotonic();
@@ -607,11 +610,16 @@ impl ManagedIdentityCredential {
                 return Err(error);
             }
             let retries_done = attempts - 1;
-            let gone_window_open = match (gone_since, class.gone_min_retry()) {
-                (Some(since), Some(min)) => error.status() == Some(410) && now - since < min,
-                _ => false,
+            let gone = error.status() == Some(410) && gone_since.is_some();
+            let may_retry = if gone {
+                let since = gone_since.unwrap_or(now);
+                class.gone_min_retry().is_some_and(|min| now - since < min)
+                    || other_failures < inner.retry.max_retries
+            } else {
+                other_failures += 1;
+                other_failures <= inner.retry.max_retries
             };
-            if retries_done >= inner.retry.max_retries && !gone_window_open {
+            if !may_retry {
                 return Err(error);
             }
             let mut delay = inner.retry.backoff(retries_done, time.jitter());
