@@ -5,6 +5,9 @@ use entra_mi::{
     Detected, Environment, Error, ManagedIdentityCredential, SourceKind, detect_source,
 };
 
+/// Variables, the setting the error must name, and a phrase of its reason.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 fn env(vars: &[(&str, &str)]) -> Environment {
     Environment::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
 }
@@ -126,7 +129,7 @@ fn every_detected_source_is_built_and_never_falls_through() {
 
 #[test]
 fn bad_values_of_the_other_sources_name_the_variable() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[Case] = &[
         (
             &[("MSI_ENDPOINT", "not a url")],
             "MSI_ENDPOINT",
@@ -187,7 +190,7 @@ fn bad_values_of_the_other_sources_name_the_variable() {
 
 #[test]
 fn bad_environment_values_name_the_variable() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    let cases: &[Case] = &[
         (
             &[("IDENTITY_ENDPOINT", "not a url"), ("IDENTITY_HEADER", "h")],
             "IDENTITY_ENDPOINT",
@@ -313,10 +316,7 @@ fn imds_host_override_is_joined_with_the_token_path() {
         cred.endpoint(),
         "http://169.254.169.254/metadata/identity/oauth2/token"
     );
-    assert_eq!(
-        format!("{:?}", env(&[("IDENTITY_HEADER", "value-here")])).contains("value-here"),
-        false
-    );
+    assert!(!format!("{:?}", env(&[("IDENTITY_HEADER", "value-here")])).contains("value-here"));
 }
 
 #[test]

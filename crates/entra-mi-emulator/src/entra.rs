@@ -337,7 +337,7 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         if field("client_assertion_type") != Some(JWT_BEARER) {
             return missing("client_assertion_type");
         }
-        if let Err(r) = check_federated(s, app, assertion) {
+        if let Some(r) = check_federated(s, app, assertion) {
             return r;
         }
     } else {
@@ -387,9 +387,9 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
 /// Verifies a federated assertion: RS256 signature by the emulator's key (it signs both its
 /// managed-identity tokens and its OIDC issuer's tokens), `exp`/`nbf`, `aud`, and a federated
 /// credential of `app` with the same issuer and subject.
-fn check_federated(s: &Shared, app: &App, assertion: &str) -> Result<(), Response> {
+fn check_federated(s: &Shared, app: &App, assertion: &str) -> Option<Response> {
     let invalid = |code: u32, message: &str| {
-        Err(aadsts(
+        Some(aadsts(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             code,
@@ -470,5 +470,5 @@ fn check_federated(s: &Shared, app: &App, assertion: &str) -> Result<(), Respons
             ),
         );
     }
-    Ok(())
+    None
 }

@@ -340,10 +340,10 @@ impl Probe {
     /// Concurrent callers wait for the same probe.
     async fn check(&self, time: &TimeSource) -> Result<(), String> {
         let mut state = self.state.lock().await;
-        if let Some((result, at)) = state.as_ref() {
-            if result.is_ok() || time.monotonic() - *at < PROBE_NEGATIVE_TTL {
-                return result.clone();
-            }
+        if let Some((result, at)) = state.as_ref()
+            && (result.is_ok() || time.monotonic() - *at < PROBE_NEGATIVE_TTL)
+        {
+            return result.clone();
         }
         // No `Metadata` header: a real IMDS answers 400 at once; any answer means it is there.
         let request = self.http.inner().get(&self.url);

@@ -300,7 +300,7 @@ impl ConfidentialClient {
             return Err(Error::TokenEndpoint {
                 credential: self.name.clone(),
                 endpoint,
-                error: entra_error(&response),
+                error: Box::new(entra_error(&response)),
             });
         }
     }

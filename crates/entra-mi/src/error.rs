@@ -93,7 +93,7 @@ pub enum Error {
         /// The token endpoint URL.
         endpoint: String,
         /// The service's error.
-        error: EntraError,
+        error: Box<EntraError>,
     },
 
     /// Every credential of a chain failed; one entry per link, in order.
