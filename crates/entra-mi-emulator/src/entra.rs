@@ -43,6 +43,7 @@ pub struct App {
     /// A human-readable name.
     pub display_name: String,
     secrets: Vec<String>,
+    certificates: Vec<Vec<u8>>,
     federated: Vec<(String, String)>,
     multi_tenant: bool,
 }
@@ -55,6 +56,7 @@ impl App {
             object_id: guid(),
             display_name: name.to_owned(),
             secrets: Vec::new(),
+            certificates: Vec::new(),
             federated: Vec::new(),
             multi_tenant: false,
         }
@@ -63,6 +65,14 @@ impl App {
     /// Adds a client secret (its value).
     pub fn with_secret(mut self, secret: impl Into<String>) -> App {
         self.secrets.push(secret.into());
+        self
+    }
+
+    /// Adds a certificate (DER). Client assertions naming it by `x5t#S256` (or `x5t`) must be
+    /// signed with its key (PS256 or RS256), have `aud` = the token endpoint URL, `iss` = `sub`
+    /// = the client id, be within `nbf`..`exp`, and carry a `jti` not seen before.
+    pub fn with_certificate(mut self, der: impl Into<Vec<u8>>) -> App {
+        self.certificates.push(der.into());
         self
     }
 
@@ -92,6 +102,7 @@ pub(crate) struct EntraConfig {
 pub(crate) struct EntraState {
     apps: Vec<App>,
     tenants: Vec<String>,
+    seen_jti: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl EntraState {
@@ -99,6 +110,7 @@ impl EntraState {
         EntraState {
             apps: config.apps,
             tenants: config.tenants,
+            seen_jti: Default::default(),
         }
     }
 }
@@ -337,7 +349,15 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         if field("client_assertion_type") != Some(JWT_BEARER) {
             return missing("client_assertion_type");
         }
-        if let Some(r) = check_federated(s, app, assertion) {
+        let by_certificate = jsonwebtoken::decode_header(assertion)
+            .map(|h| h.x5t_s256.is_some() || h.x5t.is_some())
+            .unwrap_or(false);
+        let problem = if by_certificate {
+            check_certificate(s, app, assertion, tenant)
+        } else {
+            check_federated(s, app, assertion)
+        };
+        if let Some(r) = problem {
             return r;
         }
     } else {
@@ -468,6 +488,127 @@ fn check_federated(s: &Shared, app: &App, assertion: &str) -> Option<Response> {
                 "No matching federated identity record found for presented assertion. Assertion Issuer: '{}'. Assertion Subject: '{}'. Assertion Audience: '{aud_text}'.",
                 c.iss, c.sub
             ),
+        );
+    }
+    None
+}
+
+#[derive(Deserialize)]
+struct CertificateAssertionClaims {
+    sub: String,
+    #[serde(default)]
+    jti: Option<String>,
+}
+
+/// Verifies a certificate assertion against the app's registered certificates. (A replayed
+/// `jti` is answered with AADSTS700027 and a message saying so; the code is the emulator's
+/// choice.)
+fn check_certificate(s: &Shared, app: &App, assertion: &str, tenant: &str) -> Option<Response> {
+    let invalid = |code: u32, message: &str| {
+        Some(aadsts(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            message,
+        ))
+    };
+    let Ok(header) = jsonwebtoken::decode_header(assertion) else {
+        return invalid(50027, "JWT token is invalid or malformed.");
+    };
+    let b64 = |bytes: &[u8]| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    };
+    let wanted_s256 = header
+        .x5t_s256
+        .as_deref()
+        .map(|t| t.trim_end_matches('=').to_owned());
+    let wanted_s1 = header
+        .x5t
+        .as_deref()
+        .map(|t| t.trim_end_matches('=').to_owned());
+    let cert = app.certificates.iter().find(|der| {
+        let s256 = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref());
+        let s1 = b64(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref(),
+        );
+        wanted_s256.as_deref() == Some(s256.as_str())
+            || (wanted_s256.is_none() && wanted_s1.as_deref() == Some(s1.as_str()))
+    });
+    let thumb = wanted_s256.or(wanted_s1).unwrap_or_default();
+    let Some(cert) = cert else {
+        return invalid(
+            700027,
+            &format!(
+                "Client assertion failed signature validation. [Reason - The key was not found., Thumbprint of key used by client: '{thumb}']"
+            ),
+        );
+    };
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
+        return invalid(
+            700027,
+            "Client assertion failed signature validation. [Reason - The registered certificate is unreadable.]",
+        );
+    };
+    let key = DecodingKey::from_rsa_der(parsed.public_key().subject_public_key.data.as_ref());
+    if !matches!(header.alg, Algorithm::PS256 | Algorithm::RS256) {
+        return invalid(
+            700027,
+            "Client assertion failed signature validation. [Reason - Unsupported algorithm.]",
+        );
+    }
+    let mut validation = Validation::new(header.alg);
+    let endpoint = format!("{}/{tenant}/oauth2/v2.0/token", s.base_url);
+    validation.set_audience(&[endpoint.as_str()]);
+    validation.set_issuer(&[app.client_id.as_str()]);
+    validation.validate_nbf = true;
+    validation.leeway = 60;
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    let claims = match jsonwebtoken::decode::<CertificateAssertionClaims>(
+        assertion,
+        &key,
+        &validation,
+    ) {
+        Ok(d) => d.claims,
+        Err(e) => {
+            use jsonwebtoken::errors::ErrorKind as K;
+            return match e.kind() {
+                K::ExpiredSignature | K::ImmatureSignature => invalid(
+                    700024,
+                    &format!(
+                        "Client assertion is not within its valid time range. Current time: {}.",
+                        timestamp(now_secs())
+                    ),
+                ),
+                K::InvalidSignature => {
+                    invalid(700027, "Client assertion contains an invalid signature.")
+                }
+                K::InvalidAudience => invalid(
+                    700027,
+                    &format!(
+                        "Client assertion failed validation: its audience must be the token endpoint '{endpoint}'."
+                    ),
+                ),
+                K::InvalidIssuer => invalid(
+                    700027,
+                    "Client assertion failed validation: its issuer must be the client id.",
+                ),
+                _ => invalid(50027, "JWT token is invalid or malformed."),
+            };
+        }
+    };
+    if !claims.sub.eq_ignore_ascii_case(&app.client_id) {
+        return invalid(
+            700027,
+            "Client assertion failed validation: its subject must be the client id.",
+        );
+    }
+    let Some(jti) = claims.jti.filter(|j| !j.is_empty()) else {
+        return invalid(700027, "Client assertion failed validation: it has no jti.");
+    };
+    if !crate::state::lock(&s.entra.seen_jti).insert(jti) {
+        return invalid(
+            700027,
+            "Client assertion failed validation: its jti has already been used (replayed assertion).",
         );
     }
     None

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::azure_cli::AzureCliCredential;
+use crate::client_certificate::ClientCertificateCredential;
 use crate::client_secret::ClientSecretCredential;
 use crate::credential::{TokenCredential, TokenRequest};
 use crate::entra::AZURE_CLIENT_ID;
@@ -29,7 +30,8 @@ const PROBE_NEGATIVE_TTL: Duration = Duration::from_secs(300);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ChainLink {
-    /// A client secret from `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`.
+    /// A client secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`), else a
+    /// client certificate (`AZURE_CLIENT_CERTIFICATE_PATH`, …) from the environment.
     Environment,
     /// [`WorkloadIdentityCredential`] from its environment variables.
     WorkloadIdentity,
@@ -153,24 +155,7 @@ impl DefaultCredentialBuilder {
         let mut links = Vec::new();
         for kind in selected {
             let slot = match kind {
-                ChainLink::Environment => {
-                    match ClientSecretCredential::builder_from_environment(&self.env) {
-                        Ok(mut b) => {
-                            if let Some(h) = &self.authority_host {
-                                b = b.authority_host(h.clone());
-                            }
-                            Slot::Ready(Arc::new(
-                                b.allow_loopback_http(self.allow_loopback_http)
-                                    .time_source(self.time.clone())
-                                    .build()?,
-                            ))
-                        }
-                        Err(Error::CredentialUnavailable { reason, .. }) => {
-                            Slot::Unconfigured(reason)
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                ChainLink::Environment => self.environment_link()?,
                 ChainLink::WorkloadIdentity => {
                     match WorkloadIdentityCredential::builder_from_environment(&self.env) {
                         Ok(mut b) => {
@@ -246,6 +231,43 @@ impl DefaultCredentialBuilder {
     }
 }
 
+impl DefaultCredentialBuilder {
+    /// The environment link: a client secret when `AZURE_CLIENT_SECRET` is set, else a
+    /// client certificate when `AZURE_CLIENT_CERTIFICATE_PATH` is.
+    fn environment_link(&self) -> Result<Slot, Error> {
+        let secret = match ClientSecretCredential::builder_from_environment(&self.env) {
+            Ok(mut b) => {
+                if let Some(h) = &self.authority_host {
+                    b = b.authority_host(h.clone());
+                }
+                let c = b
+                    .allow_loopback_http(self.allow_loopback_http)
+                    .time_source(self.time.clone())
+                    .build()?;
+                return Ok(Slot::Ready(Arc::new(c)));
+            }
+            Err(Error::CredentialUnavailable { reason, .. }) => reason,
+            Err(e) => return Err(e),
+        };
+        match ClientCertificateCredential::builder_from_environment(&self.env) {
+            Ok(mut b) => {
+                if let Some(h) = &self.authority_host {
+                    b = b.authority_host(h.clone());
+                }
+                let c = b
+                    .allow_loopback_http(self.allow_loopback_http)
+                    .time_source(self.time.clone())
+                    .build()?;
+                Ok(Slot::Ready(Arc::new(c)))
+            }
+            Err(Error::CredentialUnavailable { .. }) => Ok(Slot::Unconfigured(format!(
+                "{secret} (and AZURE_CLIENT_CERTIFICATE_PATH is not set either)"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 fn parse_selection(value: &str) -> Result<Vec<ChainLink>, Error> {
     let v = value.trim();
     if v.eq_ignore_ascii_case("prod") {
@@ -276,7 +298,7 @@ fn parse_selection(value: &str) -> Result<Vec<ChainLink>, Error> {
 
 /// The credential for code that runs both on Azure and on a developer's machine.
 ///
-/// Links, in order: a client secret from the environment → workload identity → managed
+/// Links, in order: a client secret or certificate from the environment → workload identity → managed
 /// identity → Azure CLI. `AZURE_TOKEN_CREDENTIALS` narrows it: `prod` (the first three), `dev`
 /// (the Azure CLI), or one link's name (`EnvironmentCredential`, `WorkloadIdentityCredential`,
 /// `ManagedIdentityCredential`, `AzureCliCredential`).

@@ -24,6 +24,7 @@
 mod audience;
 mod azure_cli;
 mod cache;
+mod client_certificate;
 mod client_secret;
 mod credential;
 mod default_chain;
@@ -42,6 +43,9 @@ mod workload_identity;
 pub use audience::Audience;
 pub use azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
 pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
+pub use client_certificate::{
+    ClientCertificate, ClientCertificateCredential, ClientCertificateCredentialBuilder,
+};
 pub use client_secret::{ClientSecretCredential, ClientSecretCredentialBuilder};
 pub use credential::{TokenCredential, TokenRequest};
 pub use default_chain::{ChainLink, DefaultCredential, DefaultCredentialBuilder};
