@@ -9,6 +9,19 @@
 //!   `X-IDENTITY-HEADER`, selectors `client_id` / `principal_id` (alias `object_id`) /
 //!   `mi_res_id`;
 //!
+//! - **Azure Arc** (`GET /arc/metadata/identity/oauth2/token`): the `401` challenge naming a
+//!   fresh key file written to a directory the caller provides, then `Authorization: Basic`;
+//! - **Service Fabric**: on a second, TLS listener with a certificate generated at start
+//!   ([`Emulator::service_fabric_thumbprint`]), `Secret` header, nested error bodies;
+//! - **2017-09-01** (Azure ML, legacy App Service: `GET /MSI/auth`, `secret` header,
+//!   `clientid`) and **Cloud Shell** (`POST /oauth2/token` with a form body);
+//! - the **Entra v2.0 token endpoint** (`POST /<tenant>/oauth2/v2.0/token`) for registered
+//!   [`App`]s, which really checks client secrets, certificate assertions (signature against
+//!   the registered certificate, `aud`, `iss`/`sub`, `exp`, `jti` replay) and federated
+//!   assertions (signature, `exp`, `aud`, the app's federated credentials), and answers errors
+//!   the way Entra does (`error`, `error_description` with its AADSTS code and trace lines,
+//!   `error_codes`, `trace_id`, `correlation_id`, `timestamp`);
+//!
 //! plus the Entra discovery endpoints needed to validate what it issues: the JSON Web Key Set
 //! and the OpenID Connect discovery document. Tokens are real RS256-signed v1 access tokens.
 //!
@@ -54,7 +67,9 @@
 //! a connection without answering. Tokens are signed with `jsonwebtoken` (the `rust_crypto`
 //! backend: pure Rust, no C toolchain) using an RSA-2048 key generated with `rsa` at first
 //! start and shared by every emulator of the process (Entra, too, signs every tenant's tokens
-//! with the same keys). That key is a test key: `rsa` makes no constant-time promise
+//! with the same keys). The Service Fabric certificate is generated with `rcgen` and served
+//! with `tokio-rustls`; thumbprints are computed with `aws-lc-rs` (the TLS provider) and
+//! registered certificates are read with `x509-parser`. That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
 mod entra;

@@ -401,3 +401,61 @@ impl fmt::Display for ChainDisplay<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_for_the_common_errors() {
+        let imds = ServiceError {
+            status: 400,
+            code: Some("invalid_request".into()),
+            description: Some("Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request".into()),
+        };
+        assert!(
+            imds.to_string().contains("select one by client id"),
+            "{imds}"
+        );
+        for (code, needle) in [
+            (7000215, "not its Secret ID"),
+            (700016, "AZURE_CLIENT_ID"),
+            (700024, "re-read"),
+            (70021, "federated credentials"),
+            (500011, "trailing `/`"),
+            (700236, "home tenant"),
+        ] {
+            let e = EntraError {
+                status: 400,
+                code: Some("invalid_client".into()),
+                description: Some(format!("AADSTS{code}: something")),
+                aadsts: vec![code],
+                trace_id: Some("t".into()),
+                correlation_id: Some("c".into()),
+            };
+            let shown = e.to_string();
+            assert!(
+                shown.contains(needle) && shown.contains("trace id t, correlation id c"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn chain_errors_render_one_line_per_link() {
+        let e = Error::Chain(vec![
+            ChainAttempt {
+                credential: "a".into(),
+                reason: "line one\r\nline two".into(),
+                unavailable: true,
+            },
+            ChainAttempt {
+                credential: "b".into(),
+                reason: "x".into(),
+                unavailable: false,
+            },
+        ]);
+        assert_eq!(e.to_string().lines().count(), 3);
+        assert!(!e.is_unavailable());
+    }
+}
