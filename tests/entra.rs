@@ -388,3 +388,68 @@ async fn managed_identity_as_federated_credential_in_another_tenant() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn workload_identity_retries_once_with_a_rotated_file_after_aadsts700024() {
+    let expired = serde_json::json!({
+        "error": "invalid_client",
+        "error_description": "AADSTS700024: Client assertion is not within its valid time range.\r\nTrace ID: 0",
+        "error_codes": [700024]
+    });
+    let ok = serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "new.token.sig"});
+    let server = RawServer::start(Reply::json(200, ok)).await;
+    let file = temp_file("wi-700024");
+    std::fs::write(&file, "old.assertion.sig").unwrap();
+    let cred = WorkloadIdentityCredential::builder(
+        "contoso",
+        "11111111-2222-3333-4444-555555555555",
+        &file,
+    )
+    .authority_host(server.url(""))
+    .allow_loopback_http(true)
+    .build()
+    .unwrap();
+
+    // The file is unchanged: the error stands, no second request.
+    server.push(Reply::json(400, expired.clone()));
+    let err = cred.get_token(&graph()).await.unwrap_err();
+    assert!(err.to_string().contains("AADSTS700024"), "{err}");
+    assert_eq!(server.count(), 1);
+
+    // The platform rotates the file while Entra is answering: one retry with the new content.
+    server.push(Reply::Delayed(
+        Duration::from_millis(500),
+        Box::new(Reply::json(400, expired)),
+    ));
+    let task = {
+        let cred = std::sync::Arc::new(cred);
+        let c = cred.clone();
+        (
+            tokio::spawn(async move { c.get_token(&graph()).await }),
+            cred,
+        )
+    };
+    assert!(support::eventually(5, || server.count() == 2).await);
+    std::fs::write(&file, "new.assertion.sig").unwrap();
+    let token = task.0.await.unwrap().unwrap();
+    assert_eq!(token.secret(), "new.token.sig");
+    let sent: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| {
+            url::form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "client_assertion")
+                .map(|(_, v)| v.into_owned())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "old.assertion.sig",
+            "old.assertion.sig",
+            "new.assertion.sig"
+        ]
+    );
+    let _ = std::fs::remove_file(&file);
+}

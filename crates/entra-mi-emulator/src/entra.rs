@@ -349,8 +349,24 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         if field("client_assertion_type") != Some(JWT_BEARER) {
             return missing("client_assertion_type");
         }
+        // A certificate assertion names its certificate; a federated token (the emulator's own
+        // too) may carry `x5t` of its issuer's key, which is no certificate of the app.
         let by_certificate = jsonwebtoken::decode_header(assertion)
-            .map(|h| h.x5t_s256.is_some() || h.x5t.is_some())
+            .map(|h| {
+                h.x5t_s256.is_some()
+                    || h.x5t.as_deref().is_some_and(|t| {
+                        app.certificates.iter().any(|der| {
+                            let d = aws_lc_rs::digest::digest(
+                                &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                                der,
+                            );
+                            base64::Engine::encode(
+                                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                                d.as_ref(),
+                            ) == t.trim_end_matches('=')
+                        })
+                    })
+            })
             .unwrap_or(false);
         let problem = if by_certificate {
             check_certificate(s, app, assertion, tenant)
