@@ -324,3 +324,37 @@ fn azure_token_credentials_selects_links() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_probe_is_remembered_for_five_minutes_only() {
+    let silent = RawServer::start(Reply::Hang).await;
+    let cli = az("probe-ttl");
+    let clock = entra_mi::time::ManualClock::with_wall_time(SystemTime::now());
+    let c = DefaultCredential::builder()
+        .environment(env(vec![
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", silent.url("")),
+            ("PATH", path_of(&cli)),
+            ("AZURE_CLIENT_SECRET", "CANARY-chain-secret".into()),
+        ]))
+        .time_source(clock.time_source(0.5))
+        .imds_probe_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(!format!("{c:?}").contains("CANARY"));
+    c.get_token(&graph()).await.unwrap();
+    c.get_token(&graph()).await.unwrap();
+    assert_eq!(silent.count(), 1);
+    // The CLI won and sticks; a new walk (after it reports itself unavailable) would probe
+    // again only once the negative result has aged out.
+    assert_eq!(c.selected(), Some(ChainLink::AzureCli));
+    std::fs::remove_file(cli.0.join("az")).unwrap();
+    let err = c.get_token(&graph()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("IMDS did not answer a probe"),
+        "{err}"
+    );
+    assert_eq!(silent.count(), 1, "the failed probe is remembered");
+    clock.advance(Duration::from_secs(301));
+    let _ = c.get_token(&graph()).await.unwrap_err();
+    assert_eq!(silent.count(), 2, "probed again after five minutes");
+}
