@@ -196,3 +196,19 @@ async fn az_failures_are_typed_and_never_show_the_token() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn az_output_beyond_the_limit_is_cut_off_not_waited_for() {
+    let huge = stand_in("huge", "head -c 300000 /dev/zero | tr '\\0' 'x'");
+    let started = Instant::now();
+    let err = cli(&huge.0, Duration::from_secs(20))
+        .get_token(&arm())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("printed more than 65536 bytes"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -358,3 +358,44 @@ async fn a_failed_probe_is_remembered_for_five_minutes_only() {
     let _ = c.get_token(&graph()).await.unwrap_err();
     assert_eq!(silent.count(), 2, "probed again after five minutes");
 }
+
+#[tokio::test]
+async fn azure_client_id_that_the_detected_source_cannot_use_stops_the_chain_when_reached() {
+    // Cloud Shell cannot select a user-assigned identity; AZURE_CLIENT_ID would name one.
+    let cli = az("cloud-shell");
+    let c = DefaultCredential::builder()
+        .environment(env(vec![
+            ("MSI_ENDPOINT", "http://127.0.0.1:9/oauth2/token".into()),
+            (
+                "AZURE_CLIENT_ID",
+                "11111111-2222-3333-4444-555555555555".into(),
+            ),
+            ("PATH", path_of(&cli)),
+        ]))
+        .build()
+        .unwrap();
+    let err = c.get_token(&graph()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("managed-identity:")
+            && msg.contains("Cloud Shell cannot select a user-assigned identity")
+            && msg.contains("AZURE_CLIENT_ID"),
+        "{msg}"
+    );
+    assert!(
+        !cli.0.join("ran").exists(),
+        "no fall-through to the Azure CLI"
+    );
+    // An explicit choice is validated when the chain is built.
+    let err = DefaultCredential::builder()
+        .environment(env(vec![(
+            "MSI_ENDPOINT",
+            "http://127.0.0.1:9/oauth2/token".into(),
+        )]))
+        .managed_identity(entra_mi::ManagedIdentityId::ClientId(
+            "11111111-2222-3333-4444-555555555555".into(),
+        ))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Configuration { .. }), "{err}");
+}

@@ -231,22 +231,20 @@ impl TokenCredential for AzureCliCredential {
                 e.kind()
             ))
         })?;
-        let mut stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        // Each pipe is closed as soon as its reader is done (at EOF or at the limit), so a
+        // process still writing past the limit gets EPIPE instead of blocking until the
+        // timeout (while the other reader waits for an EOF that would never come).
+        async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+            let mut buf = Vec::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.take(MAX_OUTPUT).read_to_end(&mut buf).await;
+            }
+            buf
+        }
         let run = async {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let read_out = async {
-                if let Some(s) = stdout.as_mut() {
-                    let _ = s.take(MAX_OUTPUT).read_to_end(&mut out).await;
-                }
-            };
-            let read_err = async {
-                if let Some(s) = stderr.as_mut() {
-                    let _ = s.take(MAX_OUTPUT).read_to_end(&mut err).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
+            let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
             let status = child.wait().await;
             (status, out, err)
         };
@@ -262,6 +260,11 @@ impl TokenCredential for AzureCliCredential {
         };
         let status =
             status.map_err(|e| Self::failed(format!("waiting for az failed ({})", e.kind())))?;
+        if out.len() as u64 >= MAX_OUTPUT {
+            return Err(Self::failed(format!(
+                "`az account get-access-token` printed more than {MAX_OUTPUT} bytes, which is not a token answer"
+            )));
+        }
         if !status.success() {
             let stderr = String::from_utf8_lossy(&err);
             let stderr = redact(stderr.trim());

@@ -175,18 +175,33 @@ impl DefaultCredentialBuilder {
                     }
                 }
                 ChainLink::ManagedIdentity => {
-                    let id = match &self.managed_identity {
-                        Some(id) => id.clone(),
+                    let (id, implicit) = match &self.managed_identity {
+                        Some(id) => (id.clone(), false),
                         None => match self.env.get(AZURE_CLIENT_ID) {
-                            Some(c) => ManagedIdentityId::ClientId(c),
-                            None => ManagedIdentityId::SystemAssigned,
+                            Some(c) => (ManagedIdentityId::ClientId(c), true),
+                            None => (ManagedIdentityId::SystemAssigned, false),
                         },
                     };
-                    let mi = ManagedIdentityCredential::builder()
+                    let built = ManagedIdentityCredential::builder()
                         .environment(self.env.clone())
                         .time_source(self.time.clone())
                         .identity(id)
-                        .build()?;
+                        .build();
+                    let mi = match built {
+                        Ok(mi) => mi,
+                        // AZURE_CLIENT_ID (meant for another link, perhaps) names an identity
+                        // this source cannot select: the link reports it when reached and the
+                        // chain stops there, rather than the whole chain failing to build.
+                        Err(e @ Error::Configuration { .. }) if implicit => {
+                            links.push(Link {
+                                kind,
+                                slot: Slot::Broken(e),
+                                probe: None,
+                            });
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let probe = (mi.source() == SourceKind::Imds
                         && !explicit_mi
                         && !detect::other_source_configured(&self.env))
@@ -346,6 +361,8 @@ impl fmt::Debug for Link {
 enum Slot {
     Ready(Arc<dyn TokenCredential>),
     Unconfigured(String),
+    /// Configured, but unusable as configured: reported when reached, and the chain stops.
+    Broken(Error),
 }
 
 /// The one IMDS probe: its result (and when it was taken).
@@ -426,6 +443,16 @@ impl DefaultCredential {
                         unavailable: true,
                     });
                     continue;
+                }
+                Slot::Broken(e) => {
+                    attempts.push(ChainAttempt {
+                        credential: name,
+                        reason: format!(
+                            "{e} (AZURE_CLIENT_ID was taken as the managed identity's client id)"
+                        ),
+                        unavailable: false,
+                    });
+                    return Err(Error::Chain(attempts));
                 }
                 Slot::Ready(c) => c,
             };
