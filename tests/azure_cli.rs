@@ -205,7 +205,10 @@ async fn az_output_beyond_the_limit_is_cut_off_not_waited_for() {
         .get_token(&arm())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("printed more than 65536 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("printed more than 65536 bytes"),
+        "{err}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "{:?}",
