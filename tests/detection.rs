@@ -1,9 +1,12 @@
-//! Source detection and configuration validation: the decisions-table order, unsupported
-//! sources refused by name (never a silent fall-through), and bad environment values.
+//! Source detection and configuration validation: the decisions-table order, every detected
+//! source built as itself (never a silent fall-through), and bad environment values.
 
 use entra_mi::{
     Detected, Environment, Error, ManagedIdentityCredential, SourceKind, detect_source,
 };
+
+/// Variables, the setting the error must name, and a phrase of its reason.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
 
 fn env(vars: &[(&str, &str)]) -> Environment {
     Environment::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -20,7 +23,10 @@ fn detection_follows_the_decisions_table() {
                     "https://10.0.0.4:2377/metadata/identity/oauth2/token",
                 ),
                 ("IDENTITY_HEADER", "h"),
-                ("IDENTITY_SERVER_THUMBPRINT", "AB"),
+                (
+                    "IDENTITY_SERVER_THUMBPRINT",
+                    "0123456789abcdef0123456789ABCDEF01234567",
+                ),
             ],
             SourceKind::ServiceFabric,
         ),
@@ -74,55 +80,116 @@ fn detection_follows_the_decisions_table() {
 }
 
 #[test]
-fn unsupported_sources_are_refused_by_name() {
-    for (vars, name) in [
+fn every_detected_source_is_built_and_never_falls_through() {
+    for (vars, kind, endpoint) in [
         (
             vec![
                 ("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"),
                 ("IDENTITY_HEADER", "h"),
-                ("IDENTITY_SERVER_THUMBPRINT", "AB"),
+                (
+                    "IDENTITY_SERVER_THUMBPRINT",
+                    "0123456789abcdef0123456789ABCDEF01234567",
+                ),
             ],
-            "Service Fabric",
+            SourceKind::ServiceFabric,
+            "https://10.0.0.4:2377/t",
         ),
         (
             vec![
                 ("IDENTITY_ENDPOINT", "http://127.0.0.1:40342/t"),
                 ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
             ],
-            "Azure Arc",
+            SourceKind::AzureArc,
+            "http://127.0.0.1:40342/t",
         ),
         (
             vec![
                 ("MSI_ENDPOINT", "http://127.0.0.1:46808/"),
                 ("MSI_SECRET", "super-secret-value"),
             ],
-            "Azure ML",
+            SourceKind::AzureMl,
+            "http://127.0.0.1:46808/",
         ),
         (
             vec![("MSI_ENDPOINT", "http://localhost:50342/oauth2/token")],
-            "Cloud Shell",
+            SourceKind::CloudShell,
+            "http://localhost:50342/oauth2/token",
         ),
     ] {
-        let err = ManagedIdentityCredential::builder()
+        let cred = ManagedIdentityCredential::builder()
             .environment(env(&vars))
+            .arc_key_directory(std::env::temp_dir())
+            .build()
+            .unwrap();
+        assert_eq!(cred.source(), kind, "{vars:?}");
+        assert_eq!(cred.endpoint(), endpoint);
+        assert!(!format!("{cred:?}").contains("super-secret-value"));
+    }
+}
+
+#[test]
+fn bad_values_of_the_other_sources_name_the_variable() {
+    let cases: &[Case] = &[
+        (
+            &[("MSI_ENDPOINT", "not a url")],
+            "MSI_ENDPOINT",
+            "not an absolute URL",
+        ),
+        (
+            &[
+                ("MSI_ENDPOINT", "http://203.0.113.9/msi"),
+                ("MSI_SECRET", "s"),
+            ],
+            "MSI_ENDPOINT",
+            "neither loopback nor link-local",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://203.0.113.9/t"),
+                ("IMDS_ENDPOINT", "http://203.0.113.9"),
+            ],
+            "IDENTITY_ENDPOINT",
+            "neither loopback nor link-local",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/t"),
+                ("IDENTITY_HEADER", "h"),
+                ("IDENTITY_SERVER_THUMBPRINT", "xyz"),
+            ],
+            "IDENTITY_SERVER_THUMBPRINT",
+            "40 hexadecimal digits",
+        ),
+        (
+            &[
+                ("IDENTITY_ENDPOINT", "http://10.0.0.4:2377/t"),
+                ("IDENTITY_HEADER", "h"),
+                (
+                    "IDENTITY_SERVER_THUMBPRINT",
+                    "0123456789abcdef0123456789ABCDEF01234567",
+                ),
+            ],
+            "IDENTITY_ENDPOINT",
+            "must be https",
+        ),
+    ];
+    for (vars, variable, needle) in cases {
+        let err = ManagedIdentityCredential::builder()
+            .environment(env(vars))
             .build()
             .unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, Error::NotSupported { .. }), "{msg}");
-        assert!(
-            msg.contains(name)
-                && msg.contains("not supported yet")
-                && msg.contains("no other source was tried"),
-            "{msg}"
-        );
-        assert!(!msg.contains("super-secret-value"), "{msg}");
-        assert!(err.is_unavailable());
+        match &err {
+            Error::Configuration { setting, reason } => {
+                assert_eq!(setting, variable, "{vars:?}");
+                assert!(reason.contains(needle), "{vars:?}: {reason}");
+            }
+            other => panic!("{vars:?}: {other:?}"),
+        }
     }
 }
 
 #[test]
 fn bad_environment_values_name_the_variable() {
-    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
     let cases: &[Case] = &[
         (
             &[("IDENTITY_ENDPOINT", "not a url"), ("IDENTITY_HEADER", "h")],

@@ -9,6 +9,19 @@
 //!   `X-IDENTITY-HEADER`, selectors `client_id` / `principal_id` (alias `object_id`) /
 //!   `mi_res_id`;
 //!
+//! - **Azure Arc** (`GET /arc/metadata/identity/oauth2/token`): the `401` challenge naming a
+//!   fresh key file written to a directory the caller provides, then `Authorization: Basic`;
+//! - **Service Fabric**: on a second, TLS listener with a certificate generated at start
+//!   ([`Emulator::service_fabric_thumbprint`]), `Secret` header, nested error bodies;
+//! - **2017-09-01** (Azure ML, legacy App Service: `GET /MSI/auth`, `secret` header,
+//!   `clientid`) and **Cloud Shell** (`POST /oauth2/token` with a form body);
+//! - the **Entra v2.0 token endpoint** (`POST /<tenant>/oauth2/v2.0/token`) for registered
+//!   [`App`]s, which really checks client secrets, certificate assertions (signature against
+//!   the registered certificate, `aud`, `iss`/`sub`, `exp`, `jti` replay) and federated
+//!   assertions (signature, `exp`, `aud`, the app's federated credentials), and answers errors
+//!   the way Entra does (`error`, `error_description` with its AADSTS code and trace lines,
+//!   `error_codes`, `trace_id`, `correlation_id`, `timestamp`);
+//!
 //! plus the Entra discovery endpoints needed to validate what it issues: the JSON Web Key Set
 //! and the OpenID Connect discovery document. Tokens are real RS256-signed v1 access tokens.
 //!
@@ -54,17 +67,22 @@
 //! a connection without answering. Tokens are signed with `jsonwebtoken` (the `rust_crypto`
 //! backend: pure Rust, no C toolchain) using an RSA-2048 key generated with `rsa` at first
 //! start and shared by every emulator of the process (Entra, too, signs every tenant's tokens
-//! with the same keys). That key is a test key: `rsa` makes no constant-time promise
+//! with the same keys). The Service Fabric certificate is generated with `rcgen` and served
+//! with `tokio-rustls`; thumbprints are computed with `aws-lc-rs` (the TLS provider) and
+//! registered certificates are read with `x509-parser`. That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
+mod entra;
 mod graph;
 mod graph_perms;
 mod keys;
 mod model;
 mod routes;
 mod server;
+mod sources;
 mod state;
 mod time;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,6 +93,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use entra::{App, FEDERATED_ISSUER, TOKEN_EXCHANGE_AUDIENCE};
 pub use graph::GraphRejection;
 pub use graph_perms::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, AppRole, MICROSOFT_GRAPH_APP_ID};
 pub use model::{Endpoint, Fault, Identity, ResponseShape};
@@ -112,6 +131,8 @@ pub struct EmulatorBuilder {
     cache_tokens: bool,
     port: u16,
     apis: Vec<ApiApp>,
+    sources: sources::SourcesConfig,
+    entra: entra::EntraConfig,
 }
 
 impl Default for EmulatorBuilder {
@@ -126,6 +147,8 @@ impl Default for EmulatorBuilder {
             cache_tokens: true,
             port: 0,
             apis: Vec::new(),
+            sources: Default::default(),
+            entra: Default::default(),
         }
     }
 }
@@ -223,10 +246,25 @@ impl EmulatorBuilder {
             lifetime: self.token_lifetime,
             identity_header: self.identity_header.unwrap_or_else(model::guid),
             apis: self.apis,
+            sources: self.sources,
+            entra: self.entra,
         };
         let shared = Arc::new(Shared::new(config, key, stop_rx.clone()));
         let router = routes::router(shared.clone());
-        let task = tokio::spawn(server::serve(listener, router, stop_rx));
+        // Service Fabric's endpoint: TLS with a certificate generated for this emulator.
+        let tls = tls::bind().await?;
+        *lock(&shared.sources.service_fabric) = Some((
+            format!("{}/metadata/identity/oauth2/token", tls.base_url),
+            tls.thumbprint.clone(),
+        ));
+        let sf_router = sources::service_fabric_router(shared.clone());
+        let tls_stop = stop_rx.clone();
+        let task = tokio::spawn(async move {
+            tokio::join!(
+                server::serve(listener, router, stop_rx),
+                tls::serve(tls, sf_router, tls_stop)
+            );
+        });
         Ok(Emulator {
             inner: Arc::new(Inner {
                 shared,

@@ -77,10 +77,20 @@ pub enum Endpoint {
     Jwks,
     /// The OpenID Connect discovery document: `GET /<tenant>/.well-known/openid-configuration`.
     OpenIdConfiguration,
+    /// Azure Arc's HIMDS: `GET /arc/metadata/identity/oauth2/token` (both legs of the challenge).
+    AzureArc,
+    /// Service Fabric over TLS: `GET https://127.0.0.1:<tls port>/metadata/identity/oauth2/token`.
+    ServiceFabric,
+    /// The 2017-09-01 protocol (Azure ML, legacy App Service): `GET /MSI/auth`.
+    AzureMl,
+    /// Cloud Shell: `POST /oauth2/token`.
+    CloudShell,
+    /// The Entra v2.0 token endpoint: `POST /<tenant>/oauth2/v2.0/token`.
+    EntraToken,
 }
 
 impl Endpoint {
-    pub(crate) const COUNT: usize = 4;
+    pub(crate) const COUNT: usize = 9;
 
     pub(crate) fn index(self) -> usize {
         match self {
@@ -88,6 +98,11 @@ impl Endpoint {
             Endpoint::AppService => 1,
             Endpoint::Jwks => 2,
             Endpoint::OpenIdConfiguration => 3,
+            Endpoint::AzureArc => 4,
+            Endpoint::ServiceFabric => 5,
+            Endpoint::AzureMl => 6,
+            Endpoint::CloudShell => 7,
+            Endpoint::EntraToken => 8,
         }
     }
 }

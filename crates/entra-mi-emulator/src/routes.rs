@@ -60,7 +60,7 @@ const IMDS_API_VERSIONS: &[&str] = &[
     "2024-03-15",
 ];
 
-const JSON: &str = "application/json; charset=utf-8";
+pub(crate) const JSON: &str = "application/json; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -76,6 +76,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .merge(crate::graph::router())
         .merge(crate::graph_perms::router())
+        .merge(crate::sources::routes())
+        .merge(crate::entra::routes())
         .with_state(shared)
 }
 
@@ -96,9 +98,14 @@ async fn openid_configuration(State(s): State<Arc<Shared>>, req: Request) -> Res
 }
 
 /// Counts the request, applies the next queued fault, else answers normally.
-async fn handle(ep: Endpoint, s: Arc<Shared>, req: Request) -> Response {
+pub(crate) async fn handle(ep: Endpoint, s: Arc<Shared>, req: Request) -> Response {
     s.count(ep);
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    // Token requests are small; a body over 1 MiB is cut (and then fails to parse).
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let answer = |ep, s: &Shared, parts: &Parts| answer(ep, s, parts, &body);
     let Some(fault) = s.pop_fault(ep) else {
         return answer(ep, &s, &parts);
     };
@@ -166,19 +173,23 @@ async fn handle(ep: Endpoint, s: Arc<Shared>, req: Request) -> Response {
 }
 
 /// The normal answer of `ep` to this request.
-fn answer(ep: Endpoint, s: &Shared, parts: &Parts) -> Response {
+fn answer(ep: Endpoint, s: &Shared, parts: &Parts, body: &[u8]) -> Response {
     match ep {
         Endpoint::Imds => imds_answer(s, parts),
         Endpoint::AppService => app_service_answer(s, parts),
         Endpoint::Jwks => jwks_answer(s, parts),
         Endpoint::OpenIdConfiguration => openid_answer(s, parts),
+        Endpoint::AzureArc | Endpoint::ServiceFabric | Endpoint::AzureMl | Endpoint::CloudShell => {
+            crate::sources::answer(ep, s, parts, body)
+        }
+        Endpoint::EntraToken => crate::entra::answer(s, parts, body),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // IMDS
 
-fn imds_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(crate) fn imds_error(status: StatusCode, error: &str, description: &str) -> Response {
     let body = serde_json::json!({ "error": error, "error_description": description });
     respond(status, JSON, body.to_string())
 }
@@ -466,27 +477,27 @@ fn openid_answer(s: &Shared, parts: &Parts) -> Response {
 // Shared pieces
 
 /// The query string, decoded, in order, duplicates kept.
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 #[derive(Clone, Copy)]
-enum Selector {
+pub(crate) enum Selector {
     Client,
     Object,
     Resource,
 }
 
-enum Selection {
+pub(crate) enum Selection {
     Ambiguous,
     NotFound,
 }
 
 impl Query {
-    fn parse(parts: &Parts) -> Self {
+    pub(crate) fn parse(parts: &Parts) -> Self {
         let q = parts.uri.query().unwrap_or_default();
         Query(form_urlencoded::parse(q.as_bytes()).into_owned().collect())
     }
 
-    fn first(&self, name: &str) -> Option<&str> {
+    pub(crate) fn first(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -494,7 +505,7 @@ impl Query {
     }
 
     /// Every occurrence of a selector parameter, with what it selects by.
-    fn selectors(&self, names: &[(&str, Selector)]) -> Vec<(Selector, &str)> {
+    pub(crate) fn selectors(&self, names: &[(&str, Selector)]) -> Vec<(Selector, &str)> {
         self.0
             .iter()
             .filter_map(|(k, v)| {
@@ -508,7 +519,7 @@ impl Query {
 }
 
 /// At most one selector; none selects the system-assigned identity.
-fn select_identity<'s>(
+pub(crate) fn select_identity<'s>(
     s: &'s Shared,
     selectors: &[(Selector, &str)],
 ) -> Result<&'s Identity, Selection> {
@@ -531,7 +542,7 @@ fn select_identity<'s>(
 
 /// Entra's answer to a resource that cannot be an application: a v2 scope (`…/.default`)
 /// passed where a v1 resource belongs.
-fn resource_problem(resource: &str, tenant: &str) -> Option<String> {
+pub(crate) fn resource_problem(resource: &str, tenant: &str) -> Option<String> {
     resource.ends_with("/.default").then(|| {
         format!(
             "AADSTS500011: The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
@@ -540,7 +551,7 @@ fn resource_problem(resource: &str, tenant: &str) -> Option<String> {
 }
 
 /// The success body of a token endpoint, in the endpoint's field order and the given shape.
-fn token_response(
+pub(crate) fn token_response(
     ep: Endpoint,
     shape: ResponseShape,
     t: &Issued,
@@ -598,7 +609,7 @@ fn token_response(
 }
 
 /// Serializes fields as a JSON object, keeping their order.
-fn json_object(fields: &[(&str, Value)]) -> String {
+pub(crate) fn json_object(fields: &[(&str, Value)]) -> String {
     let mut out = String::from("{");
     for (i, (k, v)) in fields.iter().enumerate() {
         if i > 0 {
@@ -616,7 +627,7 @@ fn json_object(fields: &[(&str, Value)]) -> String {
 fn default_error_body(ep: Endpoint, status: StatusCode) -> String {
     let code = status.as_u16();
     match ep {
-        Endpoint::Imds => {
+        Endpoint::Imds | Endpoint::AzureArc | Endpoint::CloudShell => {
             let (error, description) = match code {
                 400 => ("invalid_request", "Bad request"),
                 401 => ("unknown_source", "Unknown Source"),
@@ -641,7 +652,15 @@ fn default_error_body(ep: Endpoint, status: StatusCode) -> String {
             };
             serde_json::json!({ "error": error, "error_description": description }).to_string()
         }
-        Endpoint::AppService => {
+        Endpoint::ServiceFabric => {
+            let code_name = match code {
+                404 => "ManagedIdentityNotFound",
+                429 => "TooManyRequests",
+                _ => "InternalServerError",
+            };
+            serde_json::json!({ "error": { "correlationId": crate::model::guid(), "code": code_name, "message": status.canonical_reason().unwrap_or("Error") } }).to_string()
+        }
+        Endpoint::AppService | Endpoint::AzureMl => {
             let message = match code {
                 400 => "Bad request",
                 401 => "Unauthorized",
@@ -669,11 +688,15 @@ fn default_error_body(ep: Endpoint, status: StatusCode) -> String {
     }
 }
 
-fn status_code(code: u16) -> StatusCode {
+pub(crate) fn status_code(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Response {
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response {
     let mut resp = Response::new(body.into());
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -681,7 +704,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Body>
     resp
 }
 
-fn with_allow_get(mut resp: Response) -> Response {
+pub(crate) fn with_allow_get(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET"));
     resp

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tower_service::Service as _;
@@ -66,7 +66,10 @@ pub(crate) async fn serve(
     }
 }
 
-async fn serve_conn(stream: TcpStream, router: Router, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve_conn<S>(stream: S, router: Router, mut shutdown: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let kill = Arc::new(Notify::new());
     let ctl = ConnCtl { kill: kill.clone() };
     let svc = hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {

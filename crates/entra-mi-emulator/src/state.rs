@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) users: Vec<Identity>,
     pub(crate) key: Arc<SigningKey>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) sources: crate::sources::SourcesState,
+    pub(crate) entra: crate::entra::EntraState,
     roles: HashMap<(String, String), Vec<String>>,
     cache_tokens: bool,
     lifetime: Mutex<Duration>,
@@ -59,6 +61,8 @@ pub(crate) struct Config {
     pub(crate) lifetime: Duration,
     pub(crate) identity_header: String,
     pub(crate) apis: Vec<crate::graph_perms::ApiApp>,
+    pub(crate) sources: crate::sources::SourcesConfig,
+    pub(crate) entra: crate::entra::EntraConfig,
 }
 
 /// The claims of an emulated managed-identity access token (an Entra v1 app-only token).
@@ -100,6 +104,8 @@ impl Shared {
             users: config.users,
             key,
             shutdown,
+            sources: crate::sources::SourcesState::new(config.sources),
+            entra: crate::entra::EntraState::new(config.entra),
             roles: config.roles,
             cache_tokens: config.cache_tokens,
             lifetime: Mutex::new(config.lifetime.max(MIN_LIFETIME)),

@@ -39,7 +39,7 @@ pub(crate) fn rfc3339_now() -> String {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); H. Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -36,10 +36,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// The environment selects a token source this version does not implement. Nothing else
-    /// is tried in its place.
+    /// The environment selects a managed-identity source that cannot work on this platform.
+    /// Nothing else is tried in its place.
     #[error(
-        "the environment selects the {source_kind} managed-identity source ({evidence}), which is not supported yet; no other source was tried"
+        "the environment selects the {source_kind} managed-identity source, which is not supported here ({evidence}); no other source was tried"
     )]
     NotSupported {
         /// The detected source.
@@ -73,6 +73,33 @@ pub enum Error {
         error: ServiceError,
     },
 
+    /// Azure Arc named a key file that fails the checks made before reading it (it must be a
+    /// `.key` file of at most 4096 bytes directly in the agent's token directory, after
+    /// resolving `..` and symbolic links), or it cannot be read.
+    #[error("Azure Arc key file {path}: {reason}")]
+    ArcKeyFile {
+        /// The path from the challenge (paths are not secret; the file's content is).
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The Entra token endpoint refused the request: the service's error code, its AADSTS
+    /// code, trace and correlation ids, and a hint for the common codes.
+    #[error("{credential}: token endpoint {endpoint} refused the request: {error}")]
+    TokenEndpoint {
+        /// Which credential asked.
+        credential: String,
+        /// The token endpoint URL.
+        endpoint: String,
+        /// The service's error.
+        error: Box<EntraError>,
+    },
+
+    /// Every credential of a chain failed; one entry per link, in order.
+    #[error("{}", ChainDisplay(.0))]
+    Chain(Vec<ChainAttempt>),
+
     /// A credential outside this crate failed.
     #[error("{credential}: {message}")]
     Credential {
@@ -93,6 +120,16 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A credential cannot be used here (its configuration is absent, or the tool it runs is
+    /// missing or not signed in); a chain moves on to its next link.
+    #[error("{credential} unavailable: {reason}")]
+    CredentialUnavailable {
+        /// Which credential.
+        credential: String,
+        /// Why (never contains secrets).
+        reason: String,
+    },
+
     /// The token fetch stopped unexpectedly (the task running it panicked or its runtime shut
     /// down).
     #[error("the token fetch for {audience} ended without a result")]
@@ -105,13 +142,20 @@ pub enum Error {
 impl Error {
     /// True when the source is not there or not usable (as opposed to present and refusing).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::NotSupported { .. })
+        match self {
+            Error::Unavailable { .. }
+            | Error::NotSupported { .. }
+            | Error::CredentialUnavailable { .. } => true,
+            Error::Chain(attempts) => attempts.iter().all(|a| a.unavailable),
+            _ => false,
+        }
     }
 
     /// The HTTP status of the answer that caused this error, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Refused { error, .. } => Some(error.status),
+            Error::TokenEndpoint { error, .. } => Some(error.status),
             Error::Unavailable { reason, .. } => reason.status(),
             _ => None,
         }
@@ -223,6 +267,28 @@ pub struct ServiceError {
 }
 
 impl ServiceError {
+    /// Advice for errors users commonly hit, if this is one of them.
+    pub fn hint(&self) -> Option<&'static str> {
+        let d = self.description.as_deref().unwrap_or("");
+        if d.contains("Multiple user assigned identities")
+            || d.contains("multiple user assigned identities")
+        {
+            Some(
+                "the resource has several user-assigned identities: select one by client id, object id or resource id",
+            )
+        } else if d.contains("AudienceNotSupported")
+            || self.code.as_deref() == Some("AudienceNotSupported")
+        {
+            Some(
+                "Cloud Shell serves only some audiences; for others run `az login --scope <resource>/.default` and use the Azure CLI credential",
+            )
+        } else if d.contains("AADSTS500011") {
+            Some(HINT_500011)
+        } else {
+            None
+        }
+    }
+
     /// True when the service says the requested identity does not exist on this resource.
     pub fn is_identity_not_found(&self) -> bool {
         let d = self
@@ -245,6 +311,162 @@ impl fmt::Display for ServiceError {
         if let Some(desc) = &self.description {
             write!(f, ": {desc}")?;
         }
+        if let Some(hint) = self.hint() {
+            write!(f, " (hint: {hint})")?;
+        }
         Ok(())
+    }
+}
+
+const HINT_500011: &str = "the resource (audience) is not known in this tenant: check the exact audience string (a trailing `/` matters), the tenant and the cloud";
+
+/// An error answer of the Entra v2.0 token endpoint.
+///
+/// The `error_description` is cut at its first line (Entra appends trace, correlation id and
+/// timestamp lines, kept separately here); the rest of the body is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntraError {
+    /// HTTP status.
+    pub status: u16,
+    /// The OAuth `error` code (`invalid_client`, `unauthorized_client`, …).
+    pub code: Option<String>,
+    /// The first line of `error_description` (truncated to 1 KiB).
+    pub description: Option<String>,
+    /// The AADSTS codes (`error_codes`, or the `AADSTSnnnn:` prefix of the description).
+    pub aadsts: Vec<u32>,
+    /// `trace_id`.
+    pub trace_id: Option<String>,
+    /// `correlation_id`.
+    pub correlation_id: Option<String>,
+}
+
+impl EntraError {
+    /// Advice for the AADSTS codes users commonly hit.
+    pub fn hint(&self) -> Option<&'static str> {
+        self.aadsts.iter().find_map(|c| match c {
+            7000215 => Some("invalid client secret: send the secret's Value, not its Secret ID, and check that it has not expired"),
+            700016 => Some("the application (client id) is not in this tenant: check AZURE_CLIENT_ID, AZURE_TENANT_ID and the cloud (AZURE_AUTHORITY_HOST)"),
+            700024 => Some("the client assertion is outside its valid time range: the federated token is stale (the token file is re-read on every request, so check that it is being rotated) or the clock is wrong"),
+            70021 | 700211 | 700213 => Some("no federated identity credential of the app matches the assertion's issuer, subject and audience (api://AzureADTokenExchange): compare them with the app registration's federated credentials"),
+            500011 => Some(HINT_500011),
+            700236 => Some("a managed identity can be a federated credential only of an app registration in its own home tenant: register the (multi-tenant) app there and request tokens in the other tenant"),
+            70043 | 700082 | 50173 => Some("the sign-in has expired: run `az login` again"),
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Display for EntraError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(code) = &self.code {
+            write!(f, " {code}")?;
+        }
+        if let Some(desc) = &self.description {
+            write!(f, ": {desc}")?;
+        } else if let Some(c) = self.aadsts.first() {
+            write!(f, ": AADSTS{c}")?;
+        }
+        if let Some(t) = &self.trace_id {
+            write!(f, " [trace id {t}")?;
+            if let Some(c) = &self.correlation_id {
+                write!(f, ", correlation id {c}")?;
+            }
+            f.write_str("]")?;
+        } else if let Some(c) = &self.correlation_id {
+            write!(f, " [correlation id {c}]")?;
+        }
+        if let Some(hint) = self.hint() {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One link of a credential chain and why it did not produce a token.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ChainAttempt {
+    /// The link's name (`environment`, `workload-identity`, `managed-identity`, `azure-cli`).
+    pub credential: String,
+    /// Why it failed: its error rendered on one line.
+    pub reason: String,
+    /// True when the link was not usable here (the chain moved on).
+    pub unavailable: bool,
+}
+
+struct ChainDisplay<'a>(&'a [ChainAttempt]);
+
+impl fmt::Display for ChainDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no credential of the chain could get a token:")?;
+        for a in self.0 {
+            let line: String = a
+                .reason
+                .chars()
+                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+                .collect();
+            write!(f, "\n  {}: {}", a.credential, line)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_for_the_common_errors() {
+        let imds = ServiceError {
+            status: 400,
+            code: Some("invalid_request".into()),
+            description: Some("Multiple user assigned identities exist, please specify the clientId / resourceId of the identity in the token request".into()),
+        };
+        assert!(
+            imds.to_string().contains("select one by client id"),
+            "{imds}"
+        );
+        for (code, needle) in [
+            (7000215, "not its Secret ID"),
+            (700016, "AZURE_CLIENT_ID"),
+            (700024, "re-read"),
+            (70021, "federated credentials"),
+            (500011, "trailing `/`"),
+            (700236, "home tenant"),
+        ] {
+            let e = EntraError {
+                status: 400,
+                code: Some("invalid_client".into()),
+                description: Some(format!("AADSTS{code}: something")),
+                aadsts: vec![code],
+                trace_id: Some("t".into()),
+                correlation_id: Some("c".into()),
+            };
+            let shown = e.to_string();
+            assert!(
+                shown.contains(needle) && shown.contains("trace id t, correlation id c"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn chain_errors_render_one_line_per_link() {
+        let e = Error::Chain(vec![
+            ChainAttempt {
+                credential: "a".into(),
+                reason: "line one\r\nline two".into(),
+                unavailable: true,
+            },
+            ChainAttempt {
+                credential: "b".into(),
+                reason: "x".into(),
+                unavailable: false,
+            },
+        ]);
+        assert_eq!(e.to_string().lines().count(), 3);
+        assert!(!e.is_unavailable());
     }
 }

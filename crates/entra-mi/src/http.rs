@@ -15,6 +15,7 @@ pub(crate) struct RawResponse {
     pub(crate) status: u16,
     pub(crate) content_type: Option<String>,
     pub(crate) retry_after: Option<String>,
+    pub(crate) www_authenticate: Option<String>,
     pub(crate) body: Bytes,
 }
 
@@ -28,11 +29,39 @@ impl HttpClient {
     /// A client that never uses a proxy (identity endpoints must be reached directly) and never
     /// follows redirects (a redirect would carry identity headers elsewhere).
     pub(crate) fn new(connect_timeout: Duration) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
+        Self::build(Self::builder(connect_timeout))
+    }
+
+    /// Like [`HttpClient::new`], with this TLS configuration (Service Fabric's pinned
+    /// certificate).
+    pub(crate) fn with_tls(
+        connect_timeout: Duration,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, Error> {
+        Self::build(Self::builder(connect_timeout).tls_backend_preconfigured(tls))
+    }
+
+    /// A client for the Entra token endpoint: proxies honoured (it is a public host), no
+    /// redirects.
+    pub(crate) fn for_token_endpoint(connect_timeout: Duration) -> Result<Self, Error> {
+        Self::build(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(60)),
+        )
+    }
+
+    fn builder(connect_timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+    }
+
+    fn build(builder: reqwest::ClientBuilder) -> Result<Self, Error> {
+        let client = builder
             .build()
             .map_err(|e| Error::configuration("http client", e.to_string()))?;
         Ok(Self { client })
@@ -66,6 +95,7 @@ impl HttpClient {
         };
         let content_type = header(http::header::CONTENT_TYPE);
         let retry_after = header(http::header::RETRY_AFTER);
+        let www_authenticate = header(http::header::WWW_AUTHENTICATE);
         let status = response.status().as_u16();
         if response
             .content_length()
@@ -84,6 +114,7 @@ impl HttpClient {
             status,
             content_type,
             retry_after,
+            www_authenticate,
             body: body.freeze(),
         })
     }

@@ -2,8 +2,16 @@
 //! runs on — no app registration, no client secret, no Key Vault.
 //!
 //! * [`ManagedIdentityCredential`] gets tokens from the platform's managed-identity endpoint,
-//!   detected from the environment (IMDS on VMs and AKS nodes, App Service / Functions /
-//!   Container Apps, …).
+//!   detected from the environment: IMDS (VMs, scale sets, AKS nodes), App Service / Functions /
+//!   Container Apps, Azure Arc, Service Fabric, Azure ML and legacy App Service (2017-09-01),
+//!   Cloud Shell.
+//! * [`DefaultCredential`] is the same code on a laptop: client secret or certificate from the
+//!   environment → [`WorkloadIdentityCredential`] → managed identity → [`AzureCliCredential`],
+//!   selectable with `AZURE_TOKEN_CREDENTIALS`; a managed identity that exists but fails is
+//!   reported, never silently replaced by a developer identity.
+//! * [`ClientSecretCredential`], [`ClientCertificateCredential`] and
+//!   [`FederatedManagedIdentityCredential`] (a managed identity as the federated credential of
+//!   a multi-tenant app) use the Entra v2.0 token endpoint of any cloud ([`authority`]).
 //! * [`TokenProvider`] caches them per [`Audience`], refreshes them before they expire, and
 //!   hands out ready `Authorization` header values on a lock-free, allocation-free hot path.
 //!
@@ -18,14 +26,32 @@
 //! # let _ = header; Ok(()) }
 //! ```
 //!
-//! Tokens never appear in `Debug`, `Display`, errors or logs.
+//! Tokens never appear in `Debug`, `Display`, errors or logs; neither do client secrets,
+//! assertions, identity headers, Arc key files, federated token files or private keys.
+//!
+//! # Crates used for cryptography and TLS
+//!
+//! No cryptography is written here. `reqwest`'s `rustls` backend (with its default provider,
+//! `aws-lc-rs`) does TLS; Service Fabric's self-signed token service is trusted through a
+//! custom `rustls` certificate verifier that accepts exactly the certificate whose SHA-1
+//! matches `IDENTITY_SERVER_THUMBPRINT` (handshake signatures still verified by the provider),
+//! on a client of its own. `aws-lc-rs` — already the TLS provider, so one crypto library —
+//! computes thumbprints and signs certificate assertions (RSA-PSS/SHA-256). PEM is read with
+//! `rustls-pki-types`, PKCS#12 with `p12-keystore` (pure Rust, maintained, PBES2/AES and legacy
+//! PBES1 files), and certificate validity and key matching with `x509-parser`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audience;
+mod azure_cli;
 mod cache;
+mod client_certificate;
+mod client_secret;
 mod credential;
+mod default_chain;
+mod entra;
 mod env;
 mod error;
+mod federated_mi;
 mod http;
 mod managed_identity;
 mod response;
@@ -33,12 +59,24 @@ mod retry;
 mod routing;
 pub mod time;
 mod token;
+mod workload_identity;
 
 pub use audience::Audience;
+pub use azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
 pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
+pub use client_certificate::{
+    ClientCertificate, ClientCertificateCredential, ClientCertificateCredentialBuilder,
+};
+pub use client_secret::{ClientSecretCredential, ClientSecretCredentialBuilder};
 pub use credential::{TokenCredential, TokenRequest};
+pub use default_chain::{ChainLink, DefaultCredential, DefaultCredentialBuilder};
+pub use entra::authority;
 pub use env::Environment;
-pub use error::{Error, Result, ServiceError, Unavailable};
+pub use error::{ChainAttempt, EntraError, Error, Result, ServiceError, Unavailable};
+pub use federated_mi::{
+    FederatedManagedIdentityCredential, FederatedManagedIdentityCredentialBuilder,
+    TOKEN_EXCHANGE_AUDIENCE,
+};
 pub use managed_identity::{
     Detected, ManagedIdentityCredential, ManagedIdentityCredentialBuilder, ManagedIdentityId,
     SourceKind, detect_source,
@@ -47,3 +85,4 @@ pub use retry::RetryOptions;
 pub use routing::{BearerChallenge, BoundRoute, Route, TokenRouter, TokenRouterBuilder};
 pub use time::TimeSource;
 pub use token::AccessToken;
+pub use workload_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder};

@@ -105,6 +105,14 @@ pub(crate) fn json_object(response: &RawResponse) -> Result<Map<String, Value>, 
     }
 }
 
+/// True when a success body names a `resource` other than `requested`.
+pub(crate) fn resource_mismatch(response: &RawResponse, requested: &str) -> bool {
+    match json_object(response) {
+        Ok(map) => matches!(map.get("resource"), Some(Value::String(r)) if r != requested),
+        Err(_) => false,
+    }
+}
+
 /// Reads the error fields of a non-success body.
 pub(crate) fn error_body(response: &RawResponse) -> ErrorBody {
     if looks_like_html(response) {

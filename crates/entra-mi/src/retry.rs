@@ -77,6 +77,8 @@ pub(crate) enum RetryClass {
     /// App Service and the other local managed-identity endpoints: 404, 408, 429, 500, 503,
     /// 504, and transport failures.
     ManagedIdentityDefault,
+    /// Service Fabric: 429 and 5xx gateway statuses; never 404 (unknown code or no identity).
+    ServiceFabric,
 }
 
 impl RetryClass {
@@ -86,13 +88,14 @@ impl RetryClass {
             RetryClass::ManagedIdentityDefault => {
                 matches!(status, 404 | 408 | 429 | 500 | 503 | 504)
             }
+            RetryClass::ServiceFabric => matches!(status, 429 | 500 | 502 | 503 | 504),
         }
     }
 
     pub(crate) fn gone_min_retry(self) -> Option<Duration> {
         match self {
             RetryClass::Imds => Some(GONE_MIN_RETRY),
-            RetryClass::ManagedIdentityDefault => None,
+            _ => None,
         }
     }
 }
@@ -122,5 +125,7 @@ mod tests {
         assert!(!RetryClass::ManagedIdentityDefault.retries_status(410));
         assert!(!RetryClass::ManagedIdentityDefault.retries_status(502));
         assert!(RetryClass::ManagedIdentityDefault.retries_status(429));
+        assert!(!RetryClass::ServiceFabric.retries_status(404));
+        assert!(RetryClass::ServiceFabric.retries_status(429));
     }
 }

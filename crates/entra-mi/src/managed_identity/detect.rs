@@ -14,6 +14,7 @@ pub(super) const IMDS_ENDPOINT: &str = "IMDS_ENDPOINT";
 pub(super) const MSI_ENDPOINT: &str = "MSI_ENDPOINT";
 pub(super) const MSI_SECRET: &str = "MSI_SECRET";
 pub(super) const AZURE_POD_IDENTITY_AUTHORITY_HOST: &str = "AZURE_POD_IDENTITY_AUTHORITY_HOST";
+pub(super) const DEFAULT_IDENTITY_CLIENT_ID: &str = "DEFAULT_IDENTITY_CLIENT_ID";
 
 #[cfg(windows)]
 fn himds_present() -> bool {
@@ -47,12 +48,28 @@ pub enum Detected {
         /// The endpoint.
         endpoint: url::Url,
     },
-    /// A source this version detects but does not implement.
-    Unsupported {
-        /// Which.
-        kind: SourceKind,
-        /// The variables (or file) that selected it.
-        evidence: String,
+    /// Service Fabric at `IDENTITY_ENDPOINT` (https), its certificate pinned to
+    /// `IDENTITY_SERVER_THUMBPRINT`.
+    ServiceFabric {
+        /// The endpoint.
+        endpoint: url::Url,
+        /// The SHA-1 thumbprint of the endpoint's certificate (20 bytes).
+        thumbprint: [u8; 20],
+    },
+    /// Azure Arc's HIMDS agent at `IDENTITY_ENDPOINT` or its fixed local address.
+    AzureArc {
+        /// The token endpoint.
+        endpoint: url::Url,
+    },
+    /// The 2017-09-01 protocol at `MSI_ENDPOINT` (Azure ML, legacy App Service).
+    AzureMl {
+        /// The endpoint.
+        endpoint: url::Url,
+    },
+    /// Cloud Shell at `MSI_ENDPOINT`.
+    CloudShell {
+        /// The endpoint.
+        endpoint: url::Url,
     },
 }
 
@@ -62,9 +79,39 @@ impl Detected {
         match self {
             Detected::Imds { .. } => SourceKind::Imds,
             Detected::AppService { .. } => SourceKind::AppService,
-            Detected::Unsupported { kind, .. } => *kind,
+            Detected::ServiceFabric { .. } => SourceKind::ServiceFabric,
+            Detected::AzureArc { .. } => SourceKind::AzureArc,
+            Detected::AzureMl { .. } => SourceKind::AzureMl,
+            Detected::CloudShell { .. } => SourceKind::CloudShell,
         }
     }
+
+    /// The token endpoint.
+    pub fn endpoint(&self) -> &url::Url {
+        match self {
+            Detected::Imds { token_url } => token_url,
+            Detected::AppService { endpoint }
+            | Detected::ServiceFabric { endpoint, .. }
+            | Detected::AzureArc { endpoint }
+            | Detected::AzureMl { endpoint }
+            | Detected::CloudShell { endpoint } => endpoint,
+        }
+    }
+}
+
+/// True when any managed-identity variable other than the IMDS host override is set (the
+/// default chain probes IMDS only when none is).
+pub(crate) fn other_source_configured(env: &Environment) -> bool {
+    [
+        IDENTITY_ENDPOINT,
+        IDENTITY_HEADER,
+        IMDS_ENDPOINT,
+        MSI_ENDPOINT,
+        MSI_SECRET,
+    ]
+    .iter()
+    .any(|n| env.has(n))
+        || himds_present()
 }
 
 /// Detects the managed-identity source from `env`, in the order Service Fabric → App Service →
@@ -79,17 +126,20 @@ pub fn detect_source(env: &Environment) -> Result<Detected, Error> {
 
 pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Detected, Error> {
     let has = |n| env.has(n);
-    let unsupported = |kind, evidence: &str| {
-        Ok(Detected::Unsupported {
-            kind,
-            evidence: evidence.to_owned(),
-        })
-    };
     if has(IDENTITY_ENDPOINT) && has(IDENTITY_HEADER) && has(IDENTITY_SERVER_THUMBPRINT) {
-        return unsupported(
-            SourceKind::ServiceFabric,
-            "IDENTITY_ENDPOINT, IDENTITY_HEADER and IDENTITY_SERVER_THUMBPRINT are set",
-        );
+        let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
+        if endpoint.scheme() != "https" {
+            return Err(Error::configuration(
+                IDENTITY_ENDPOINT,
+                "Service Fabric's token endpoint must be https (its certificate is pinned to IDENTITY_SERVER_THUMBPRINT)",
+            ));
+        }
+        let thumbprint =
+            parse_thumbprint(&env.get(IDENTITY_SERVER_THUMBPRINT).unwrap_or_default())?;
+        return Ok(Detected::ServiceFabric {
+            endpoint,
+            thumbprint,
+        });
     }
     if has(IDENTITY_ENDPOINT) && has(IDENTITY_HEADER) {
         let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
@@ -97,10 +147,9 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
         return Ok(Detected::AppService { endpoint });
     }
     if has(IDENTITY_ENDPOINT) && has(IMDS_ENDPOINT) {
-        return unsupported(
-            SourceKind::AzureArc,
-            "IDENTITY_ENDPOINT and IMDS_ENDPOINT are set",
-        );
+        let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
+        check_plain_http(&endpoint, IDENTITY_ENDPOINT, allow_http_endpoint)?;
+        return Ok(Detected::AzureArc { endpoint });
     }
     if has(IDENTITY_ENDPOINT) {
         return Err(Error::configuration(
@@ -109,19 +158,18 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
         ));
     }
     if himds_present() {
-        return unsupported(
-            SourceKind::AzureArc,
-            "the Azure Connected Machine agent (himds) is installed",
-        );
-    }
-    if has(MSI_ENDPOINT) && has(MSI_SECRET) {
-        return unsupported(SourceKind::AzureMl, "MSI_ENDPOINT and MSI_SECRET are set");
+        let endpoint = url::Url::parse(super::arc::DEFAULT_ENDPOINT)
+            .expect("the Arc agent's address is a valid URL");
+        return Ok(Detected::AzureArc { endpoint });
     }
     if has(MSI_ENDPOINT) {
-        return unsupported(
-            SourceKind::CloudShell,
-            "MSI_ENDPOINT is set without MSI_SECRET",
-        );
+        let endpoint = endpoint_url(env, MSI_ENDPOINT)?;
+        check_plain_http(&endpoint, MSI_ENDPOINT, allow_http_endpoint)?;
+        return Ok(if has(MSI_SECRET) {
+            Detected::AzureMl { endpoint }
+        } else {
+            Detected::CloudShell { endpoint }
+        });
     }
     let token_url = match env.get(AZURE_POD_IDENTITY_AUTHORITY_HOST) {
         Some(host) => {
@@ -139,6 +187,29 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
             .expect("the IMDS address is a valid URL"),
     };
     Ok(Detected::Imds { token_url })
+}
+
+/// `IDENTITY_SERVER_THUMBPRINT`: 40 hex digits (any case; `:` and whitespace ignored).
+fn parse_thumbprint(value: &str) -> Result<[u8; 20], Error> {
+    let hex: Vec<u8> = value
+        .bytes()
+        .filter(|b| *b != b':' && !b.is_ascii_whitespace())
+        .collect();
+    let bad = || {
+        Error::configuration(
+            IDENTITY_SERVER_THUMBPRINT,
+            "expected the SHA-1 thumbprint of the token service's certificate: 40 hexadecimal digits",
+        )
+    };
+    if hex.len() != 40 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 20];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).map_err(|_| bad())?;
+        out[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
 }
 
 fn endpoint_url(env: &Environment, name: &str) -> Result<url::Url, Error> {

@@ -1,10 +1,14 @@
 //! Managed identity: the credential, source detection and identity selection.
 
 mod app_service;
-mod detect;
+mod arc;
+pub(crate) mod detect;
 mod imds;
+mod legacy;
+mod service_fabric;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -151,6 +155,7 @@ pub struct ManagedIdentityCredentialBuilder {
     connect_timeout: Duration,
     attempt_timeout: Duration,
     allow_http_endpoint: bool,
+    arc_key_directory: Option<PathBuf>,
 }
 
 impl Default for ManagedIdentityCredentialBuilder {
@@ -163,6 +168,7 @@ impl Default for ManagedIdentityCredentialBuilder {
             connect_timeout: Duration::from_secs(2),
             attempt_timeout: Duration::from_secs(20),
             allow_http_endpoint: false,
+            arc_key_directory: None,
         }
     }
 }
@@ -226,30 +232,95 @@ impl ManagedIdentityCredentialBuilder {
         self
     }
 
+    /// The directory Azure Arc key files must lie in. Only code can change it (tests do); it
+    /// is never read from the environment. Default: `/var/opt/azcmagent/tokens` on Linux,
+    /// `%ProgramData%\AzureConnectedMachineAgent\Tokens` on Windows.
+    pub fn arc_key_directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.arc_key_directory = Some(dir.into());
+        self
+    }
+
     /// Detects the source and validates the configuration.
     ///
-    /// Fails with [`Error::NotSupported`] when the environment selects a source this version
-    /// does not implement (nothing else is tried in its place), and with
-    /// [`Error::Configuration`] when a variable is malformed.
+    /// Fails with [`Error::Configuration`] when a variable is malformed or the source cannot
+    /// serve the selected identity (Azure Arc, Service Fabric and Cloud Shell serve only their
+    /// own identity; the 2017-09-01 protocol selects only by client id), and with
+    /// [`Error::NotSupported`] for Azure Arc on an OS the agent does not run on.
     pub fn build(self) -> Result<ManagedIdentityCredential, Error> {
         self.id.validate()?;
         let detected = detect::detect(&self.env, self.allow_http_endpoint)?;
-        let endpoint = match &detected {
-            Detected::Imds { token_url } => Endpoint::Imds {
-                token_url: token_url.clone(),
-            },
-            Detected::AppService { endpoint } => Endpoint::AppService {
-                endpoint: endpoint.clone(),
-            },
-            Detected::Unsupported { kind, evidence } => {
-                return Err(Error::NotSupported {
-                    source_kind: *kind,
-                    evidence: evidence.clone(),
-                });
+        let kind = detected.kind();
+        let refuse_user_assigned = |why: &str| -> Result<(), Error> {
+            if self.id == ManagedIdentityId::SystemAssigned {
+                Ok(())
+            } else {
+                Err(Error::configuration(
+                    "managed identity",
+                    format!("{kind} cannot select a user-assigned identity: {why}"),
+                ))
             }
         };
-        let http = HttpClient::new(self.connect_timeout)?;
-        let name = format!("managed-identity/{}", detected.kind().as_str());
+        let mut http = None;
+        let endpoint = match detected {
+            Detected::Imds { token_url } => Endpoint::Imds { token_url },
+            Detected::AppService { endpoint } => Endpoint::AppService { endpoint },
+            Detected::AzureArc { endpoint } => {
+                refuse_user_assigned(
+                    "the Arc agent serves only the machine's system-assigned identity",
+                )?;
+                let key_dir = match self
+                    .arc_key_directory
+                    .clone()
+                    .or_else(arc::default_key_directory)
+                {
+                    Some(d) => d,
+                    None => {
+                        return Err(Error::NotSupported {
+                            source_kind: SourceKind::AzureArc,
+                            evidence: "the Arc agent runs only on Linux and Windows".into(),
+                        });
+                    }
+                };
+                Endpoint::Arc { endpoint, key_dir }
+            }
+            Detected::ServiceFabric {
+                endpoint,
+                thumbprint,
+            } => {
+                refuse_user_assigned(
+                    "the application's identity is fixed by the cluster configuration",
+                )?;
+                http = Some(HttpClient::with_tls(
+                    self.connect_timeout,
+                    service_fabric::tls_config(thumbprint)?,
+                )?);
+                Endpoint::ServiceFabric { endpoint }
+            }
+            Detected::AzureMl { endpoint } => {
+                if matches!(
+                    self.id,
+                    ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_)
+                ) {
+                    return Err(Error::configuration(
+                        "managed identity",
+                        "the 2017-09-01 protocol (MSI_ENDPOINT + MSI_SECRET: Azure ML, legacy App Service) selects a user-assigned identity only by client id",
+                    ));
+                }
+                Endpoint::Legacy2017 { endpoint }
+            }
+            Detected::CloudShell { endpoint } => {
+                refuse_user_assigned(
+                    "Cloud Shell returns the signed-in user's token whatever identity is asked for",
+                )?;
+                Endpoint::CloudShell { endpoint }
+            }
+        };
+        let http = match http {
+            Some(h) => h,
+            None => HttpClient::new(self.connect_timeout)?,
+        };
+        let detected_kind = kind;
+        let name = format!("managed-identity/{}", detected_kind.as_str());
         Ok(ManagedIdentityCredential {
             inner: Arc::new(Inner {
                 endpoint,
@@ -268,9 +339,10 @@ impl ManagedIdentityCredentialBuilder {
 /// Tokens from the managed identity of the Azure resource the code runs on.
 ///
 /// The source is detected from the environment once, when the credential is built, in this
-/// order: Service Fabric → App Service → Azure Arc → `MSI_ENDPOINT` + `MSI_SECRET` →
-/// `MSI_ENDPOINT` (Cloud Shell) → IMDS. IMDS and App Service (2019-08-01) are implemented;
-/// the others are detected and refused with [`Error::NotSupported`].
+/// order: Service Fabric → App Service → Azure Arc → `MSI_ENDPOINT` + `MSI_SECRET` (the
+/// 2017-09-01 protocol of Azure ML and legacy App Service) → `MSI_ENDPOINT` (Cloud Shell) →
+/// IMDS. Secret headers (`IDENTITY_HEADER`, `MSI_SECRET`) are read from the environment on
+/// every request, since the platform rotates them.
 ///
 /// The credential does not cache: put a [`crate::TokenProvider`] in front of it. It holds one
 /// pooled HTTP client that never uses a proxy and never follows redirects.
@@ -306,8 +378,25 @@ struct Inner {
 
 #[derive(Debug)]
 enum Endpoint {
-    Imds { token_url: url::Url },
-    AppService { endpoint: url::Url },
+    Imds {
+        token_url: url::Url,
+    },
+    AppService {
+        endpoint: url::Url,
+    },
+    Arc {
+        endpoint: url::Url,
+        key_dir: PathBuf,
+    },
+    ServiceFabric {
+        endpoint: url::Url,
+    },
+    Legacy2017 {
+        endpoint: url::Url,
+    },
+    CloudShell {
+        endpoint: url::Url,
+    },
 }
 
 impl ManagedIdentityCredential {
@@ -326,6 +415,10 @@ impl ManagedIdentityCredential {
         match self.inner.endpoint {
             Endpoint::Imds { .. } => SourceKind::Imds,
             Endpoint::AppService { .. } => SourceKind::AppService,
+            Endpoint::Arc { .. } => SourceKind::AzureArc,
+            Endpoint::ServiceFabric { .. } => SourceKind::ServiceFabric,
+            Endpoint::Legacy2017 { .. } => SourceKind::AzureMl,
+            Endpoint::CloudShell { .. } => SourceKind::CloudShell,
         }
     }
 
@@ -338,15 +431,30 @@ impl ManagedIdentityCredential {
     pub fn endpoint(&self) -> &str {
         match &self.inner.endpoint {
             Endpoint::Imds { token_url } => token_url.as_str(),
-            Endpoint::AppService { endpoint } => endpoint.as_str(),
+            Endpoint::AppService { endpoint }
+            | Endpoint::Arc { endpoint, .. }
+            | Endpoint::ServiceFabric { endpoint }
+            | Endpoint::Legacy2017 { endpoint }
+            | Endpoint::CloudShell { endpoint } => endpoint.as_str(),
         }
     }
 
     fn retry_class(&self) -> RetryClass {
         match self.inner.endpoint {
-            Endpoint::Imds { .. } => RetryClass::Imds,
-            Endpoint::AppService { .. } => RetryClass::ManagedIdentityDefault,
+            Endpoint::Imds { .. } | Endpoint::Arc { .. } => RetryClass::Imds,
+            Endpoint::ServiceFabric { .. } => RetryClass::ServiceFabric,
+            Endpoint::AppService { .. }
+            | Endpoint::Legacy2017 { .. }
+            | Endpoint::CloudShell { .. } => RetryClass::ManagedIdentityDefault,
         }
+    }
+
+    /// A secret from the environment, read per request: the platform rotates it.
+    fn secret(&self, name: &str) -> Result<String, Error> {
+        self.inner
+            .env
+            .get(name)
+            .ok_or_else(|| Error::configuration(name, "it is no longer set"))
     }
 
     fn build_request(&self, resource: &str) -> Result<reqwest::RequestBuilder, Error> {
@@ -356,13 +464,76 @@ impl ManagedIdentityCredential {
                 Ok(imds::request(client, token_url, resource, &self.inner.id))
             }
             Endpoint::AppService { endpoint } => {
-                // Read per request: the platform rotates it.
-                let secret = self.inner.env.get(detect::IDENTITY_HEADER).ok_or_else(|| {
-                    Error::configuration(detect::IDENTITY_HEADER, "it is no longer set")
-                })?;
+                let secret = self.secret(detect::IDENTITY_HEADER)?;
                 app_service::request(client, endpoint, resource, &self.inner.id, &secret)
             }
+            Endpoint::ServiceFabric { endpoint } => {
+                let secret = self.secret(detect::IDENTITY_HEADER)?;
+                service_fabric::request(client, endpoint, resource, &secret)
+            }
+            Endpoint::Legacy2017 { endpoint } => {
+                let secret = self.secret(detect::MSI_SECRET)?;
+                let client_id = legacy::client_id_2017(
+                    &self.inner.id,
+                    self.inner.env.get(detect::DEFAULT_IDENTITY_CLIENT_ID),
+                )?;
+                legacy::request_2017(client, endpoint, resource, client_id.as_deref(), &secret)
+            }
+            Endpoint::CloudShell { endpoint } => {
+                Ok(legacy::request_cloud_shell(client, endpoint, resource))
+            }
+            Endpoint::Arc { endpoint, .. } => arc::request(client, endpoint, resource, None),
         }
+    }
+
+    /// One attempt: one request, or Arc's two legs. The outer error ends the fetch; the inner
+    /// one is a transport failure (retried).
+    async fn attempt(
+        &self,
+        resource: &str,
+        timeout: Duration,
+    ) -> Result<Result<RawResponse, Unavailable>, Error> {
+        let inner = &*self.inner;
+        let first = inner
+            .http
+            .send(self.build_request(resource)?, timeout)
+            .await;
+        let Endpoint::Arc { endpoint, key_dir } = &inner.endpoint else {
+            return Ok(first);
+        };
+        let response = match first {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        if (200..300).contains(&response.status) {
+            return Err(Error::Unavailable {
+                source_kind: SourceKind::AzureArc,
+                endpoint: endpoint.to_string(),
+                reason: Unavailable::InvalidResponse {
+                    problem: "the first request was answered without the `401` Basic challenge the Arc agent sends".into(),
+                },
+            });
+        }
+        if response.status != 401 {
+            return Ok(Ok(response));
+        }
+        let path =
+            arc::challenge_path(response.www_authenticate.as_deref()).map_err(|problem| {
+                Error::Unavailable {
+                    source_kind: SourceKind::AzureArc,
+                    endpoint: endpoint.to_string(),
+                    reason: Unavailable::InvalidResponse { problem },
+                }
+            })?;
+        let key = arc::read_key(&path, key_dir).await?;
+        let second =
+            arc::request(inner.http.inner(), endpoint, resource, Some(&key)).map_err(|_| {
+                Error::ArcKeyFile {
+                    path: path.clone(),
+                    reason: "its content cannot be sent in an HTTP header".into(),
+                }
+            })?;
+        Ok(inner.http.send(second, timeout).await)
     }
 
     async fn fetch(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
@@ -397,13 +568,19 @@ impl ManagedIdentityCredential {
                 monotonic: now,
                 wall: time.system_now(),
             };
-            let http_request = self.build_request(request.audience().resource())?;
-            let outcome = inner
-                .http
-                .send(http_request, inner.attempt_timeout.min(remaining))
-                .await;
+            let resource = request.audience().resource();
+            let outcome = self
+                .attempt(resource, inner.attempt_timeout.min(remaining))
+                .await?;
             let (error, retryable, retry_after) = match outcome {
                 Ok(response) if (200..300).contains(&response.status) => {
+                    if matches!(inner.endpoint, Endpoint::CloudShell { .. })
+                        && response::resource_mismatch(&response, resource)
+                    {
+                        return Err(unavailable(Unavailable::InvalidResponse {
+                            problem: "the token's `resource` is not the one asked for (Cloud Shell answered for another audience)".into(),
+                        }));
+                    }
                     return response::parse_token(
                         &response,
                         sent,

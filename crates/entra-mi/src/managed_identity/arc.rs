@@ -1,0 +1,145 @@
+//! Azure Arc (the Connected Machine agent's HIMDS), api-version 2020-06-01: a first request
+//! answered by a `401` naming a key file, then the same request with that file's content.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use http::HeaderValue;
+
+use crate::error::Error;
+
+pub(super) const API_VERSION: &str = "2020-06-01";
+pub(super) const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:40342/metadata/identity/oauth2/token";
+/// The largest key file read.
+pub(super) const MAX_KEY_FILE: u64 = 4096;
+
+/// The agent's token directory, fixed per OS (`None` where Arc does not run).
+pub(super) fn default_key_directory() -> Option<PathBuf> {
+    if cfg!(target_os = "linux") {
+        Some(PathBuf::from("/var/opt/azcmagent/tokens"))
+    } else if cfg!(windows) {
+        std::env::var_os("ProgramData").map(|p| {
+            Path::new(&p)
+                .join("AzureConnectedMachineAgent")
+                .join("Tokens")
+        })
+    } else {
+        None
+    }
+}
+
+/// `GET {endpoint}?api-version=2020-06-01&resource=…` with `Metadata: true`, and on the second
+/// leg `Authorization: Basic <key file content>`.
+pub(super) fn request(
+    client: &reqwest::Client,
+    endpoint: &url::Url,
+    resource: &str,
+    key: Option<&str>,
+) -> Result<reqwest::RequestBuilder, Error> {
+    let mut url = endpoint.clone();
+    url.query_pairs_mut()
+        .append_pair("api-version", API_VERSION)
+        .append_pair("resource", resource);
+    let mut req = client.get(url).header("Metadata", "true");
+    if let Some(key) = key {
+        let mut value =
+            HeaderValue::from_str(&format!("Basic {key}")).map_err(|_| Error::ArcKeyFile {
+                path: String::new(),
+                reason: "its content cannot be sent in an HTTP header".into(),
+            })?;
+        value.set_sensitive(true);
+        req = req.header(http::header::AUTHORIZATION, value);
+    }
+    Ok(req)
+}
+
+/// The key file path of a `WWW-Authenticate: Basic realm=<path>` challenge.
+pub(super) fn challenge_path(header: Option<&str>) -> Result<String, String> {
+    let header = header.ok_or("the 401 answer has no WWW-Authenticate header")?;
+    let (scheme, rest) = header
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or("the WWW-Authenticate header is not `Basic realm=<path>`")?;
+    let path = rest
+        .trim()
+        .strip_prefix("realm=")
+        .filter(|_| scheme.eq_ignore_ascii_case("basic"))
+        .ok_or("the WWW-Authenticate header is not `Basic realm=<path>`")?;
+    let path = path.trim().trim_matches('"');
+    if path.is_empty() {
+        return Err("the WWW-Authenticate realm names no file".into());
+    }
+    Ok(path.to_owned())
+}
+
+/// Checks the challenge's path, then reads it: absolute, ends in `.key`, after resolving `..`
+/// and symbolic links directly inside `key_dir`, a regular file of at most 4096 bytes.
+pub(super) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error> {
+    let fail = |reason: String| Error::ArcKeyFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let given = Path::new(path);
+    if !given.is_absolute() {
+        return Err(fail("it is not an absolute path".into()));
+    }
+    let is_key = |p: &Path| p.extension().is_some_and(|e| e == "key");
+    if !is_key(given) {
+        return Err(fail("it does not end in `.key`".into()));
+    }
+    let dir = tokio::fs::canonicalize(key_dir).await.map_err(|e| {
+        fail(format!(
+            "the agent's token directory {} cannot be resolved ({})",
+            key_dir.display(),
+            e.kind()
+        ))
+    })?;
+    let real = tokio::fs::canonicalize(given)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => fail("it does not exist".into()),
+            ErrorKind::PermissionDenied => fail(permission_hint()),
+            k => fail(format!("it cannot be resolved ({k})")),
+        })?;
+    if real.parent() != Some(dir.as_path()) {
+        return Err(fail(format!(
+            "it lies outside the agent's token directory {} (after resolving `..` and symbolic links)",
+            dir.display()
+        )));
+    }
+    if !is_key(&real) {
+        return Err(fail(
+            "it resolves to a file that does not end in `.key`".into(),
+        ));
+    }
+    let meta = tokio::fs::metadata(&real)
+        .await
+        .map_err(|e| fail(format!("its metadata cannot be read ({})", e.kind())))?;
+    if !meta.is_file() {
+        return Err(fail("it is not a regular file".into()));
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(fail(format!("it is larger than {MAX_KEY_FILE} bytes")));
+    }
+    let bytes = tokio::fs::read(&real).await.map_err(|e| match e.kind() {
+        ErrorKind::PermissionDenied => fail(permission_hint()),
+        k => fail(format!("it cannot be read ({k})")),
+    })?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(fail(format!("it is larger than {MAX_KEY_FILE} bytes")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| fail("its content is not text".into()))?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(fail("it is empty".into()));
+    }
+    Ok(key.to_owned())
+}
+
+fn permission_hint() -> String {
+    if cfg!(windows) {
+        "permission denied: the process must run as an Administrator or in the \"Hybrid Agent Extension Applications\" group".into()
+    } else {
+        "permission denied: the process's user must be in the `himds` group".into()
+    }
+}
