@@ -3,17 +3,26 @@
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use entra_mi::{Environment, ManagedIdentityCredential, ManagedIdentityId, TokenCredential};
+use entra_mi::{
+    ChainLink, DefaultCredential, Environment, ManagedIdentityId, TokenCredential, detect_source,
+};
 
 use crate::Failure;
 
 /// Which credential to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum CredentialKind {
-    /// The managed identity of this Azure resource (the default).
+    /// The default chain: environment → workload identity → managed identity → Azure CLI
+    /// (`AZURE_TOKEN_CREDENTIALS` narrows it).
     Auto,
     /// The managed identity of this Azure resource.
     ManagedIdentity,
+    /// Workload identity (`AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`).
+    WorkloadIdentity,
+    /// A client secret or certificate from `AZURE_*` variables.
+    Environment,
+    /// The signed-in Azure CLI (`az login`).
+    AzureCli,
 }
 
 /// Which managed identity: at most one of the three ids; none = system-assigned.
@@ -45,29 +54,74 @@ impl IdentityArgs {
     }
 }
 
-/// The credential and a name for where its tokens come from.
+/// A credential chosen on the command line.
+pub(crate) struct Chosen {
+    chain: DefaultCredential,
+    env: Environment,
+}
+
+impl Chosen {
+    pub(crate) fn credential(&self) -> Arc<dyn TokenCredential> {
+        Arc::new(self.chain.clone())
+    }
+
+    /// Where the last token came from: the chain link, and for a managed identity its source
+    /// (`managed-identity/imds`).
+    pub(crate) fn source(&self) -> String {
+        match self.chain.selected() {
+            Some(ChainLink::ManagedIdentity) => match detect_source(&self.env) {
+                Ok(d) => format!("managed-identity/{}", d.kind().as_str()),
+                Err(_) => "managed-identity".to_owned(),
+            },
+            Some(link) => link.as_str().to_owned(),
+            None => "none".to_owned(),
+        }
+    }
+}
+
+/// The credential for `kind` (a one-link chain unless `auto`), validated up front.
 pub(crate) fn build(
     kind: CredentialKind,
     identity: &IdentityArgs,
     env: &Environment,
-) -> Result<(Arc<dyn TokenCredential>, String), Failure> {
-    match kind {
-        CredentialKind::Auto | CredentialKind::ManagedIdentity => {
-            let credential = ManagedIdentityCredential::builder()
-                .identity(identity.id())
-                .environment(env.clone())
-                .build()
-                .map_err(|e| match &e {
-                    // A malformed --client-id / --object-id / --resource-id.
-                    entra_mi::Error::Configuration { setting, .. }
-                        if setting.starts_with("managed identity") =>
-                    {
-                        Failure::usage(e.to_string())
-                    }
-                    _ => Failure::from(e),
-                })?;
-            let name = credential.name().to_owned();
-            Ok((Arc::new(credential), name))
-        }
+) -> Result<Chosen, Failure> {
+    let id = identity.id();
+    if id != ManagedIdentityId::SystemAssigned
+        && matches!(
+            kind,
+            CredentialKind::WorkloadIdentity
+                | CredentialKind::Environment
+                | CredentialKind::AzureCli
+        )
+    {
+        return Err(Failure::usage(
+            "--client-id/--object-id/--resource-id select a managed identity; they do not apply to this --credential",
+        ));
     }
+    let mut builder = DefaultCredential::builder()
+        .environment(env.clone())
+        .managed_identity(id);
+    let links: &[ChainLink] = match kind {
+        CredentialKind::Auto => &[],
+        CredentialKind::ManagedIdentity => &[ChainLink::ManagedIdentity],
+        CredentialKind::WorkloadIdentity => &[ChainLink::WorkloadIdentity],
+        CredentialKind::Environment => &[ChainLink::Environment],
+        CredentialKind::AzureCli => &[ChainLink::AzureCli],
+    };
+    if !links.is_empty() {
+        builder = builder.links(links);
+    }
+    let chain = builder.build().map_err(|e| match &e {
+        // A malformed --client-id / --object-id / --resource-id.
+        entra_mi::Error::Configuration { setting, .. }
+            if setting.starts_with("managed identity") =>
+        {
+            Failure::usage(e.to_string())
+        }
+        _ => Failure::from(e),
+    })?;
+    Ok(Chosen {
+        chain,
+        env: env.clone(),
+    })
 }

@@ -44,6 +44,9 @@ pub(crate) struct DoctorArgs {
     resource: String,
     #[command(flatten)]
     identity: IdentityArgs,
+    /// Which credential to diagnose.
+    #[arg(long, value_enum, default_value_t = CredentialKind::Auto)]
+    credential: CredentialKind,
     /// `human` (default) or `json` for scripts.
     #[arg(long, value_enum, default_value_t = DoctorOutput::Human)]
     output: DoctorOutput,
@@ -73,37 +76,27 @@ fn why(detected: &Detected, env: &Environment) -> String {
     }
 }
 
-/// The fix for the failures people hit most.
-fn hint(error: &Error) -> Option<&'static str> {
+/// The fix for the failures people hit most. Chain errors carry each link's message as text,
+/// so the advice is chosen from the words of the error.
+fn hints(error: &Error) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
     match error {
-        Error::Refused { error, .. } if error.is_identity_not_found() => Some(
-            "no managed identity is assigned to this resource, or the user-assigned id is wrong: enable the system-assigned identity or attach the user-assigned one (portal: Identity; CLI: `az vm identity assign`, `az webapp identity assign`), and check --client-id/--object-id/--resource-id",
-        ),
-        Error::Refused { error, .. }
-            if error.code.as_deref() == Some("invalid_resource")
-                || error
-                    .description
-                    .as_deref()
-                    .is_some_and(|d| d.contains("AADSTS500011")) =>
-        {
-            Some(
-                "wrong audience: no application with that identifier exists in the tenant; use the API's Application ID URI exactly as registered, or its application (client) id",
-            )
-        }
-        Error::Unavailable {
-            source_kind: SourceKind::Imds,
-            ..
-        } => Some(
-            "IMDS answers only on Azure VMs, scale sets and AKS nodes; off Azure, sign in with `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or run `entra-mi emulator` for local development",
-        ),
-        Error::Unavailable { .. } => Some(
-            "the managed-identity endpoint did not answer like a token service: check that the identity is enabled and that nothing (a proxy, a sidecar) sits in front of it",
-        ),
-        Error::NotSupported { .. } => {
-            Some("this source is detected but not implemented by this version of entra-mi")
-        }
-        _ => None,
+        Error::Refused { error, .. } => out.extend(error.hint().map(str::to_owned)),
+        Error::TokenEndpoint { error, .. } => out.extend(error.hint().map(str::to_owned)),
+        _ => {}
     }
+    let text = error.to_string().to_ascii_lowercase();
+    if text.contains("identity not found") || text.contains("no managed identity found") {
+        out.push("no managed identity is assigned to this resource, or the user-assigned id is wrong: enable the system-assigned identity or attach the user-assigned one (portal: Identity; CLI: `az vm identity assign`, `az webapp identity assign`), and check --client-id/--object-id/--resource-id".into());
+    }
+    if text.contains("invalid_resource") || text.contains("aadsts500011") {
+        out.push("wrong audience: no application with that identifier exists in the tenant; use the API's Application ID URI exactly as registered, or its application (client) id".into());
+    }
+    if text.contains("imds endpoint") && text.contains("unavailable") {
+        out.push("IMDS answers only on Azure VMs, scale sets and AKS nodes; off Azure, sign in with `az login` or set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or run `entra-mi emulator` for local development".into());
+    }
+    out.dedup();
+    out
 }
 
 pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
@@ -128,18 +121,19 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
             report["source_error"] = json!(e.to_string());
         }
     }
-    match credential::build(CredentialKind::Auto, &args.identity, &env) {
+    match credential::build(args.credential, &args.identity, &env) {
         Err(failure) => {
             report["credential_error"] = json!(failure.message);
         }
-        Ok((credential, name)) => {
-            report["credential"] = json!(name);
+        Ok(chosen) => {
+            let credential = chosen.credential();
             let request = TokenRequest::new(audience.clone())
                 .with_deadline(Duration::from_secs(args.timeout));
             let started = Instant::now();
             let result = credential.get_token(&request).await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             report["elapsed_ms"] = json!(elapsed_ms);
+            report["credential"] = json!(chosen.source());
             match result {
                 Ok(token) => {
                     ok = true;
@@ -167,9 +161,7 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
                 }
                 Err(e) => {
                     report["error"] = json!(e.to_string());
-                    if let Some(h) = hint(&e) {
-                        hints.push(h.into());
-                    }
+                    hints.extend(self::hints(&e));
                 }
             }
         }

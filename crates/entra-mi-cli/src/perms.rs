@@ -120,8 +120,8 @@ struct Session {
 impl Session {
     fn open(common: &Common) -> Result<Self, Failure> {
         let env = Environment::process();
-        let (credential, _) = credential::build(common.credential, &common.admin_identity, &env)?;
-        let provider = TokenProvider::builder_shared(credential).build();
+        let chosen = credential::build(common.credential, &common.admin_identity, &env)?;
+        let provider = TokenProvider::builder_shared(chosen.credential()).build();
         Ok(Session {
             graph: Graph::new(&common.graph_url, &provider)?,
         })

@@ -43,13 +43,15 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Failure> {
     let input = args.resource.or(args.scope).unwrap_or_default();
     let audience = Audience::new(&input)?;
     let env = Environment::process();
-    let (credential, source) = credential::build(args.credential, &args.identity, &env)?;
+    let chosen = credential::build(args.credential, &args.identity, &env)?;
+    let credential = chosen.credential();
     let mut request = TokenRequest::new(audience.clone())
         .with_deadline(std::time::Duration::from_secs(args.timeout));
     if let Some(t) = args.tenant {
         request = request.with_tenant(t);
     }
     let token = credential.get_token(&request).await?;
+    let source = chosen.source();
     match args.output {
         TokenOutput::Raw => println!("{}", token.secret()),
         TokenOutput::Json => {

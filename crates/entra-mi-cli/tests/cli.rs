@@ -473,3 +473,91 @@ fn the_emulator_refuses_bad_config_files() {
     assert!(r.stderr.contains("unknown identity"), "{}", r.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--credential` picks one link of the chain: a stand-in `az` on PATH for the Azure CLI, and
+/// clear failures for links that are not configured.
+#[test]
+fn credential_choices() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("entra-mi-cli-az-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let az = dir.join("az");
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::write(
+        &az,
+        format!(
+            "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\necho '{{\"accessToken\": \"eyJ.az-token.sig\", \"expiresOn\": \"2030-01-01 12:00:00.000000\", \"expires_on\": {exp}, \"tokenType\": \"Bearer\"}}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", dir.display());
+    let env = [("PATH", path)];
+    let r = run(
+        &env,
+        &[
+            "token",
+            "--resource",
+            "https://vault.azure.net",
+            "--credential",
+            "azure-cli",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["source"], "azure-cli");
+    assert_eq!(v["expires_on"].as_u64(), Some(exp));
+    let args = std::fs::read_to_string(dir.join("args")).unwrap();
+    assert!(
+        args.contains("account get-access-token")
+            && args.contains("--resource https://vault.azure.net"),
+        "{args}"
+    );
+
+    let r = run(
+        &env,
+        &[
+            "token",
+            "--resource",
+            "https://vault.azure.net",
+            "--credential",
+            "workload-identity",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &env,
+        &[
+            "token",
+            "--resource",
+            "https://vault.azure.net",
+            "--credential",
+            "environment",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("AZURE_CLIENT_SECRET"), "{}", r.stderr);
+    let r = run(
+        &env,
+        &[
+            "token",
+            "--resource",
+            "https://vault.azure.net",
+            "--credential",
+            "azure-cli",
+            "--client-id",
+            "11111111-2222-3333-4444-555555555555",
+        ],
+    );
+    assert_eq!(r.code, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
