@@ -130,7 +130,8 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
             let request = TokenRequest::new(audience.clone())
                 .with_deadline(Duration::from_secs(args.timeout));
             let started = Instant::now();
-            let result = credential.get_token(&request).await;
+            let result =
+                crate::progress::step("asking for a token", credential.get_token(&request)).await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             report["elapsed_ms"] = json!(elapsed_ms);
             report["credential"] = json!(chosen.source());

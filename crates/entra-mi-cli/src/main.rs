@@ -42,15 +42,27 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print a token for an API, in the JSON shape of `az account get-access-token`.
+    #[command(
+        after_help = "Examples:\n  entra-mi token --resource https://graph.microsoft.com\n  entra-mi token --scope https://management.azure.com//.default --client-id 11111111-2222-3333-4444-555555555555 --output raw\n  entra-mi token --resource https://vault.azure.net --credential azure-cli --tenant contoso.onmicrosoft.com"
+    )]
     Token(token::TokenArgs),
     /// Explain which credential and source would be used, check the endpoint, decode a token.
+    #[command(
+        after_help = "Examples:\n  entra-mi doctor\n  entra-mi doctor --resource api://11111111-2222-3333-4444-555555555555 --output json"
+    )]
     Doctor(doctor::DoctorArgs),
     /// List, grant and revoke a managed identity's app roles on an API (Microsoft Graph).
     #[command(subcommand)]
     Perms(perms::PermsCommand),
     /// Run a local emulator of the managed-identity endpoints until Ctrl-C.
+    #[command(
+        after_help = "Examples:\n  entra-mi emulator --identity orders-api --role orders-api,https://graph.microsoft.com,User.Read.All\n  entra-mi emulator --print-env > emulator.env &   # then: set -a; . ./emulator.env; set +a\n  entra-mi emulator --config emulator.json --env-for app-service"
+    )]
     Emulator(emulator::EmulatorArgs),
     /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  entra-mi completions bash > /etc/bash_completion.d/entra-mi"
+    )]
     Completions {
         /// The shell.
         #[arg(value_enum)]

@@ -50,7 +50,7 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Failure> {
     if let Some(t) = args.tenant {
         request = request.with_tenant(t);
     }
-    let token = credential.get_token(&request).await?;
+    let token = crate::progress::step("getting a token", credential.get_token(&request)).await?;
     let source = chosen.source();
     match args.output {
         TokenOutput::Raw => println!("{}", token.secret()),

@@ -5,39 +5,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+mod common;
+
 use base64::Engine;
 use entra_mi_emulator::{Emulator, Identity};
 use serde_json::Value;
 
-/// Variables that would steer the binary elsewhere; removed from every run.
-const STEERING: &[&str] = &[
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_TOKEN_CREDENTIALS",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-];
-
 fn bin<K: AsRef<str>>(env: &[(K, String)]) -> Command {
-    let mut cmd = Command::cargo_bin("entra-mi").unwrap();
-    for v in STEERING {
-        cmd.env_remove(v);
-    }
-    for (k, v) in env {
-        cmd.env(k.as_ref(), v);
-    }
-    cmd
+    common::entra_mi(env)
 }
 
 struct Run {
@@ -292,6 +267,7 @@ async fn failures_exit_1_without_secrets() {
         unreachable.stderr
     );
     assert_eq!(bad_env.code, 1);
+    assert!(!bad_env.stderr.contains("HEADER-SECRET-CANARY"));
     assert!(
         bad_env.stderr.contains("IDENTITY_ENDPOINT"),
         "{}",
@@ -362,9 +338,24 @@ fn help_and_completions() {
     let r = run(&none, &["--help"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("Examples:") && r.stdout.contains("entra-mi token --resource"));
-    for sub in ["token", "doctor", "emulator"] {
-        let r = run(&none, &[sub, "--help"]);
-        assert_eq!(r.code, 0, "{sub}");
+    for sub in [
+        vec!["token"],
+        vec!["doctor"],
+        vec!["emulator"],
+        vec!["completions"],
+        vec!["perms", "list"],
+        vec!["perms", "grant"],
+        vec!["perms", "revoke"],
+    ] {
+        let mut args = sub.clone();
+        args.push("--help");
+        let r = run(&none, &args);
+        assert_eq!(r.code, 0, "{sub:?}");
+        assert!(
+            r.stdout.contains("Example"),
+            "{sub:?} --help has examples: {}",
+            r.stdout
+        );
     }
     for shell in ["bash", "zsh", "fish"] {
         let r = run(&none, &["completions", shell]);
@@ -560,4 +551,28 @@ fn credential_choices() {
     );
     assert_eq!(r.code, 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_managed_identity_refuses_another_tenant() {
+    let (emu, _) = emulator().await;
+    let env = imds_env(&emu);
+    let r = tokio::task::spawn_blocking(move || {
+        run(
+            &env,
+            &[
+                "token",
+                "--resource",
+                "https://graph.microsoft.com",
+                "--credential",
+                "managed-identity",
+                "--tenant",
+                "contoso.onmicrosoft.com",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("home tenant"), "{}", r.stderr);
 }

@@ -1,30 +1,13 @@
 //! End-to-end: `entra-mi perms` against the emulator's Microsoft Graph, with a managed identity
 //! of the emulator as the administrator.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+mod common;
+
 use base64::Engine;
 use entra_mi_emulator::{ApiApp, Emulator, GraphRejection, Identity};
 use serde_json::Value;
-
-const STEERING: &[&str] = &[
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_TOKEN_CREDENTIALS",
-    "ENTRA_MI_GRAPH_URL",
-];
 
 struct Out {
     code: i32,
@@ -77,14 +60,7 @@ impl Fixture {
         let env = self.env();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         tokio::task::spawn_blocking(move || {
-            let mut cmd = Command::cargo_bin("entra-mi").unwrap();
-            for v in STEERING {
-                cmd.env_remove(v);
-            }
-            for (k, v) in &env {
-                cmd.env(k, v);
-            }
-            let out = cmd.args(&args).output().unwrap();
+            let out = common::entra_mi(&env).args(&args).output().unwrap();
             Out {
                 code: out.status.code().unwrap_or(-1),
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -471,11 +447,7 @@ async fn throttling_is_waited_out_and_graph_errors_are_shown() {
     ];
     let oid2 = oid.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::cargo_bin("entra-mi").unwrap();
-        for v in STEERING {
-            cmd.env_remove(v);
-        }
-        cmd.envs(env)
+        common::entra_mi(&env)
             .args(["perms", "list", "--identity", &oid2])
             .output()
             .unwrap()

@@ -1,0 +1,38 @@
+//! Shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// Variables that would steer the binary elsewhere; removed from every run.
+pub const STEERING: &[&str] = &[
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_TOKEN_CREDENTIALS",
+    "ENTRA_MI_GRAPH_URL",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+];
+
+/// The built `entra-mi` with the steering variables removed and `env` set.
+pub fn entra_mi<K: AsRef<str>>(env: &[(K, String)]) -> Command {
+    let mut cmd = Command::cargo_bin("entra-mi").unwrap();
+    for v in STEERING {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k.as_ref(), v);
+    }
+    cmd
+}
