@@ -1,5 +1,5 @@
 //! Shared by the end-to-end tests.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::process::Command;
 
