@@ -7,6 +7,9 @@
 //! After the criterion run it prints each path's mean as a ratio to both baselines.
 //! Run: `cargo bench --bench cache`.
 
+mod support;
+use support::mean_ns;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::pin::pin;
@@ -155,15 +158,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     targets = single_thread, two_threads
-}
-
-fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_owned());
-    let path = format!("{dir}/criterion/{group}/{id}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }
 
 fn print_ratios() {
