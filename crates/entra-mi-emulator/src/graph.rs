@@ -207,6 +207,62 @@ pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
     resp
 }
 
+/// The query of a Graph listing: `$top` (1–999, default 100), `$skiptoken` (our page offset)
+/// and the other parameters, with Graph's errors for bad values.
+pub(crate) struct Paging {
+    query: Vec<(String, String)>,
+    pub(crate) top: usize,
+    pub(crate) skip: usize,
+}
+
+impl Paging {
+    // `Err` is the response to send, as for `gate`.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn from_request(req: &Request) -> Result<Paging, Response> {
+        let query: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let mut page = Paging {
+            query,
+            top: 100,
+            skip: 0,
+        };
+        match page.param("$top").map(str::parse::<usize>) {
+            None => {}
+            Some(Ok(n)) if (1..=999).contains(&n) => page.top = n,
+            Some(_) => {
+                return Err(graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Request_BadRequest",
+                    "Invalid page size specified: '$top'. Must be between 1 and 999 inclusive.",
+                ));
+            }
+        }
+        match page.param("$skiptoken").map(str::parse::<usize>) {
+            None => {}
+            Some(Ok(n)) => page.skip = n,
+            Some(Err(_)) => {
+                return Err(graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "Directory_InvalidSkipToken",
+                    "The specified page token value has expired or is invalid.",
+                ));
+            }
+        }
+        Ok(page)
+    }
+
+    /// A query parameter, names compared case-insensitively.
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Response {
     if let Err(resp) = gate(&s, &req) {
         return resp;
@@ -218,39 +274,12 @@ async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Respo
             "Only GET is supported by this emulator.",
         );
     }
-    let query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    let page = match Paging::from_request(&req) {
+        Ok(p) => p,
+        Err(resp) => return resp,
     };
-    let top = match param("$top").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n)) if (1..=999).contains(&n) => n,
-        Some(_) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "Request_BadRequest",
-                "Invalid page size specified: '$top'. Must be between 1 and 999 inclusive.",
-            );
-        }
-    };
-    let skip = match param("$skiptoken").map(str::parse::<usize>) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "Directory_InvalidSkipToken",
-                "The specified page token value has expired or is invalid.",
-            );
-        }
-    };
+    let (top, skip) = (page.top, page.skip);
+    let param = |name: &str| page.param(name);
     let filter = match param("$filter").map(parse_filter) {
         None => None,
         Some(Some(f)) => Some(f),

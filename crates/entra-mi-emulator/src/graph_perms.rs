@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::any;
 use serde_json::{Value, json};
 
-use crate::graph::{gate, graph_error, json_response};
+use crate::graph::{Paging, gate, graph_error, json_response};
 use crate::model::guid;
 use crate::state::{Shared, lock};
 
@@ -342,38 +342,9 @@ async fn assignments(
 }
 
 fn list(s: &Shared, id: &str, req: &Request) -> Response {
-    let query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let top = match param("$top").map(|t| t.parse::<usize>()) {
-        None => 100,
-        Some(Ok(n)) if (1..=999).contains(&n) => n,
-        Some(_) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "Request_BadRequest",
-                "Invalid page size specified: '$top'. Must be between 1 and 999 inclusive.",
-            );
-        }
-    };
-    let skip = match param("$skiptoken").map(|t| t.parse::<usize>()) {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return graph_error(
-                StatusCode::BAD_REQUEST,
-                "Directory_InvalidSkipToken",
-                "The specified page token value has expired or is invalid.",
-            );
-        }
+    let (top, skip) = match Paging::from_request(req) {
+        Ok(p) => (p.top, p.skip),
+        Err(resp) => return resp,
     };
     let all: Vec<Value> = lock(&s.perms.assignments)
         .iter()

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::audience::is_guid;
 use crate::credential::{TokenCredential, TokenRequest};
 use crate::env::Environment;
 use crate::error::{Error, Unavailable};
@@ -131,15 +132,6 @@ impl ManagedIdentityId {
         }
         Ok(())
     }
-}
-
-fn is_guid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }
 
 /// Builds a [`ManagedIdentityCredential`].
