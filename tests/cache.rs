@@ -417,3 +417,48 @@ async fn a_fetch_that_dies_is_reported_and_the_next_caller_starts_anew() {
     assert_eq!(ok.as_bytes(), b"Bearer tok-ok");
     assert_eq!(cred.calls.load(Ordering::SeqCst), 2);
 }
+
+/// Each thread serves hits from its own copy of the entry; a replacement or an invalidation
+/// made on another thread must reach it at once.
+#[tokio::test]
+async fn per_thread_copies_follow_invalidation_and_replacement_on_other_threads() {
+    let s = setup(|c| token_reply(c, "tok", 3600), false).await;
+    s.server.push(token_reply(&s.clock, "tok-A", 3600));
+    s.server.push(token_reply(&s.clock, "tok-B", 3600));
+    let h = s.provider.handle(&graph());
+    let a = h.token().await.unwrap();
+    let (to_worker, from_main) = std::sync::mpsc::channel::<()>();
+    let (to_main, from_worker) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+    let worker = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            // Three looks, each after the main thread says go: warm copy, after the
+            // invalidation, after the new token.
+            for _ in 0..3 {
+                if from_main.recv_timeout(Duration::from_secs(10)).is_err() {
+                    return;
+                }
+                let seen = h.try_header().map(|v| v.as_bytes().to_vec());
+                // Twice: the second look is served from the copy the first one made.
+                let again = h.try_header().map(|v| v.as_bytes().to_vec());
+                assert_eq!(seen, again);
+                to_main.send(seen).unwrap();
+            }
+        })
+    };
+    let look = |tx: &std::sync::mpsc::Sender<()>| {
+        tx.send(()).unwrap();
+        from_worker.recv_timeout(Duration::from_secs(10)).unwrap()
+    };
+    assert_eq!(look(&to_worker).as_deref(), Some(&b"Bearer tok-A"[..]));
+    assert!(h.invalidate_if_current(&a));
+    assert_eq!(
+        look(&to_worker),
+        None,
+        "the worker's copy outlived the invalidation"
+    );
+    let b = h.token().await.unwrap();
+    assert_eq!(b.secret(), "tok-B");
+    assert_eq!(look(&to_worker).as_deref(), Some(&b"Bearer tok-B"[..]));
+    worker.join().unwrap();
+}

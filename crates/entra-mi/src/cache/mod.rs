@@ -1,8 +1,9 @@
 //! The token cache: [`TokenProvider`] and per-audience [`TokenHandle`]s.
 //!
 //! Per key (audience, tenant) one slot. A slot's token is
-//! * **fresh** until its refresh point: served with one `ArcSwap` load, one clock read and one
-//!   `HeaderValue` clone — no lock, no allocation, no await;
+//! * **fresh** until its refresh point: served with one clock read and one `HeaderValue` clone
+//!   — no lock, no allocation, no await. The entry comes from this thread's copy while the
+//!   slot's version says it is current (see `local`), else from one `ArcSwap` load;
 //! * **stale** from the refresh point until `expires_on − buffer`: still served at once; the
 //!   first caller to see it stale starts one background refresh on a spawned task;
 //! * **expired** (or absent): callers wait for the single in-flight fetch and share its result.
@@ -12,6 +13,7 @@
 //! due for refresh (managed-identity endpoints cache tokens and may return the very one held)
 //! is a success whose next refresh is pushed back by the same backoff: never a tight loop.
 
+mod local;
 mod stats;
 
 use std::collections::HashMap;
@@ -257,7 +259,13 @@ impl std::hash::Hasher for FxHasher {
 
 struct Slot {
     request: TokenRequest,
+    /// Process-unique; names the slot in the per-thread copies (`local`).
+    id: u64,
     current: ArcSwapOption<Entry>,
+    /// The version of the last write to `current` (the stored entry's, or a new one for an
+    /// invalidation), published after the write. Writes happen under `state`'s lock, so
+    /// versions only grow. A per-thread copy of an entry is current while its version is this.
+    version: AtomicU64,
     /// Monotonic nanoseconds before which no background refresh starts; `GATE_IN_FLIGHT`
     /// while one runs.
     refresh_gate: AtomicU64,
@@ -281,6 +289,7 @@ enum Joined {
 }
 
 struct Entry {
+    version: u64,
     header: HeaderValue,
     token: AccessToken,
     refresh_at: Duration,
@@ -349,7 +358,9 @@ impl TokenProvider {
         }
         let slot = Arc::new(Slot {
             request,
+            id: local::next_slot_id(),
             current: ArcSwapOption::empty(),
+            version: AtomicU64::new(0),
             refresh_gate: AtomicU64::new(NO_GATE),
             state: Mutex::new(SlotState::default()),
         });
@@ -425,7 +436,8 @@ impl fmt::Debug for TokenProvider {
 
 /// The cache slot of one audience (and tenant), resolved once.
 ///
-/// [`TokenHandle::try_header`] is the hot path: one `ArcSwap` load, one clock read, one
+/// [`TokenHandle::try_header`] is the hot path: a per-thread copy of the entry checked against
+/// the slot's version (one `ArcSwap` load when it is out of date), one clock read, one
 /// `HeaderValue` clone; no lock, no allocation, no hashing. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenHandle {
@@ -442,17 +454,34 @@ impl fmt::Debug for TokenHandle {
     }
 }
 
-/// The hot path: one `ArcSwap` load, one clock read, one `HeaderValue` clone.
+/// The hot path: this thread's copy of the entry when the slot's version says it is current
+/// (a thread-local access and a plain load), one clock read, one `HeaderValue` clone. Else the
+/// shared path: one `ArcSwap` load, after which the copy is refreshed.
 #[inline]
 fn try_header(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Option<HeaderValue> {
-    let guard = slot.current.load();
-    let entry = guard.as_deref()?;
+    let version = slot.version.load(Ordering::Acquire);
     let now = inner.time.monotonic();
+    let hit = local::with_entry(slot.id, version, |entry| {
+        (now < entry.refresh_at).then(|| entry.header.clone())
+    });
+    if let Some(Some(header)) = hit {
+        inner.stats.hits.incr();
+        return Some(header);
+    }
+    try_header_shared(inner, slot, now)
+}
+
+/// The cache hit through the shared store.
+#[inline(never)]
+fn try_header_shared(inner: &Arc<Inner>, slot: &Arc<Slot>, now: Duration) -> Option<HeaderValue> {
+    let entry = slot.current.load_full()?;
     if now < entry.refresh_at {
         inner.stats.hits.incr();
-        return Some(entry.header.clone());
+        let header = entry.header.clone();
+        local::remember(slot.id, entry);
+        return Some(header);
     }
-    stale_or_expired(inner, slot, entry, now).then(|| entry.header.clone())
+    stale_or_expired(inner, slot, &entry, now).then(|| entry.header.clone())
 }
 
 /// Counts a stale-but-valid token as served and starts the background refresh; false when the
@@ -587,13 +616,16 @@ fn complete(
             // Promote the header's bytes to shared storage now, so clones on the hot path are a
             // reference-count increment and never allocate.
             drop(header.clone());
+            let version = slot.version.load(Ordering::Relaxed) + 1;
             let entry = Arc::new(Entry {
+                version,
                 header,
                 token,
                 refresh_at,
                 usable_until,
             });
             slot.current.store(Some(entry.clone()));
+            slot.version.store(version, Ordering::Release);
             st.failures = 0;
             st.last_failure = None;
             slot.refresh_gate.store(NO_GATE, Ordering::Release);
@@ -689,26 +721,24 @@ fn refresh_now(inner: &Arc<Inner>, slot: &Arc<Slot>, now: Duration) {
 }
 
 fn invalidate(inner: &Inner, slot: &Slot, matches: impl Fn(&Entry) -> bool) -> bool {
-    let current = slot.current.load_full();
-    let Some(entry) = current else {
+    // Every write to `current` happens under the slot lock (see `Slot::version`).
+    let mut st = lock(&slot.state);
+    let Some(entry) = slot.current.load_full() else {
         return false;
     };
     if !matches(&entry) {
         return false;
     }
-    let previous = slot.current.compare_and_swap(&Some(entry.clone()), None);
-    let dropped = previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &entry));
-    if dropped {
-        inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
-        let mut st = lock(&slot.state);
-        // The token was rejected: the next caller fetches at once.
-        st.last_failure = None;
-        if st.flight.is_none() {
-            slot.refresh_gate.store(NO_GATE, Ordering::Release);
-        }
-        tracing::debug!(audience = %slot.request.audience(), "cached token invalidated");
+    slot.current.store(None);
+    slot.version.store(entry.version + 1, Ordering::Release);
+    inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+    // The token was rejected: the next caller fetches at once.
+    st.last_failure = None;
+    if st.flight.is_none() {
+        slot.refresh_gate.store(NO_GATE, Ordering::Release);
     }
-    dropped
+    tracing::debug!(audience = %slot.request.audience(), "cached token invalidated");
+    true
 }
 
 impl TokenHandle {
