@@ -409,3 +409,62 @@ fn convenience_routes() {
     );
     assert_eq!(api.path_prefix(), "/v2");
 }
+
+/// From 8 routes on, matching goes through a host index; every rule above must hold there too,
+/// with the same answers as a small table.
+#[tokio::test]
+async fn large_tables_keep_every_rule() {
+    let s = setup().await;
+    let small = TokenRouter::builder(&s.provider)
+        .routes(routes(&s))
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    let filler = (0..40).map(|i| {
+        Route::new(
+            &format!("https://api{i}.example.com/v{i}"),
+            Audience::new(&format!("api://filler-{i}")).unwrap(),
+        )
+        .unwrap()
+    });
+    let large = TokenRouter::builder(&s.provider)
+        .routes(filler.chain(routes(&s)))
+        .route(Route::new("http://[::1]:8080/api", Audience::new(ADMIN).unwrap()).unwrap())
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    assert_eq!(large.routes().count(), 44);
+    let aud = |r: Option<&entra_mi::BoundRoute>| r.map(|b| b.audience().to_string());
+    for (url, expected) in cases(&s) {
+        let parsed_url: url::Url = url.parse().unwrap();
+        let want = expected.map(str::to_owned);
+        assert_eq!(aud(small.match_url(&parsed_url)), want, "small, url {url}");
+        assert_eq!(aud(large.match_url(&parsed_url)), want, "large, url {url}");
+        if let Ok(uri) = url.parse::<http::Uri>() {
+            assert_eq!(
+                aud(small.match_uri(&uri)),
+                aud(large.match_uri(&uri)),
+                "uri {url}"
+            );
+        }
+    }
+    let uri = |u: &str| aud(large.match_uri(&u.parse().unwrap()));
+    let url = |u: &str| aud(large.match_url(&u.parse().unwrap()));
+    for i in [0, 7, 39] {
+        let want = Some(format!("api://filler-{i}"));
+        assert_eq!(uri(&format!("https://API{i}.Example.com/v{i}/x")), want);
+        assert_eq!(url(&format!("https://api{i}.example.com:443/v{i}")), want);
+        assert_eq!(uri(&format!("https://api{i}.example.com:443/v{i}")), want);
+        assert_eq!(uri(&format!("https://api{i}.example.com/v{}", i + 1)), None);
+        assert_eq!(uri(&format!("https://api{i}.example.com:8443/v{i}")), None);
+        assert_eq!(uri(&format!("http://api{i}.example.com/v{i}")), None);
+        assert_eq!(uri(&format!("https://api{i}.example.com.evil/v{i}")), None);
+        assert_eq!(uri(&format!("https://x@api{i}.example.com/v{i}")), None);
+    }
+    assert_eq!(uri("https://api40.example.com/v40"), None);
+    let admin = Some(ADMIN.to_owned());
+    assert_eq!(uri("http://[::1]:8080/api/x"), admin);
+    assert_eq!(url("http://[0:0:0:0:0:0:0:1]:8080/api/x"), admin);
+    assert_eq!(uri("http://[::1]:8081/api/x"), None);
+    assert_eq!(uri("http://[::2]:8080/api/x"), None);
+}

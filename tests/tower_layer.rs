@@ -385,3 +385,41 @@ async fn traces_never_show_the_token_in_either_order() {
     assert!(!logs.contains(&canary));
     assert!(!logs.contains("Bearer ey"));
 }
+
+#[tokio::test]
+async fn when_the_source_returns_the_rejected_token_again_there_is_no_retry() {
+    // Like the real endpoints, the emulator hands out the same token until half its life.
+    let emu = emulator(true).await;
+    let api = Downstream::start(&emu, AUD).await;
+    let provider = TokenProvider::new(emulator_credential(&emu));
+    let mut svc = layer(&provider, &api)
+        .with_replay(CloneBody)
+        .layer(hyper_client());
+    api.set_mode(Mode::RevokeNext);
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/orders"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        emu.requests(Endpoint::Imds),
+        2,
+        "the token was dropped and fetched again"
+    );
+    assert_eq!(api.seen().len(), 1, "the same token cannot help: no retry");
+    // A later rejection of the (same) token, now cached again, is still acted on once.
+    api.set_mode(Mode::RevokeNext);
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/orders"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(emu.requests(Endpoint::Imds), 3);
+    assert_eq!(api.seen().len(), 2);
+}

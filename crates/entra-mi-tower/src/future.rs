@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use entra_mi::{BearerChallenge, BoundRoute};
+use entra_mi::{BearerChallenge, BoundRoute, RouteKey, TokenVersion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -17,8 +17,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// What a routed request was sent with, kept to act on a `401`.
 pub(crate) struct Sent<S, B> {
-    pub(crate) route: BoundRoute,
-    pub(crate) header: HeaderValue,
+    /// The route, by key: a number, so a request holds no reference-counted pointer.
+    pub(crate) route: RouteKey,
+    /// Which token the request carried (a number: no copy of the header is kept).
+    pub(crate) version: Option<TokenVersion>,
     /// A service clone (not yet polled ready) and a copy of the request, when it can be
     /// replayed. Boxed, like every cold-path state, so the hot-path future stays small.
     pub(crate) replay: Option<Box<(S, Request<B>)>>,
@@ -51,7 +53,7 @@ pin_project! {
             fut: S::Future,
         },
         WaitToken {
-            token: BoxFuture<Result<HeaderValue, entra_mi::Error>>,
+            token: BoxFuture<Result<(HeaderValue, TokenVersion), entra_mi::Error>>,
             // The instance that was polled ready, and the request.
             call: Option<Box<(S, Request<B>)>>,
         },
@@ -91,16 +93,16 @@ where
         replay: Option<Box<(S, Request<B>)>>,
     ) -> Self {
         let handle = route.handle().clone();
-        let token: BoxFuture<_> = Box::pin(async move { handle.header().await });
+        let token: BoxFuture<_> = Box::pin(async move { handle.header_versioned().await });
         Self {
             state: State::WaitToken {
                 token,
                 call: Some(Box::new((ready, request))),
             },
             sent: Some(Sent {
-                route,
-                // Replaced by the real header once it arrives.
-                header: HeaderValue::from_static(""),
+                route: route.key(),
+                // Set once the token arrives.
+                version: None,
                 replay,
             }),
         }
@@ -123,22 +125,27 @@ where
                     if response.status() != StatusCode::UNAUTHORIZED {
                         return Poll::Ready(Ok(response));
                     }
-                    let Some(sent) = this.sent.take() else {
+                    let Some(Sent {
+                        route,
+                        version: Some(version),
+                        replay,
+                    }) = this.sent.take()
+                    else {
                         return Poll::Ready(Ok(response));
                     };
                     let Some(challenge) = BearerChallenge::from_headers(response.headers()) else {
                         return Poll::Ready(Ok(response));
                     };
-                    let Some(again) = sent.replay else {
-                        sent.route
-                            .handle()
-                            .invalidate_header_if_current(&sent.header);
+                    // Gone only when the router was dropped while the request was in flight.
+                    let Some(route) = route.route() else {
                         return Poll::Ready(Ok(response));
                     };
-                    let route = sent.route;
-                    let header = sent.header;
+                    let Some(again) = replay else {
+                        route.handle().invalidate_version_if_current(version);
+                        return Poll::Ready(Ok(response));
+                    };
                     let next: BoxFuture<_> =
-                        Box::pin(async move { route.recover(&header, &challenge).await });
+                        Box::pin(async move { route.recover_version(version, &challenge).await });
                     this.state.set(State::Recover {
                         next,
                         first: Some(Box::new(response)),
@@ -146,12 +153,12 @@ where
                     });
                 }
                 StateProj::WaitToken { token, call } => {
-                    let header = ready!(token.as_mut().poll(cx))?;
+                    let (header, version) = ready!(token.as_mut().poll(cx))?;
                     let (mut ready_svc, mut request) =
                         *call.take().expect("polled after completion");
-                    request.headers_mut().insert(AUTHORIZATION, header.clone());
+                    request.headers_mut().insert(AUTHORIZATION, header);
                     if let Some(sent) = this.sent.as_mut() {
-                        sent.header = header;
+                        sent.version = Some(version);
                     }
                     let fut = ready_svc.call(request);
                     this.state.set(State::Called { fut });

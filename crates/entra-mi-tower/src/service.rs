@@ -90,12 +90,12 @@ where
             .replay(&request)
             // The retry goes to a clone, polled ready when (and if) it is needed.
             .map(|again| Box::new((self.inner.clone(), again)));
-        match route.handle().try_header() {
-            Some(header) => {
-                request.headers_mut().insert(AUTHORIZATION, header.clone());
+        match route.handle().try_header_versioned() {
+            Some((header, version)) => {
+                request.headers_mut().insert(AUTHORIZATION, header);
                 let sent = Sent {
-                    route: route.clone(),
-                    header,
+                    route: route.key(),
+                    version: Some(version),
                     replay,
                 };
                 ResponseFuture::sent(self.inner.call(request), sent)

@@ -63,7 +63,7 @@ mod workload_identity;
 
 pub use audience::Audience;
 pub use azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
-pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
+pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder, TokenVersion};
 pub use client_certificate::{
     ClientCertificate, ClientCertificateCredential, ClientCertificateCredentialBuilder,
 };
@@ -82,7 +82,7 @@ pub use managed_identity::{
     SourceKind, detect_source,
 };
 pub use retry::RetryOptions;
-pub use routing::{BearerChallenge, BoundRoute, Route, TokenRouter, TokenRouterBuilder};
+pub use routing::{BearerChallenge, BoundRoute, Route, RouteKey, TokenRouter, TokenRouterBuilder};
 pub use time::TimeSource;
 pub use token::AccessToken;
 pub use workload_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder};

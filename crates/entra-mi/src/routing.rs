@@ -35,14 +35,16 @@
 //! # Ok::<(), entra_mi::Error>(())
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use http::{HeaderMap, HeaderValue};
 
 use crate::audience::Audience;
-use crate::cache::{TokenHandle, TokenProvider};
+use crate::cache::{TokenHandle, TokenProvider, TokenVersion};
 use crate::error::Error;
 
 /// One API: where it is served (scheme, host, port and an optional path prefix) and the
@@ -223,6 +225,19 @@ impl Route {
     }
 }
 
+/// The host of a URI authority as routes store it (IPv6 with its brackets); with user info it
+/// keeps the `user@` part, which no route's host has.
+#[inline]
+fn host_of(authority: &str) -> &[u8] {
+    let a = authority.as_bytes();
+    let end = if a.first() == Some(&b'[') {
+        a.iter().position(|&b| b == b']').map_or(a.len(), |i| i + 1)
+    } else {
+        a.iter().position(|&b| b == b':').unwrap_or(a.len())
+    };
+    &a[..end]
+}
+
 /// `prefix` (no trailing slash) covers `path` on whole segments, and the path holds no dot
 /// segments that a server could resolve out of the prefix.
 #[inline]
@@ -352,14 +367,24 @@ impl TokenRouterBuilder {
                 });
             }
             let handle = self.provider.handle(&route.audience);
-            bound.push(BoundRoute {
-                inner: Arc::new(BoundInner { route, handle }),
-            });
+            bound.push(BoundRoute::register(route, handle));
         }
         // Most specific first: the first match is the longest prefix on that origin.
         bound.sort_by_key(|b| std::cmp::Reverse(b.inner.route.prefix.len()));
+        let by_host = (bound.len() >= INDEX_FROM).then(|| {
+            let mut index: HashMap<u64, Vec<u32>, BuildHostHash> = HashMap::default();
+            for (i, b) in bound.iter().enumerate() {
+                let i = u32::try_from(i).expect("fewer than 2^32 routes");
+                index
+                    .entry(host_hash(b.inner.route.host.as_bytes()))
+                    .or_default()
+                    .push(i);
+            }
+            Arc::new(index.into_iter().map(|(h, v)| (h, v.into())).collect())
+        });
         Ok(TokenRouter {
             routes: bound.into(),
+            by_host,
         })
     }
 }
@@ -376,11 +401,72 @@ impl fmt::Debug for TokenRouterBuilder {
 /// The routing table: request URL → the [`TokenHandle`] of the route's audience.
 ///
 /// Built once (see [`TokenRouter::builder`]); cheap to clone. Matching does not allocate: it
-/// compares the URL's scheme, host, port and path with each route, most specific first.
+/// compares the URL's scheme, host, port and path with each route, most specific first —
+/// every route of a small table, or, from 8 routes on, only the routes of the URL's host
+/// (found by a case-insensitive hash of the host), so the cost does not grow with the table.
 /// A URL with user info (`https://user@graph.microsoft.com/`) never matches.
 #[derive(Clone)]
 pub struct TokenRouter {
+    /// Most specific first.
     routes: Arc<[BoundRoute]>,
+    /// For large tables: the indices into `routes` (in order) of each host's routes, by
+    /// [`host_hash`]. Candidates are then compared in full, so a hash collision only costs time.
+    by_host: Option<Arc<HostIndex>>,
+}
+
+type HostIndex = HashMap<u64, Box<[u32]>, BuildHostHash>;
+
+/// Tables of this many routes or more get a host index.
+const INDEX_FROM: usize = 8;
+
+/// A hash of a host that ignores ASCII case, eight bytes at a time. Setting bit 5 of every
+/// byte lowercases letters; it also maps a few other bytes together (`@` and `` ` ``), which
+/// can only make two hosts collide, never make a comparison succeed.
+#[inline]
+fn host_hash(host: &[u8]) -> u64 {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let mut h = host.len() as u64;
+    let mut chunks = host.chunks_exact(8);
+    for c in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        h = (h ^ (u64::from_le_bytes(word) | 0x2020_2020_2020_2020)).wrapping_mul(K);
+        h = h.rotate_left(26);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        h = (h ^ (u64::from_le_bytes(word) | 0x2020_2020_2020_2020)).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
+}
+
+/// The index's keys are already hashes.
+#[derive(Clone, Copy, Default)]
+struct BuildHostHash;
+
+impl std::hash::BuildHasher for BuildHostHash {
+    type Hasher = HostHasher;
+    fn build_hasher(&self) -> HostHasher {
+        HostHasher(0)
+    }
+}
+
+struct HostHasher(u64);
+
+impl std::hash::Hasher for HostHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl TokenRouter {
@@ -406,7 +492,8 @@ impl TokenRouter {
         }
         let host = url.host_str()?;
         let port = url.port_or_known_default()?;
-        self.find(https, host, port, url.path())
+        let path = url.path();
+        self.first(|| host.as_bytes(), |r| r.matches(https, host, port, path))
     }
 
     /// The route for a request URI (what `http::Request`s carry), if any. Only absolute URIs
@@ -423,16 +510,40 @@ impl TokenRouter {
         };
         let authority = uri.authority()?.as_str();
         let path = uri.path();
-        self.routes
-            .iter()
-            .find(|b| b.inner.route.matches_authority(https, authority, path))
+        self.first(
+            || host_of(authority),
+            |r| r.matches_authority(https, authority, path),
+        )
     }
 
-    #[inline]
-    fn find(&self, https: bool, host: &str, port: u16, path: &str) -> Option<&BoundRoute> {
-        self.routes
+    /// The first route, most specific first, among those that may serve `host`, that
+    /// `matches`. `host` is only worked out for a table with an index.
+    #[inline(always)]
+    fn first<'h>(
+        &self,
+        host: impl FnOnce() -> &'h [u8],
+        matches: impl Fn(&Route) -> bool,
+    ) -> Option<&BoundRoute> {
+        match &self.by_host {
+            None => self.routes.iter().find(|b| matches(&b.inner.route)),
+            Some(index) => self.first_indexed(index, host(), &matches),
+        }
+    }
+
+    /// [`first`](Self::first) through the host index; kept out of line so the small-table
+    /// path stays small.
+    #[inline(never)]
+    fn first_indexed(
+        &self,
+        index: &HostIndex,
+        host: &[u8],
+        matches: &dyn Fn(&Route) -> bool,
+    ) -> Option<&BoundRoute> {
+        index
+            .get(&host_hash(host))?
             .iter()
-            .find(|b| b.inner.route.matches(https, host, port, path))
+            .map(|&i| &self.routes[i as usize])
+            .find(|b| matches(&b.inner.route))
     }
 
     /// The routes, most specific first.
@@ -454,11 +565,58 @@ pub struct BoundRoute {
 }
 
 struct BoundInner {
+    key: RouteKey,
     route: Route,
     handle: TokenHandle,
 }
 
+/// Every live [`BoundRoute`] by key, so a request in flight can name its route with a number
+/// and find it again only when it needs it (after a `401`).
+type Registry = Mutex<HashMap<u64, Weak<BoundInner>>>;
+
+fn registry() -> MutexGuard<'static, HashMap<u64, Weak<BoundInner>>> {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY
+        .get_or_init(Registry::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for BoundInner {
+    fn drop(&mut self) {
+        registry().remove(&self.key.0);
+    }
+}
+
+/// Names a [`BoundRoute`] without holding it: a number that a request in flight keeps instead
+/// of a reference-counted pointer, to find its route again after a `401` with
+/// [`RouteKey::route`]. Keys are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteKey(u64);
+
+impl RouteKey {
+    /// The route, while its router (or a clone of the route) still exists.
+    pub fn route(self) -> Option<BoundRoute> {
+        let inner = registry().get(&self.0)?.upgrade()?;
+        Some(BoundRoute { inner })
+    }
+}
+
 impl BoundRoute {
+    fn register(route: Route, handle: TokenHandle) -> Self {
+        static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+        let key = RouteKey(NEXT_KEY.fetch_add(1, Ordering::Relaxed));
+        let inner = Arc::new(BoundInner { key, route, handle });
+        registry().insert(key.0, Arc::downgrade(&inner));
+        BoundRoute { inner }
+    }
+
+    /// This route's key: see [`RouteKey`].
+    #[inline]
+    pub fn key(&self) -> RouteKey {
+        self.inner.key
+    }
+
     /// The route.
     pub fn route(&self) -> &Route {
         &self.inner.route
@@ -502,6 +660,31 @@ impl BoundRoute {
             _ => Box::pin(handle.header()).await?,
         };
         if next.as_bytes() == sent.as_bytes() {
+            tracing::debug!(audience = %self.audience(), "the token source returned the rejected token again; not retrying");
+            return Ok(None);
+        }
+        Ok(Some(next))
+    }
+
+    /// [`recover`](Self::recover) for a request sent with the token of `sent` (from
+    /// [`TokenHandle::try_header_versioned`]), so the request need not keep a copy of its
+    /// header.
+    pub async fn recover_version(
+        &self,
+        sent: TokenVersion,
+        challenge: &BearerChallenge,
+    ) -> Result<Option<HeaderValue>, Error> {
+        let handle = self.handle();
+        let dropped = handle.invalidate_version_if_current(sent);
+        let (next, version) = match challenge {
+            BearerChallenge::InsufficientClaims { claims } if dropped => {
+                tracing::debug!(audience = %self.audience(), "claims challenge; fetching a token with the requested claims");
+                Box::pin(handle.fetch_with_claims(claims)).await?;
+                Box::pin(handle.header_versioned()).await?
+            }
+            _ => Box::pin(handle.header_versioned()).await?,
+        };
+        if version == sent || handle.is_rejected_again(sent, version) {
             tracing::debug!(audience = %self.audience(), "the token source returned the rejected token again; not retrying");
             return Ok(None);
         }

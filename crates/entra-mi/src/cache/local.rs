@@ -14,7 +14,7 @@
 //! `Arc<Entry>`: a thread keeps at most [`LINES`] entries alive after they were replaced, until
 //! it next uses those lines or exits.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,8 +42,21 @@ const EMPTY: Line = Line {
     entry: None,
 };
 
+/// A thread's lines, and its stripe of the hit counters (kept here too, so a hit makes one
+/// thread-local access, not two).
+struct Local {
+    lines: RefCell<[Line; LINES]>,
+    /// Assigned when the first line is filled; `usize::MAX` before.
+    stripe: Cell<usize>,
+}
+
 thread_local! {
-    static LOCAL: RefCell<[Line; LINES]> = const { RefCell::new([EMPTY; LINES]) };
+    static LOCAL: Local = const {
+        Local {
+            lines: RefCell::new([EMPTY; LINES]),
+            stripe: Cell::new(usize::MAX),
+        }
+    };
 }
 
 #[inline]
@@ -54,14 +67,21 @@ fn index(slot: u64) -> usize {
 
 /// Calls `f` with this thread's copy of slot `slot`'s entry when it is still the slot's
 /// current one (`version` is the slot's published version, read by the caller just now).
+/// Returns `f`'s result with this thread's hit-counter stripe.
 #[inline]
-pub(super) fn with_entry<R>(slot: u64, version: u64, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+pub(super) fn with_entry<R>(
+    slot: u64,
+    version: u64,
+    f: impl FnOnce(&Entry) -> R,
+) -> Option<(R, usize)> {
     LOCAL
-        .try_with(|lines| {
-            let lines = lines.try_borrow().ok()?;
+        .try_with(|local| {
+            let lines = local.lines.try_borrow().ok()?;
             let line = &lines[index(slot)];
             match line.entry.as_deref() {
-                Some(entry) if line.slot == slot && entry.version == version => Some(f(entry)),
+                Some(entry) if line.slot == slot && entry.version == version => {
+                    Some((f(entry), local.stripe.get()))
+                }
                 _ => None,
             }
         })
@@ -72,8 +92,11 @@ pub(super) fn with_entry<R>(slot: u64, version: u64, f: impl FnOnce(&Entry) -> R
 /// Remembers `entry`, just loaded from slot `slot`'s shared store. The entry the line held
 /// before is dropped.
 pub(super) fn remember(slot: u64, entry: Arc<Entry>) {
-    let _ = LOCAL.try_with(|lines| {
-        if let Ok(mut lines) = lines.try_borrow_mut() {
+    let _ = LOCAL.try_with(|local| {
+        if local.stripe.get() == usize::MAX {
+            local.stripe.set(super::stats::stripe());
+        }
+        if let Ok(mut lines) = local.lines.try_borrow_mut() {
             let line = &mut lines[index(slot)];
             line.slot = slot;
             // The old entry is dropped after the borrow ends (at the end of this closure), and

@@ -274,6 +274,9 @@ struct Slot {
 
 #[derive(Default)]
 struct SlotState {
+    /// The entry invalidated last (a token an API rejected), until a different token is
+    /// cached: lets a `401` handler tell whether the source handed back the same token.
+    rejected: Option<Arc<Entry>>,
     flight: Option<watch::Receiver<Option<FlightResult>>>,
     failures: u32,
     last_failure: Option<(Duration, Error)>,
@@ -397,7 +400,7 @@ impl TokenProvider {
     pub fn try_header(&self, audience: &Audience) -> Option<HeaderValue> {
         let slots = self.inner.slots.load();
         let slot = slots.get(audience.resource(), None)?;
-        try_header(&self.inner, slot)
+        try_header(&self.inner, slot, &mut 0)
     }
 
     /// The cached or freshly fetched token for `audience`.
@@ -434,6 +437,13 @@ impl fmt::Debug for TokenProvider {
     }
 }
 
+/// Which token of a [`TokenHandle`] a header came from: a number that changes whenever the
+/// cached token is replaced or invalidated. Requests keep it (instead of a copy of the header)
+/// to drop exactly the token an API rejected, with
+/// [`TokenHandle::invalidate_version_if_current`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TokenVersion(u64);
+
 /// The cache slot of one audience (and tenant), resolved once.
 ///
 /// [`TokenHandle::try_header`] is the hot path: a per-thread copy of the entry checked against
@@ -456,25 +466,33 @@ impl fmt::Debug for TokenHandle {
 
 /// The hot path: this thread's copy of the entry when the slot's version says it is current
 /// (a thread-local access and a plain load), one clock read, one `HeaderValue` clone. Else the
-/// shared path: one `ArcSwap` load, after which the copy is refreshed.
+/// shared path: one `ArcSwap` load, after which the copy is refreshed. The served token's
+/// version goes to `version` (an out-parameter: returning it with the header costs more).
 #[inline]
-fn try_header(inner: &Arc<Inner>, slot: &Arc<Slot>) -> Option<HeaderValue> {
-    let version = slot.version.load(Ordering::Acquire);
+fn try_header(inner: &Arc<Inner>, slot: &Arc<Slot>, version: &mut u64) -> Option<HeaderValue> {
+    let current = slot.version.load(Ordering::Acquire);
     let now = inner.time.monotonic();
-    let hit = local::with_entry(slot.id, version, |entry| {
+    let hit = local::with_entry(slot.id, current, |entry| {
         (now < entry.refresh_at).then(|| entry.header.clone())
     });
-    if let Some(Some(header)) = hit {
-        inner.stats.hits.incr();
+    if let Some((Some(header), stripe)) = hit {
+        inner.stats.hits.incr_at(stripe);
+        *version = current;
         return Some(header);
     }
-    try_header_shared(inner, slot, now)
+    try_header_shared(inner, slot, now, version)
 }
 
 /// The cache hit through the shared store.
 #[inline(never)]
-fn try_header_shared(inner: &Arc<Inner>, slot: &Arc<Slot>, now: Duration) -> Option<HeaderValue> {
+fn try_header_shared(
+    inner: &Arc<Inner>,
+    slot: &Arc<Slot>,
+    now: Duration,
+    version: &mut u64,
+) -> Option<HeaderValue> {
     let entry = slot.current.load_full()?;
+    *version = entry.version;
     if now < entry.refresh_at {
         inner.stats.hits.incr();
         let header = entry.header.clone();
@@ -626,6 +644,13 @@ fn complete(
             });
             slot.current.store(Some(entry.clone()));
             slot.version.store(version, Ordering::Release);
+            if st
+                .rejected
+                .as_ref()
+                .is_some_and(|r| !r.token.is_same_token(&entry.token))
+            {
+                st.rejected = None;
+            }
             st.failures = 0;
             st.last_failure = None;
             slot.refresh_gate.store(NO_GATE, Ordering::Release);
@@ -731,6 +756,7 @@ fn invalidate(inner: &Inner, slot: &Slot, matches: impl Fn(&Entry) -> bool) -> b
     }
     slot.current.store(None);
     slot.version.store(entry.version + 1, Ordering::Release);
+    st.rejected = Some(entry);
     inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
     // The token was rejected: the next caller fetches at once.
     st.last_failure = None;
@@ -751,7 +777,16 @@ impl TokenHandle {
     /// also starts the background refresh (when called inside a tokio runtime).
     #[inline]
     pub fn try_header(&self) -> Option<HeaderValue> {
-        try_header(&self.inner, &self.slot)
+        try_header(&self.inner, &self.slot, &mut 0)
+    }
+
+    /// [`try_header`](Self::try_header) with the [`TokenVersion`] of the token served: keep
+    /// the version (a number) instead of a copy of the header to act on a `401` later with
+    /// [`invalidate_version_if_current`](Self::invalidate_version_if_current).
+    #[inline]
+    pub fn try_header_versioned(&self) -> Option<(HeaderValue, TokenVersion)> {
+        let mut version = 0;
+        try_header(&self.inner, &self.slot, &mut version).map(|h| (h, TokenVersion(version)))
     }
 
     /// The `Authorization` header value (`Bearer …`, marked sensitive): at once when a valid
@@ -762,6 +797,38 @@ impl TokenHandle {
         }
         // The waiting path is boxed so the future of a cache hit stays small.
         Ok(Box::pin(self.wait()).await?.header.clone())
+    }
+
+    /// [`header`](Self::header) with the [`TokenVersion`] of the token served.
+    pub async fn header_versioned(&self) -> Result<(HeaderValue, TokenVersion), Error> {
+        if let Some(found) = self.try_header_versioned() {
+            return Ok(found);
+        }
+        let entry = Box::pin(self.wait()).await?;
+        Ok((entry.header.clone(), TokenVersion(entry.version)))
+    }
+
+    /// Drops the cached token only if it is still the one of `version` (what a request was
+    /// sent with). Returns whether it was dropped; like
+    /// [`invalidate_if_current`](Self::invalidate_if_current), concurrent `401`s for one token
+    /// cause one refetch.
+    pub fn invalidate_version_if_current(&self, version: TokenVersion) -> bool {
+        invalidate(&self.inner, &self.slot, |e| e.version == version.0)
+    }
+
+    /// True when the token of `version` was the last one invalidated and the token cached now
+    /// (of `current`) is that same token again: the source handed back a rejected token
+    /// (managed-identity endpoints cache tokens and have no "force new").
+    pub fn is_rejected_again(&self, version: TokenVersion, current: TokenVersion) -> bool {
+        let st = lock(&self.slot.state);
+        let Some(rejected) = st.rejected.as_ref().filter(|r| r.version == version.0) else {
+            return false;
+        };
+        self.slot
+            .current
+            .load()
+            .as_deref()
+            .is_some_and(|e| e.version == current.0 && e.token.is_same_token(&rejected.token))
     }
 
     /// The token itself (cached or fetched), with the cache's refresh point as `refresh_on`.

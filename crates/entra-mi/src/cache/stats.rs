@@ -31,8 +31,9 @@ thread_local! {
 
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
+/// This thread's stripe.
 #[inline]
-fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     STRIPE.with(|s| {
         let v = s.get();
         if v != usize::MAX {
@@ -47,7 +48,13 @@ fn stripe() -> usize {
 impl StripedCounter {
     #[inline]
     pub(crate) fn incr(&self) {
-        let cell = &self.stripes[stripe()].0;
+        self.incr_at(stripe());
+    }
+
+    /// Counts one on `stripe`: the calling thread's [`stripe`], which it kept.
+    #[inline]
+    pub(crate) fn incr_at(&self, stripe: usize) {
+        let cell = &self.stripes[stripe % STRIPES].0;
         cell.store(
             cell.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
