@@ -309,7 +309,7 @@ impl ClientCertificateCredential {
 
     /// From `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_CERTIFICATE_PATH` (PEM with
     /// its key, or PKCS#12), `AZURE_CLIENT_CERTIFICATE_PASSWORD`,
-    /// `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` (`1` or `true`) and `AZURE_AUTHORITY_HOST`.
+    /// `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` (`1`/`true` or `0`/`false`) and `AZURE_AUTHORITY_HOST`.
     pub fn from_environment(env: &Environment) -> Result<Self, Error> {
         Self::builder_from_environment(env)?.build()
     }
@@ -325,9 +325,17 @@ impl ClientCertificateCredential {
             (Some(t), Some(c), Some(p)) => {
                 let password = env.get(AZURE_CLIENT_CERTIFICATE_PASSWORD);
                 let certificate = ClientCertificate::from_file(Path::new(&p), password.as_deref())?;
-                let send_chain = env
-                    .get(AZURE_CLIENT_SEND_CERTIFICATE_CHAIN)
-                    .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+                let send_chain = match env.get(AZURE_CLIENT_SEND_CERTIFICATE_CHAIN) {
+                    None => false,
+                    Some(v) if v == "1" || v.eq_ignore_ascii_case("true") => true,
+                    Some(v) if v == "0" || v.eq_ignore_ascii_case("false") => false,
+                    Some(_) => {
+                        return Err(Error::configuration(
+                            AZURE_CLIENT_SEND_CERTIFICATE_CHAIN,
+                            "expected `1`, `true`, `0` or `false`",
+                        ));
+                    }
+                };
                 let mut b = Self::builder(t, c, certificate).send_certificate_chain(send_chain);
                 b.opts = b.opts.with_env_authority(env);
                 Ok(b)

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::credential::TokenRequest;
 use crate::env::Environment;
-use crate::error::{EntraError, Error};
+use crate::error::{EntraError, Error, Unavailable};
 use crate::http::{HttpClient, RawResponse};
 use crate::response::{self, SentAt};
 use crate::time::TimeSource;
@@ -255,7 +255,7 @@ impl ConfidentialClient {
             attempt += 1;
             let remaining = budget.saturating_sub(self.time.monotonic() - started);
             if remaining.is_zero() {
-                return Err(self.failure(&endpoint, format!("no answer within {budget:?}")));
+                return Err(self.failure(&endpoint, Unavailable::Timeout(budget)));
             }
             let sent = SentAt {
                 monotonic: self.time.monotonic(),
@@ -287,7 +287,7 @@ impl ConfidentialClient {
                 self.time.sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            let response = outcome.map_err(|e| self.failure(&endpoint, e.to_string()))?;
+            let response = outcome.map_err(|e| self.failure(&endpoint, e))?;
             if (200..300).contains(&response.status) {
                 return response::parse_token(
                     &response,
@@ -295,7 +295,16 @@ impl ConfidentialClient {
                     self.time.system_now(),
                     self.time.monotonic(),
                 )
-                .map_err(|e| self.failure(&endpoint, e.to_string()));
+                .map_err(|e| self.failure(&endpoint, e));
+            }
+            // The client follows no redirects: a token endpoint that redirects is not one.
+            if (300..400).contains(&response.status) {
+                return Err(self.failure(
+                    &endpoint,
+                    Unavailable::Redirect {
+                        status: response.status,
+                    },
+                ));
             }
             return Err(Error::TokenEndpoint {
                 credential: self.name.clone(),
@@ -305,10 +314,11 @@ impl ConfidentialClient {
         }
     }
 
-    fn failure(&self, endpoint: &str, reason: String) -> Error {
-        Error::Credential {
+    fn failure(&self, endpoint: &str, reason: Unavailable) -> Error {
+        Error::TokenEndpointUnavailable {
             credential: self.name.clone(),
-            message: format!("token endpoint {endpoint}: {reason}"),
+            endpoint: endpoint.to_owned(),
+            reason,
         }
     }
 }

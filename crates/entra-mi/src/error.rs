@@ -96,6 +96,20 @@ pub enum Error {
         error: Box<EntraError>,
     },
 
+    /// The Entra token endpoint could not be reached or did not answer like a token
+    /// endpoint: connection failure, timeout, redirect, HTML or other non-JSON body, oversized
+    /// body, or a malformed token response. Unlike [`Error::Unavailable`] this does not count
+    /// as [`Error::is_unavailable`]: the credential is configured, so a chain stops here.
+    #[error("{credential}: token endpoint {endpoint} unavailable: {reason}")]
+    TokenEndpointUnavailable {
+        /// Which credential asked.
+        credential: String,
+        /// The token endpoint URL.
+        endpoint: String,
+        /// What happened.
+        reason: Unavailable,
+    },
+
     /// Every credential of a chain failed; one entry per link, in order.
     #[error("{}", ChainDisplay(.0))]
     Chain(Vec<ChainAttempt>),
@@ -156,7 +170,9 @@ impl Error {
         match self {
             Error::Refused { error, .. } => Some(error.status),
             Error::TokenEndpoint { error, .. } => Some(error.status),
-            Error::Unavailable { reason, .. } => reason.status(),
+            Error::Unavailable { reason, .. } | Error::TokenEndpointUnavailable { reason, .. } => {
+                reason.status()
+            }
             _ => None,
         }
     }

@@ -148,6 +148,8 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
     }
     if has(IDENTITY_ENDPOINT) && has(IMDS_ENDPOINT) {
         let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
+        // Only its presence selects Arc, but a value that is no URL is a broken setup.
+        endpoint_url(env, IMDS_ENDPOINT)?;
         check_plain_http(&endpoint, IDENTITY_ENDPOINT, allow_http_endpoint)?;
         return Ok(Detected::AzureArc { endpoint });
     }

@@ -53,6 +53,10 @@ pub(super) fn client_id_2017(
                 super::detect::DEFAULT_IDENTITY_CLIENT_ID,
                 "it holds the placeholder `clientid`: this compute has no managed identity enabled",
             )),
+            Some(v) if !crate::audience::is_guid(&v) => Err(Error::configuration(
+                super::detect::DEFAULT_IDENTITY_CLIENT_ID,
+                "expected the client id of the compute's identity, a GUID",
+            )),
             other => Ok(other),
         },
         // Refused when the credential is built.
