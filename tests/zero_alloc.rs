@@ -40,6 +40,11 @@ fn cache_hits_do_not_allocate() {
     let graph = Audience::microsoft_graph();
     let handle = provider.handle(&graph);
     let warm = rt.block_on(handle.header()).unwrap();
+    // Steady state: after its first hits a thread serves its own copy of the header, made
+    // once (one allocation per thread per token).
+    for _ in 0..100 {
+        drop(handle.try_header());
+    }
     // Outside `block_on` nothing else runs on this runtime: every allocation counted below is
     // the hot path's.
     let region = Region::new(GLOBAL);
@@ -59,7 +64,7 @@ fn cache_hits_do_not_allocate() {
         (0, 0),
         "the hot path allocated: {change:?}"
     );
-    assert_eq!(provider.stats().hits, 40_000);
+    assert_eq!(provider.stats().hits, 40_100);
     // The counter works: a cold handle does allocate.
     let region = Region::new(GLOBAL);
     let _other = provider.handle(&Audience::key_vault());

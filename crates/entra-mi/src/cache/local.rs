@@ -9,19 +9,30 @@
 //! thread serves the old entry again. The cost of a hit is a thread-local access and a plain
 //! atomic load, instead of the `ArcSwap` load's store and compare-and-swap on its debt slot.
 //!
+//! After [`OWN_COPY_AFTER`] hits from one line, the thread makes its own copy of the header
+//! (one allocation per thread per token) and clones that from then on: threads serving the
+//! same token then each bump a reference count on their own cache line, instead of all of
+//! them bouncing the shared header's count between cores.
+//!
 //! Lines are direct-mapped by slot id: a thread that alternates between more than [`LINES`]
-//! audiences whose ids collide just takes the shared path for them. A line holds an
-//! `Arc<Entry>`: a thread keeps at most [`LINES`] entries alive after they were replaced, until
-//! it next uses those lines or exits.
+//! audiences whose ids collide just takes the shared path for them (and, refilling its lines
+//! before they reach the threshold, makes no copies). A line holds an `Arc<Entry>` and maybe a
+//! copy of its header: a thread keeps at most [`LINES`] entries alive after they were
+//! replaced, until it next uses those lines or exits.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::HeaderValue;
 
 use super::Entry;
 
 /// Lines per thread.
 pub(super) const LINES: usize = 16;
+
+/// Hits from one line after which the thread serves its own copy of the header.
+pub(super) const OWN_COPY_AFTER: u32 = 64;
 
 /// Slot ids start at 1; 0 marks an empty line.
 static NEXT_SLOT_ID: AtomicU64 = AtomicU64::new(1);
@@ -35,12 +46,29 @@ pub(super) fn next_slot_id() -> u64 {
 struct Line {
     slot: u64,
     entry: Option<Arc<Entry>>,
+    /// Hits served from this line since it was filled, counted until the copy is made.
+    hits: Cell<u32>,
+    /// This thread's own copy of `entry`'s header.
+    own: OnceCell<HeaderValue>,
 }
 
 const EMPTY: Line = Line {
     slot: 0,
     entry: None,
+    hits: Cell::new(0),
+    own: OnceCell::new(),
 };
+
+/// A copy of `header` in storage of its own, already shared so that clones never allocate.
+#[cold]
+fn own_copy(header: &HeaderValue) -> HeaderValue {
+    let Ok(mut own) = HeaderValue::from_bytes(header.as_bytes()) else {
+        return header.clone();
+    };
+    own.set_sensitive(header.is_sensitive());
+    drop(own.clone());
+    own
+}
 
 /// A thread's lines, and its stripe of the hit counters (kept here too, so a hit makes one
 /// thread-local access, not two).
@@ -65,25 +93,37 @@ fn index(slot: u64) -> usize {
     (slot as usize) % LINES
 }
 
-/// Calls `f` with this thread's copy of slot `slot`'s entry when it is still the slot's
-/// current one (`version` is the slot's published version, read by the caller just now).
-/// Returns `f`'s result with this thread's hit-counter stripe.
+/// Calls `f` with this thread's copy of slot `slot`'s entry, and the header to serve (the
+/// thread's own copy once made), when it is still the slot's current entry (`version` is the
+/// slot's published version, read by the caller just now). Returns `f`'s result with this
+/// thread's hit-counter stripe.
 #[inline]
 pub(super) fn with_entry<R>(
     slot: u64,
     version: u64,
-    f: impl FnOnce(&Entry) -> R,
+    f: impl FnOnce(&Entry, &HeaderValue) -> R,
 ) -> Option<(R, usize)> {
     LOCAL
         .try_with(|local| {
             let lines = local.lines.try_borrow().ok()?;
             let line = &lines[index(slot)];
-            match line.entry.as_deref() {
-                Some(entry) if line.slot == slot && entry.version == version => {
-                    Some((f(entry), local.stripe.get()))
+            let entry = line
+                .entry
+                .as_deref()
+                .filter(|e| line.slot == slot && e.version == version)?;
+            let header = match line.own.get() {
+                Some(own) => own,
+                None => {
+                    let hits = line.hits.get() + 1;
+                    line.hits.set(hits);
+                    if hits >= OWN_COPY_AFTER {
+                        line.own.get_or_init(|| own_copy(&entry.header))
+                    } else {
+                        &entry.header
+                    }
                 }
-                _ => None,
-            }
+            };
+            Some((f(entry, header), local.stripe.get()))
         })
         .ok()
         .flatten()
@@ -99,6 +139,8 @@ pub(super) fn remember(slot: u64, entry: Arc<Entry>) {
         if let Ok(mut lines) = local.lines.try_borrow_mut() {
             let line = &mut lines[index(slot)];
             line.slot = slot;
+            line.hits.set(0);
+            line.own = OnceCell::new();
             // The old entry is dropped after the borrow ends (at the end of this closure), and
             // dropping an entry runs no code that touches this thread-local.
             line.entry = Some(entry);

@@ -1,0 +1,290 @@
+//! How the hot path's cost grows with the number of routes (audiences) and of threads, and
+//! what a cold cache costs 1,000 concurrent callers — each against a baseline in the same run.
+//!
+//! * **routes** — matching a request URI and taking its cached header (what both middlewares
+//!   do per request) with 1, 10, 100 and 1,000 routes, each its own audience; the URI hits a
+//!   route in the middle of the table. Baseline: the same with 1 route.
+//! * **threads** — `TokenHandle::try_header` on 1, 2, 4 and 8 threads at once (this machine
+//!   has 2 cores), time per call per thread; baselines: cloning a prebuilt `HeaderValue` and
+//!   the common design (`RwLock<HashMap<String, String>>` + `format!`) on as many threads.
+//! * **cold** — 1,000 tasks ask an empty cache for a token at once (multi-thread runtime, 2
+//!   workers); the time until all have it, against one task asking alone. The credential
+//!   answers at once, so this is the cache's own cost of single flight: one fetch, 999 waiters
+//!   woken.
+//!
+//! Run: `cargo bench --bench scaling`.
+
+mod support;
+use support::mean_ns;
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use criterion::{BenchmarkId, Criterion, criterion_group};
+use entra_mi::{
+    AccessToken, Audience, Error, Route, TokenCredential, TokenProvider, TokenRequest, TokenRouter,
+};
+use http::{HeaderValue, Uri};
+
+/// A long-lived token at once, counting calls.
+#[derive(Debug, Default)]
+struct FixedToken(AtomicUsize);
+
+#[async_trait]
+impl TokenCredential for FixedToken {
+    async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        let _ = request;
+        Ok(AccessToken::new(
+            token(),
+            SystemTime::now() + Duration::from_secs(86_400),
+        ))
+    }
+    fn name(&self) -> &str {
+        "fixed"
+    }
+}
+
+fn token() -> String {
+    format!("eyJ0eXAiOiJKV1QifQ.{}.c2lnbmF0dXJl", "x".repeat(1200))
+}
+
+const ROUTE_COUNTS: [usize; 4] = [1, 10, 100, 1000];
+const THREAD_COUNTS: [usize; 4] = [1, 2, 4, 8];
+const COLD_CALLERS: usize = 1000;
+
+fn routes(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let mut g = c.benchmark_group("routes");
+    for n in ROUTE_COUNTS {
+        let provider = TokenProvider::new(FixedToken::default());
+        let router = TokenRouter::builder(&provider)
+            .routes((0..n).map(|i| {
+                Route::new(
+                    &format!("https://api{i}.example.com/v1"),
+                    Audience::new(&format!("api://bench-{i}")).unwrap(),
+                )
+                .unwrap()
+            }))
+            .build()
+            .unwrap();
+        // Warm every audience's slot.
+        for route in router.routes() {
+            rt.block_on(provider.header(route.audience())).unwrap();
+        }
+        let uri: Uri = format!("https://api{}.example.com/v1/orders?top=5", n / 2)
+            .parse()
+            .unwrap();
+        assert!(router.match_uri(&uri).is_some());
+        g.bench_with_input(BenchmarkId::new("match_and_header", n), &n, |b, _| {
+            b.iter(|| {
+                router
+                    .match_uri(black_box(&uri))
+                    .and_then(|r| r.handle().try_header())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn common_design(map: &RwLock<HashMap<String, String>>, resource: &str) -> HeaderValue {
+    let guard = map.read().unwrap();
+    let token = guard.get(resource).unwrap();
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    v.set_sensitive(true);
+    v
+}
+
+/// `threads` threads each run `op` `iters` times, started together; the slowest thread's
+/// time (criterion divides by `iters`: time per call per thread).
+fn run_on<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        op();
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
+    })
+}
+
+fn threads(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let provider = TokenProvider::new(FixedToken::default());
+    let audience = Audience::microsoft_graph();
+    let floor = rt.block_on(provider.header(&audience)).unwrap();
+    let handle = provider.handle(&audience);
+    let mut map = HashMap::new();
+    map.insert(audience.resource().to_owned(), token());
+    let common = RwLock::new(map);
+    let mut g = c.benchmark_group("threads");
+    for n in THREAD_COUNTS {
+        g.bench_with_input(
+            BenchmarkId::new("floor_clone_headervalue", n),
+            &n,
+            |b, &n| {
+                b.iter_custom(|iters| {
+                    run_on(n, iters, &|| drop(black_box(black_box(&floor).clone())))
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("handle_try_header", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                run_on(n, iters, &|| {
+                    drop(black_box(black_box(&handle).try_header()))
+                })
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("common_rwlock_hashmap_format", n),
+            &n,
+            |b, &n| {
+                b.iter_custom(|iters| {
+                    run_on(n, iters, &|| {
+                        drop(black_box(common_design(&common, audience.resource())))
+                    })
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+/// `callers` tasks ask an empty cache at once; the time until every one has its header.
+fn cold_round(rt: &tokio::runtime::Runtime, callers: usize) -> Duration {
+    let credential = Arc::new(FixedToken::default());
+    let provider = TokenProvider::builder_shared(credential.clone()).build();
+    let handle = provider.handle(&Audience::microsoft_graph());
+    let elapsed = rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..callers)
+            .map(|_| {
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.header().await.map(drop) })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        start.elapsed()
+    });
+    assert_eq!(credential.0.load(Ordering::Relaxed), 1, "single flight");
+    elapsed
+}
+
+fn cold(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("cold");
+    for callers in [1, COLD_CALLERS] {
+        g.bench_with_input(BenchmarkId::new("callers", callers), &callers, |b, &n| {
+            b.iter_custom(|iters| (0..iters).map(|_| cold_round(&rt, n)).sum())
+        });
+    }
+    // What the 1,000 tasks cost without any cache: spawning them and awaiting a ready value.
+    g.bench_function("spawn_only_1000", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..COLD_CALLERS)
+                            .map(|_| tokio::spawn(async { black_box(1) }))
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                        start.elapsed()
+                    })
+                })
+                .sum()
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = routes, threads, cold
+}
+
+fn print_ratios() {
+    println!("\nratios (mean time; lower is faster):");
+    if let Some(one) = mean_ns("routes", "match_and_header/1") {
+        for n in ROUTE_COUNTS {
+            if let Some(t) = mean_ns("routes", &format!("match_and_header/{n}")) {
+                println!(
+                    "  routes {n:>5}: match + header {t:>8.2} ns = {:.2}x the 1-route cost",
+                    t / one
+                );
+            }
+        }
+    }
+    for n in THREAD_COUNTS {
+        let (Some(floor), Some(ours), Some(common)) = (
+            mean_ns("threads", &format!("floor_clone_headervalue/{n}")),
+            mean_ns("threads", &format!("handle_try_header/{n}")),
+            mean_ns("threads", &format!("common_rwlock_hashmap_format/{n}")),
+        ) else {
+            continue;
+        };
+        println!(
+            "  threads {n}: try_header {ours:>8.2} ns = {:.2}x the floor ({floor:.2} ns), {:.1}x faster than the common design ({common:.2} ns)",
+            ours / floor,
+            common / ours
+        );
+    }
+    if let (Some(one), Some(many), Some(spawn)) = (
+        mean_ns("cold", "callers/1"),
+        mean_ns("cold", &format!("callers/{COLD_CALLERS}")),
+        mean_ns("cold", "spawn_only_1000"),
+    ) {
+        println!(
+            "  cold cache: 1 caller {:.1} us; {COLD_CALLERS} callers {:.1} us (1 fetch); spawning {COLD_CALLERS} tasks alone {:.1} us",
+            one / 1e3,
+            many / 1e3,
+            spawn / 1e3
+        );
+        println!(
+            "    single flight adds {:.2} us per caller over spawning the tasks",
+            (many - spawn).max(0.0) / 1e3 / COLD_CALLERS as f64
+        );
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    if std::env::args().any(|a| a == "--bench") {
+        print_ratios();
+    }
+}
