@@ -52,13 +52,6 @@ struct Line {
     own: OnceCell<HeaderValue>,
 }
 
-const EMPTY: Line = Line {
-    slot: 0,
-    entry: None,
-    hits: Cell::new(0),
-    own: OnceCell::new(),
-};
-
 /// A copy of `header` in storage of its own, already shared so that clones never allocate.
 #[cold]
 fn own_copy(header: &HeaderValue) -> HeaderValue {
@@ -81,7 +74,16 @@ struct Local {
 thread_local! {
     static LOCAL: Local = const {
         Local {
-            lines: RefCell::new([EMPTY; LINES]),
+            lines: RefCell::new(
+                [const {
+                    Line {
+                        slot: 0,
+                        entry: None,
+                        hits: Cell::new(0),
+                        own: OnceCell::new(),
+                    }
+                }; LINES],
+            ),
             stripe: Cell::new(usize::MAX),
         }
     };
