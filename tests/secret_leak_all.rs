@@ -237,6 +237,9 @@ fn bad_replies(transient: bool) -> Vec<Reply> {
     replies
 }
 
+/// The environment of a managed-identity source pointed at a scripted server.
+type VarsFor = fn(&RawServer) -> Vec<(String, String)>;
+
 /// Serves every bad reply to a credential built for a scripted server, one token request
 /// each (`before` is served first each time: Arc's challenge). Returns the server.
 async fn refuse_all<C: TokenCredential + Debug>(
@@ -629,7 +632,7 @@ async fn no_secret_of_any_credential_or_middleware_leaks() {
         "WWW-Authenticate",
         &format!("Basic realm={}", realm.display()),
     );
-    let mi_raw: [(&str, fn(&RawServer) -> Vec<(String, String)>, Option<Reply>); 5] = [
+    let mi_raw: [(&str, VarsFor, Option<Reply>); 5] = [
         (
             "IMDS",
             |s| vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST".into(), s.url(""))],
