@@ -150,17 +150,28 @@ fn redact(text: &str) -> String {
         rest = &rest[cut..];
     }
     out.push_str(rest);
-    // Anything that looks like a JWT goes too.
-    out.split(' ')
-        .map(|w| {
-            if w.starts_with("eyJ") {
-                "<redacted>"
-            } else {
-                w
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    redact_jwts(&out)
+}
+
+/// Replaces anything that looks like a JWT — `eyJ` (base64url of `{"`) and the token characters
+/// that follow — wherever it starts: after a space, a newline, a quote, `=`, or inside a word.
+fn redact_jwts(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // Each round consumes at least the three bytes of `eyJ`, so this ends.
+    while let Some(pos) = rest.find("eyJ") {
+        out.push_str(&rest[..pos]);
+        out.push_str("<redacted>");
+        let token = &rest[pos..];
+        let end = token
+            .find(|c: char| {
+                !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | '+' | '/'))
+            })
+            .unwrap_or(token.len());
+        rest = &token[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[async_trait]
@@ -348,6 +359,13 @@ mod tests {
         let s = redact(r#"{"accessToken": "eyJabc.def.ghi", "x": 1} and eyJzzz trailing"#);
         assert!(!s.contains("eyJabc") && !s.contains("eyJzzz"), "{s}");
         assert!(s.contains("trailing"));
+        // Not only after a space: after a newline, in quotes, after `=`.
+        let s = redact("ERROR: failed\neyJ0eXAi.a.b\ntoken 'eyJ1.c.d' was rejected; t=eyJ2.e.f.");
+        assert!(!s.contains("eyJ"), "{s}");
+        assert_eq!(
+            s,
+            "ERROR: failed\n<redacted>\ntoken '<redacted>' was rejected; t=<redacted>"
+        );
     }
 
     #[test]
