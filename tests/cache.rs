@@ -466,3 +466,19 @@ async fn per_thread_copies_follow_invalidation_and_replacement_on_other_threads(
     assert_eq!(look(&to_worker).as_deref(), Some(&b"Bearer tok-B"[..]));
     worker.join().unwrap();
 }
+
+/// `expires_in` counts whole seconds: even a token of a few seconds stops being served at
+/// least a second before its computed expiry (a tenth of 5 s would leave only half a second).
+#[tokio::test]
+async fn short_tokens_stop_being_served_a_second_before_expiry() {
+    let s = setup(|c| token_reply(c, "tok-short", 5), false).await;
+    let h = s.provider.handle(&graph());
+    h.header().await.unwrap();
+    s.clock.advance(Duration::from_millis(3_990));
+    assert!(h.try_header().is_some(), "still usable (stale) just before");
+    s.clock.advance(Duration::from_millis(10));
+    assert!(
+        h.try_header().is_none(),
+        "1 s before the computed expiry the token is no longer served"
+    );
+}

@@ -47,8 +47,9 @@ const GATE_IN_FLIGHT: u64 = u64::MAX;
 ///   lifetime);
 /// * minus an early jitter of up to `max_jitter` (default 5 min) or a tenth of the lifetime,
 ///   whichever is smaller, so a fleet started together does not refresh together;
-/// * stop serving `expiry_buffer` (default 60 s, at most a tenth of the lifetime) before the
-///   token expires, so a token is never handed out just as it expires in flight;
+/// * stop serving `expiry_buffer` (default 60 s, at most a tenth of the lifetime, at least 1 s
+///   or half of a shorter lifetime) before the token expires, so a token is never handed out
+///   just as it expires in flight;
 /// * after a failed fetch, wait `failure_backoff` (default 30 s, doubling to
 ///   `max_failure_backoff`, 5 min) before the next background attempt; callers with no valid
 ///   token retry at most once per `cold_retry_interval` (default 1 s) and otherwise get the
@@ -594,7 +595,13 @@ fn complete(
     match result {
         Ok((mut token, expires_at)) => {
             let lifetime = expires_at - now;
-            let buffer = opts.expiry_buffer.min(lifetime / 10);
+            // At most a tenth of the lifetime, but at least 1 s (or half of a shorter
+            // lifetime): `expires_in` counts whole seconds from when the endpoint answered, so
+            // an expiry computed from it can be up to a second late.
+            let buffer = opts
+                .expiry_buffer
+                .min(lifetime / 10)
+                .max(Duration::from_secs(1).min(lifetime / 2));
             let usable_until = expires_at - buffer;
             let source_refresh = token.monotonic.and_then(|m| m.refresh_at).or_else(|| {
                 token
