@@ -108,30 +108,30 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    if let Ok(uri) = input.parse::<http::Uri>() {
-        if let Some(b) = router.match_uri(&uri) {
-            let r = b.route();
-            let scheme = uri.scheme_str().unwrap().to_ascii_lowercase();
-            assert_eq!(scheme, if r.is_https() { "https" } else { "http" });
-            let authority = uri.authority().unwrap();
-            assert!(
-                !authority.as_str().contains('@'),
-                "user info matched: {input:?}"
-            );
-            assert!(authority.host().eq_ignore_ascii_case(r.host()));
-            let default = if r.is_https() { 443 } else { 80 };
-            assert_eq!(authority.port_u16().unwrap_or(default), r.port());
-            assert!(prefix_ok(r.path_prefix(), uri.path()));
-            // Never more permissive than the URL parser.
-            let url = parsed_url
-                .as_ref()
-                .unwrap_or_else(|| panic!("match_uri matched what url rejects: {input:?}"));
-            let by_url = router.match_url(url).map(|b| b.route());
-            assert_eq!(
-                by_url,
-                Some(r),
-                "match_uri and match_url differ on {input:?}"
-            );
-        }
+    if let Ok(uri) = input.parse::<http::Uri>()
+        && let Some(b) = router.match_uri(&uri)
+    {
+        let r = b.route();
+        let scheme = uri.scheme_str().unwrap().to_ascii_lowercase();
+        assert_eq!(scheme, if r.is_https() { "https" } else { "http" });
+        let authority = uri.authority().unwrap();
+        assert!(
+            !authority.as_str().contains('@'),
+            "user info matched: {input:?}"
+        );
+        assert!(authority.host().eq_ignore_ascii_case(r.host()));
+        let default = if r.is_https() { 443 } else { 80 };
+        assert_eq!(authority.port_u16().unwrap_or(default), r.port());
+        assert!(prefix_ok(r.path_prefix(), uri.path()));
+        // Never more permissive than the URL parser.
+        let url = parsed_url
+            .as_ref()
+            .unwrap_or_else(|| panic!("match_uri matched what url rejects: {input:?}"));
+        let by_url = router.match_url(url).map(|b| b.route());
+        assert_eq!(
+            by_url,
+            Some(r),
+            "match_uri and match_url differ on {input:?}"
+        );
     }
 });
