@@ -41,6 +41,10 @@
 //! PBES1 files), and certificate validity and key matching with `x509-parser`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod audience;
 mod azure_cli;
 mod cache;

@@ -219,8 +219,23 @@ pub(crate) fn parse_token(
 
     // Lifetime measured from the moment the request was sent (conservative: the token was
     // issued after that).
+    // The bounds are checked before any clock arithmetic: `SystemTime + Duration` panics on
+    // overflow, and the body chooses these numbers.
+    let bounded = |lifetime: Duration| -> Result<Duration, Unavailable> {
+        if lifetime.is_zero() {
+            return Err(invalid("the token's lifetime is zero".into()));
+        }
+        if lifetime > MAX_LIFETIME {
+            return Err(invalid(format!(
+                "the token's lifetime of {} s is longer than the {} s any Entra token lives; the expiry is mis-stated",
+                lifetime.as_secs(),
+                MAX_LIFETIME.as_secs()
+            )));
+        }
+        Ok(lifetime)
+    };
     let (lifetime, expires_on_wall, expires_at_mono) = if let Some(expires_in) = expires_in {
-        let lifetime = Duration::from_secs(expires_in);
+        let lifetime = bounded(Duration::from_secs(expires_in))?;
         (lifetime, sent.wall + lifetime, sent.monotonic + lifetime)
     } else {
         let expires_on = match map.get("expires_on") {
@@ -238,18 +253,9 @@ pub(crate) fn parse_token(
         let remaining = expires_on.duration_since(received_wall).map_err(|_| {
             invalid("`expires_on` is in the past: the token has already expired (or the clocks disagree)".into())
         })?;
+        let remaining = bounded(remaining)?;
         (remaining, expires_on, received_mono + remaining)
     };
-    if lifetime.is_zero() {
-        return Err(invalid("the token's lifetime is zero".into()));
-    }
-    if lifetime > MAX_LIFETIME {
-        return Err(invalid(format!(
-            "the token's lifetime of {} s is longer than the {} s any Entra token lives; the expiry is mis-stated",
-            lifetime.as_secs(),
-            MAX_LIFETIME.as_secs()
-        )));
-    }
     let refresh_at = refresh_in
         .map(Duration::from_secs)
         .filter(|r| !r.is_zero() && *r < lifetime);
@@ -301,20 +307,25 @@ enum ExpiresOn {
 }
 
 fn parse_expires_on(v: &Value) -> Result<ExpiresOn, String> {
+    let out_of_range = || "`expires_on` is a number out of range".to_owned();
+    // `UNIX_EPOCH + Duration` panics past the platform's range (e.g. 2^63 s): checked.
     let from_secs = |secs: u64| {
         if secs < RELATIVE_CUTOFF {
-            ExpiresOn::Relative(secs)
+            Ok(ExpiresOn::Relative(secs))
         } else {
-            ExpiresOn::Absolute(UNIX_EPOCH + Duration::from_secs(secs))
+            UNIX_EPOCH
+                .checked_add(Duration::from_secs(secs))
+                .map(ExpiresOn::Absolute)
+                .ok_or_else(out_of_range)
         }
     };
     match v {
         Value::Number(n) => match n.as_u64() {
-            Some(secs) => Ok(from_secs(secs)),
+            Some(secs) => from_secs(secs),
             None if n.as_i64().is_some() => Err("`expires_on` is negative".into()),
             None => match n.as_f64() {
-                Some(f) if (0.0..1e12).contains(&f) => Ok(from_secs(f as u64)),
-                _ => Err("`expires_on` is a number out of range".into()),
+                Some(f) if (0.0..1e12).contains(&f) => from_secs(f as u64),
+                _ => Err(out_of_range()),
             },
         },
         Value::String(s) => {
@@ -322,8 +333,8 @@ fn parse_expires_on(v: &Value) -> Result<ExpiresOn, String> {
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
                 return s
                     .parse::<u64>()
-                    .map(from_secs)
-                    .map_err(|_| "`expires_on` is a number out of range".into());
+                    .map_err(|_| out_of_range())
+                    .and_then(from_secs);
             }
             parse_date(s).map(ExpiresOn::Absolute).ok_or_else(|| {
                 "`expires_on` is a string in no known format (epoch seconds, `MM/DD/YYYY hh:mm:ss [AM|PM] +00:00`, RFC 3339)".into()
@@ -566,6 +577,46 @@ mod tests {
                 .unwrap_err()
                 .contains("no known format")
         );
+        // Found by tests/properties.rs: past the platform's `SystemTime` range, not a panic.
+        for huge in [Value::from(1u64 << 63), Value::from(u64::MAX.to_string())] {
+            assert!(
+                parse_expires_on(&huge)
+                    .unwrap_err()
+                    .contains("out of range"),
+                "{huge}"
+            );
+        }
+    }
+
+    /// Found by tests/properties.rs: a body's huge `expires_in` / `expires_on` used to overflow
+    /// `SystemTime + Duration` (a panic) before the lifetime bound was checked.
+    #[test]
+    fn huge_lifetimes_are_refused_not_a_panic() {
+        let sent = SentAt {
+            monotonic: Duration::from_secs(1_000),
+            wall: at(1_700_000_000),
+        };
+        for body in [
+            r#"{"access_token":"t","expires_in":18446744073709551615}"#,
+            r#"{"access_token":"t","expires_in":"9223372036854775808"}"#,
+            r#"{"access_token":"t","expires_on":9223372036854775808}"#,
+            r#"{"access_token":"t","expires_on":"18446744073709551615"}"#,
+        ] {
+            let response = RawResponse {
+                status: 200,
+                content_type: Some("application/json".into()),
+                retry_after: None,
+                www_authenticate: None,
+                body: bytes::Bytes::from(body),
+            };
+            let err = parse_token(&response, sent, sent.wall, sent.monotonic)
+                .map(|_| ())
+                .unwrap_err();
+            assert!(
+                matches!(err, Unavailable::InvalidResponse { .. }),
+                "{body}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::error::Error;
 pub(super) const API_VERSION: &str = "2020-06-01";
 pub(super) const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:40342/metadata/identity/oauth2/token";
 /// The largest key file read.
-pub(super) const MAX_KEY_FILE: u64 = 4096;
+pub(crate) const MAX_KEY_FILE: u64 = 4096;
 
 /// The agent's token directory, fixed per OS (`None` where Arc does not run).
 pub(super) fn default_key_directory() -> Option<PathBuf> {
@@ -54,7 +54,7 @@ pub(super) fn request(
 }
 
 /// The key file path of a `WWW-Authenticate: Basic realm=<path>` challenge.
-pub(super) fn challenge_path(header: Option<&str>) -> Result<String, String> {
+pub(crate) fn challenge_path(header: Option<&str>) -> Result<String, String> {
     let header = header.ok_or("the 401 answer has no WWW-Authenticate header")?;
     let (scheme, rest) = header
         .trim()
@@ -74,7 +74,7 @@ pub(super) fn challenge_path(header: Option<&str>) -> Result<String, String> {
 
 /// Checks the challenge's path, then reads it: absolute, ends in `.key`, after resolving `..`
 /// and symbolic links directly inside `key_dir`, a regular file of at most 4096 bytes.
-pub(super) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error> {
+pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error> {
     let fail = |reason: String| Error::ArcKeyFile {
         path: path.to_owned(),
         reason,

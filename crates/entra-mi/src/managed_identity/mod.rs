@@ -1,7 +1,7 @@
 //! Managed identity: the credential, source detection and identity selection.
 
 mod app_service;
-mod arc;
+pub(crate) mod arc;
 pub(crate) mod detect;
 mod imds;
 mod legacy;
