@@ -107,6 +107,7 @@ fn tower_noop(c: &mut Criterion) {
         .unwrap();
     let mut bare = Noop;
     let mut ours = layer.layer(Noop);
+    let mut ours_no_recovery = layer.clone().recover_unauthorized(false).layer(Noop);
     let mut static_auth = AddAuthorizationLayer::bearer(&token())
         .as_sensitive(true)
         .layer(Noop);
@@ -120,6 +121,9 @@ fn tower_noop(c: &mut Criterion) {
     });
     g.bench_function("entra_mi_bearer_auth", |b| {
         b.iter(|| call_once(&mut ours, black_box(&uri)))
+    });
+    g.bench_function("entra_mi_bearer_auth_no_recovery", |b| {
+        b.iter(|| call_once(&mut ours_no_recovery, black_box(&uri)))
     });
     g.finish();
 
@@ -262,6 +266,12 @@ fn print_ratios() {
             stat - bare,
             (ours - bare) / (stat - bare)
         );
+        if let Some(no_rec) = mean_ns("tower_noop", "entra_mi_bearer_auth_no_recovery") {
+            println!(
+                "    without 401 recovery: {no_rec:.1} ns = {:.2}x AddAuthorization",
+                no_rec / stat
+            );
+        }
     }
     let us = |id| mean_ns("reqwest_loopback", id).map(|ns| ns / 1e3);
     if let (Some(plain), Some(without), Some(fixed), Some(with), Some(no_rec)) = (

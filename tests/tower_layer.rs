@@ -423,3 +423,41 @@ async fn when_the_source_returns_the_rejected_token_again_there_is_no_retry() {
     assert_eq!(emu.requests(Endpoint::Imds), 3);
     assert_eq!(api.seen().len(), 2);
 }
+
+#[tokio::test]
+async fn with_recovery_off_a_401_is_returned_and_the_token_kept() {
+    let emu = emulator(false).await;
+    let api = Downstream::start(&emu, AUD).await;
+    let provider = TokenProvider::new(emulator_credential(&emu));
+    let layer = BearerAuthLayer::builder(&provider)
+        .route(Route::new(&api.url("/"), Audience::new(AUD).unwrap()).unwrap())
+        .allow_http_loopback(true)
+        .replay(CloneBody)
+        .recover_unauthorized(false)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(hyper_client());
+    // Cold cache first: the waiting path must not recover either.
+    api.set_mode(Mode::RevokeNext);
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/a"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(api.seen().len(), 1, "no retry");
+    // The rejected token was not dropped: the next request carries it again (no new fetch).
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api, "/b"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(emu.requests(Endpoint::Imds), 1);
+    assert_eq!(api.distinct_tokens(), 1);
+    assert_eq!(provider.stats().invalidations, 0);
+}

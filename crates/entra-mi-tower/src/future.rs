@@ -91,6 +91,7 @@ where
         request: Request<B>,
         route: BoundRoute,
         replay: Option<Box<(S, Request<B>)>>,
+        recover: bool,
     ) -> Self {
         let handle = route.handle().clone();
         let token: BoxFuture<_> = Box::pin(async move { handle.header_versioned().await });
@@ -99,7 +100,7 @@ where
                 token,
                 call: Some(Box::new((ready, request))),
             },
-            sent: Some(Sent {
+            sent: recover.then(|| Sent {
                 route: route.key(),
                 // Set once the token arrives.
                 version: None,

@@ -13,6 +13,7 @@ use crate::service::BearerAuth;
 pub struct BearerAuthLayer<R = NoReplay> {
     router: TokenRouter,
     replay: R,
+    recover: bool,
 }
 
 impl BearerAuthLayer {
@@ -21,6 +22,7 @@ impl BearerAuthLayer {
         BearerAuthLayerBuilder {
             router: TokenRouter::builder(provider),
             replay: NoReplay,
+            recover: true,
         }
     }
 
@@ -30,6 +32,7 @@ impl BearerAuthLayer {
         Self {
             router,
             replay: NoReplay,
+            recover: true,
         }
     }
 }
@@ -40,7 +43,15 @@ impl<R> BearerAuthLayer<R> {
         BearerAuthLayer {
             router: self.router,
             replay,
+            recover: self.recover,
         }
+    }
+
+    /// The same layer with `401` recovery on or off; see
+    /// [`BearerAuthLayerBuilder::recover_unauthorized`].
+    pub fn recover_unauthorized(mut self, recover: bool) -> Self {
+        self.recover = recover;
+        self
     }
 
     /// The routing table.
@@ -53,7 +64,12 @@ impl<S, R: Clone> Layer<S> for BearerAuthLayer<R> {
     type Service = BearerAuth<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth::from_parts(inner, self.router.clone(), self.replay.clone())
+        BearerAuth::from_parts(
+            inner,
+            self.router.clone(),
+            self.replay.clone(),
+            self.recover,
+        )
     }
 }
 
@@ -62,17 +78,20 @@ impl<R: fmt::Debug> fmt::Debug for BearerAuthLayer<R> {
         f.debug_struct("BearerAuthLayer")
             .field("routes", &self.router)
             .field("replay", &self.replay)
+            .field("recover_unauthorized", &self.recover)
             .finish()
     }
 }
 
 /// Builds a [`BearerAuthLayer`].
 ///
-/// Defaults: no routes, `http://` routes refused, no replay ([`NoReplay`]).
+/// Defaults: no routes, `http://` routes refused, no replay ([`NoReplay`]), `401` recovery
+/// on.
 #[derive(Debug)]
 pub struct BearerAuthLayerBuilder<R = NoReplay> {
     router: TokenRouterBuilder,
     replay: R,
+    recover: bool,
 }
 
 impl<R> BearerAuthLayerBuilder<R> {
@@ -95,7 +114,18 @@ impl<R> BearerAuthLayerBuilder<R> {
         BearerAuthLayerBuilder {
             router: self.router,
             replay,
+            recover: self.recover,
         }
+    }
+
+    /// Whether to act on a `401` that a new token can fix (default `true`): drop the rejected
+    /// token from the cache and, with replay, send the request once more. Off, a response is
+    /// returned as it came and the response future is the inner service's plus nothing — the
+    /// cheapest layer, for APIs that never answer with such a `401` or callers that handle it
+    /// themselves (with [`entra_mi::TokenHandle::invalidate_header_if_current`]).
+    pub fn recover_unauthorized(mut self, recover: bool) -> Self {
+        self.recover = recover;
+        self
     }
 
     /// The layer; fails on a refused route (see [`TokenRouterBuilder::build`]).
@@ -103,6 +133,7 @@ impl<R> BearerAuthLayerBuilder<R> {
         Ok(BearerAuthLayer {
             router: self.router.build()?,
             replay: self.replay,
+            recover: self.recover,
         })
     }
 }

@@ -19,21 +19,23 @@ pub struct BearerAuth<S, R = NoReplay> {
     inner: S,
     router: TokenRouter,
     replay: R,
+    recover: bool,
 }
 
 impl<S> BearerAuth<S> {
     /// Wraps `inner`, without replay.
     pub fn new(inner: S, router: TokenRouter) -> Self {
-        Self::from_parts(inner, router, NoReplay)
+        Self::from_parts(inner, router, NoReplay, true)
     }
 }
 
 impl<S, R> BearerAuth<S, R> {
-    pub(crate) fn from_parts(inner: S, router: TokenRouter, replay: R) -> Self {
+    pub(crate) fn from_parts(inner: S, router: TokenRouter, replay: R, recover: bool) -> Self {
         Self {
             inner,
             router,
             replay,
+            recover,
         }
     }
 
@@ -59,6 +61,7 @@ impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for BearerAuth<S, R> {
             .field("inner", &self.inner)
             .field("routes", &self.router)
             .field("replay", &self.replay)
+            .field("recover_unauthorized", &self.recover)
             .finish()
     }
 }
@@ -85,9 +88,16 @@ where
         let Some(route) = self.router.match_uri(request.uri()) else {
             return ResponseFuture::passthrough(self.inner.call(request));
         };
+        if !self.recover
+            && let Some(header) = route.handle().try_header()
+        {
+            request.headers_mut().insert(AUTHORIZATION, header);
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
         let replay = self
-            .replay
-            .replay(&request)
+            .recover
+            .then(|| self.replay.replay(&request))
+            .flatten()
             // The retry goes to a clone, polled ready when (and if) it is needed.
             .map(|again| Box::new((self.inner.clone(), again)));
         match route.handle().try_header_versioned() {
@@ -105,7 +115,7 @@ where
                 // `self` keeps a clone, which must be polled ready before its own next call.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::wait_token(ready, request, route.clone(), replay)
+                ResponseFuture::wait_token(ready, request, route.clone(), replay, self.recover)
             }
         }
     }
