@@ -8,38 +8,18 @@
 //! Run: `cargo bench --bench cache`.
 
 mod support;
-use support::mean_ns;
+use support::{FixedToken, common_design, mean_ns, run_on};
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::{Arc, Barrier, RwLock};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use criterion::{Criterion, criterion_group};
-use entra_mi::{AccessToken, Audience, Error, TokenCredential, TokenProvider, TokenRequest};
+use entra_mi::{Audience, TokenProvider};
 use http::HeaderValue;
-
-/// A credential that returns a long-lived token at once, so the benches measure the cache.
-#[derive(Debug)]
-struct FixedToken;
-
-#[async_trait]
-impl TokenCredential for FixedToken {
-    async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
-        let token = format!("eyJ0eXAiOiJKV1QifQ.{}.c2lnbmF0dXJl", "x".repeat(1200));
-        let _ = request;
-        Ok(AccessToken::new(
-            token,
-            SystemTime::now() + Duration::from_secs(86_400),
-        ))
-    }
-    fn name(&self) -> &str {
-        "fixed"
-    }
-}
 
 /// Polls a future once; the cache's hit path is ready at once.
 fn poll_once<F: std::future::Future>(f: F) -> F::Output {
@@ -63,7 +43,7 @@ fn fixture() -> Fixture {
         .enable_all()
         .build()
         .unwrap();
-    let provider = TokenProvider::new(FixedToken);
+    let provider = TokenProvider::new(FixedToken::default());
     let audience = Audience::microsoft_graph();
     let floor = rt.block_on(provider.header(&audience)).unwrap();
     let token = rt.block_on(provider.token(&audience)).unwrap();
@@ -79,14 +59,6 @@ fn fixture() -> Fixture {
         floor,
         common: RwLock::new(map),
     }
-}
-
-fn common_design(map: &RwLock<HashMap<String, String>>, resource: &str) -> HeaderValue {
-    let guard = map.read().unwrap();
-    let token = guard.get(resource).unwrap();
-    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
-    v.set_sensitive(true);
-    v
 }
 
 fn single_thread(c: &mut Criterion) {
@@ -111,40 +83,19 @@ fn single_thread(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two threads hammering the same audience; time per operation per thread.
-fn run_two<F: Fn() + Sync>(iters: u64, op: F) -> Duration {
-    let barrier = Barrier::new(2);
-    let times: Vec<Duration> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op();
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    times.into_iter().max().unwrap()
-}
-
 fn two_threads(c: &mut Criterion) {
     let f = Arc::new(fixture());
     let handle = f.provider.handle(&f.audience);
     let mut g = c.benchmark_group("contended_2_threads");
     g.bench_function("floor_clone_headervalue", |b| {
-        b.iter_custom(|n| run_two(n, || drop(black_box(black_box(&f.floor).clone()))))
+        b.iter_custom(|n| run_on(2, n, &|| drop(black_box(black_box(&f.floor).clone()))))
     });
     g.bench_function("handle_try_header", |b| {
-        b.iter_custom(|n| run_two(n, || drop(black_box(black_box(&handle).try_header()))))
+        b.iter_custom(|n| run_on(2, n, &|| drop(black_box(black_box(&handle).try_header()))))
     });
     g.bench_function("common_rwlock_hashmap_format", |b| {
         b.iter_custom(|n| {
-            run_two(n, || {
+            run_on(2, n, &|| {
                 drop(black_box(common_design(&f.common, f.audience.resource())))
             })
         })

@@ -11,48 +11,25 @@
 //! Run: `cargo bench --bench middleware`.
 
 mod support;
-use support::mean_ns;
+use support::{FixedToken, mean_ns, token};
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use async_trait::async_trait;
 use criterion::{Criterion, criterion_group};
-use entra_mi::{AccessToken, Audience, Error, Route, TokenCredential, TokenProvider, TokenRequest};
+use entra_mi::{Audience, Route, TokenProvider};
 use entra_mi_reqwest::BearerAuthMiddleware;
 use entra_mi_tower::BearerAuthLayer;
 use http::{Request, Response, Uri};
 use tower::{Layer, Service};
 use tower_http::auth::AddAuthorizationLayer;
 
-const TOKEN_BODY: usize = 1200;
-
-#[derive(Debug)]
-struct FixedToken;
-
-#[async_trait]
-impl TokenCredential for FixedToken {
-    async fn get_token(&self, _: &TokenRequest) -> Result<AccessToken, Error> {
-        Ok(AccessToken::new(
-            token(),
-            SystemTime::now() + Duration::from_secs(86_400),
-        ))
-    }
-    fn name(&self) -> &str {
-        "fixed"
-    }
-}
-
 fn static_header_len() -> usize {
     "Bearer ".len() + token().len()
-}
-
-fn token() -> String {
-    format!("eyJ0eXAiOiJKV1QifQ.{}.c2lnbmF0dXJl", "x".repeat(TOKEN_BODY))
 }
 
 /// A service that answers at once.
@@ -93,7 +70,7 @@ fn tower_noop(c: &mut Criterion) {
         .build()
         .unwrap();
     let _enter = rt.enter();
-    let provider = TokenProvider::new(FixedToken);
+    let provider = TokenProvider::new(FixedToken::default());
     let graph = Audience::microsoft_graph();
     rt.block_on(provider.header(&graph)).unwrap();
     let layer = BearerAuthLayer::builder(&provider)
@@ -163,7 +140,7 @@ fn reqwest_loopback(c: &mut Criterion) {
         .build()
         .unwrap();
     let base = rt.block_on(loopback_server());
-    let provider = TokenProvider::new(FixedToken);
+    let provider = TokenProvider::new(FixedToken::default());
     let audience = Audience::new("api://bench").unwrap();
     rt.block_on(provider.header(&audience)).unwrap();
     let auth = BearerAuthMiddleware::builder(&provider)
@@ -308,7 +285,7 @@ fn paired_reqwest_overhead() {
         .build()
         .unwrap();
     let base = rt.block_on(loopback_server());
-    let provider = TokenProvider::new(FixedToken);
+    let provider = TokenProvider::new(FixedToken::default());
     let audience = Audience::new("api://bench").unwrap();
     let static_header = rt.block_on(provider.header(&audience)).unwrap();
     let auth = BearerAuthMiddleware::builder(&provider)

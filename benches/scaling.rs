@@ -15,43 +15,17 @@
 //! Run: `cargo bench --bench scaling`.
 
 mod support;
-use support::mean_ns;
+use support::{FixedToken, common_design, mean_ns, run_on, token};
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, criterion_group};
-use entra_mi::{
-    AccessToken, Audience, Error, Route, TokenCredential, TokenProvider, TokenRequest, TokenRouter,
-};
-use http::{HeaderValue, Uri};
-
-/// A long-lived token at once, counting calls.
-#[derive(Debug, Default)]
-struct FixedToken(AtomicUsize);
-
-#[async_trait]
-impl TokenCredential for FixedToken {
-    async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        let _ = request;
-        Ok(AccessToken::new(
-            token(),
-            SystemTime::now() + Duration::from_secs(86_400),
-        ))
-    }
-    fn name(&self) -> &str {
-        "fixed"
-    }
-}
-
-fn token() -> String {
-    format!("eyJ0eXAiOiJKV1QifQ.{}.c2lnbmF0dXJl", "x".repeat(1200))
-}
+use entra_mi::{Audience, Route, TokenProvider, TokenRouter};
+use http::Uri;
 
 const ROUTE_COUNTS: [usize; 4] = [1, 10, 100, 1000];
 const THREAD_COUNTS: [usize; 4] = [1, 2, 4, 8];
@@ -93,39 +67,6 @@ fn routes(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-fn common_design(map: &RwLock<HashMap<String, String>>, resource: &str) -> HeaderValue {
-    let guard = map.read().unwrap();
-    let token = guard.get(resource).unwrap();
-    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
-    v.set_sensitive(true);
-    v
-}
-
-/// `threads` threads each run `op` `iters` times, started together; the slowest thread's
-/// time (criterion divides by `iters`: time per call per thread).
-fn run_on<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op();
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .max()
-            .unwrap()
-    })
 }
 
 fn threads(c: &mut Criterion) {

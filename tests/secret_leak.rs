@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use entra_mi::{
@@ -16,30 +14,11 @@ use entra_mi::{
 };
 use entra_mi_emulator::{Emulator, Endpoint, Fault};
 use serde_json::json;
+use support::Capture;
 use support::{RawServer, Reply};
 
 const IDENTITY_SECRET: &str = "IDENTITY-HEADER-CANARY-7f3a";
 const BODY_TOKEN: &str = "eyJ.BODY-TOKEN-CANARY.sig";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_errors_or_debug_output() {
@@ -164,7 +143,7 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
     shown.push(format!("{t:?} {t} {:?}", t.header_value()));
 
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(
         logs.contains("token cached"),
         "TRACE capture works: {} bytes",

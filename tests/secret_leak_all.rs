@@ -16,10 +16,8 @@
 mod support;
 
 use std::fmt::{Debug, Display};
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -37,6 +35,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use support::Capture;
 use support::downstream::{Downstream, Mode};
 use support::{RawServer, Reply};
 use tower::{Layer, ServiceExt};
@@ -60,26 +59,6 @@ const CLI_STDERR_TOKENS: [&str; 3] = [
     "eyJ0eXAiOiJKV1QifQ.CANARY-CLI-JSON-03.c2ln",
 ];
 const AUD: &str = "api://leak-test";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 /// What the test showed and what must never be in it.
 #[derive(Default)]
@@ -1179,7 +1158,7 @@ async fn no_secret_of_any_credential_or_middleware_leaks() {
 
     // ---------------------------------------------------------------------------------------
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(logs.contains("token cached"), "TRACE capture works");
     assert!(logs.len() > 10_000, "{} bytes of logs", logs.len());
     let shown = ev.shown.join("\n");

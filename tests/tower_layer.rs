@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -325,20 +323,6 @@ async fn sixty_four_concurrent_requests_succeed_while_the_token_rolls_over() {
     assert_eq!(api.unauthorized(), 0);
 }
 
-/// Collects everything a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn traces_never_show_the_token_in_either_order() {
     use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -353,7 +337,7 @@ async fn traces_never_show_the_token_in_either_order() {
         .unwrap()
         .secret()
         .to_owned();
-    let captured = Captured::default();
+    let captured = support::Capture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -379,7 +363,7 @@ async fn traces_never_show_the_token_in_either_order() {
     let resp = inverted.oneshot(get(&api, "/inverted")).await.unwrap();
     assert_eq!(resp.status(), 200);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("/inverted"), "the trace was captured: {logs}");
     assert!(logs.contains(r#""authorization": Sensitive"#), "{logs}");
     assert!(!logs.contains(&canary));
