@@ -91,6 +91,7 @@ use std::fmt;
 
 use entra_mi::{
     BearerChallenge, BoundRoute, Route, TokenProvider, TokenRouter, TokenRouterBuilder,
+    TokenVersion,
 };
 use http::{Extensions, HeaderValue, StatusCode, header::AUTHORIZATION};
 use reqwest::{Request, Response};
@@ -194,19 +195,20 @@ impl Middleware for BearerAuthMiddleware {
         let Some(route) = self.router.match_url(req.url()) else {
             return next.run(req, extensions).await;
         };
-        let header = match route.handle().try_header() {
-            Some(h) => h,
-            None => route.handle().header().await.map_err(token_error)?,
-        };
+        let (header, version) = route
+            .handle()
+            .header_versioned()
+            .await
+            .map_err(token_error)?;
         // Cloned before the header goes in: the retry gets the new token instead.
         let again = if self.recover { req.try_clone() } else { None };
-        req.headers_mut().insert(AUTHORIZATION, header.clone());
+        req.headers_mut().insert(AUTHORIZATION, header);
         let response = next.clone().run(req, extensions).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
         let Some(new_header) = self
-            .after_unauthorized(route, &header, &response, again.is_some())
+            .after_unauthorized(route, version, &response, again.is_some())
             .await
         else {
             return Ok(response);
@@ -225,7 +227,7 @@ impl BearerAuthMiddleware {
     async fn after_unauthorized(
         &self,
         route: &BoundRoute,
-        sent: &HeaderValue,
+        sent: TokenVersion,
         response: &Response,
         can_retry: bool,
     ) -> Option<HeaderValue> {
@@ -242,7 +244,7 @@ impl BearerAuthMiddleware {
         if !can_retry {
             // Cannot resend (streaming body, or recovery off): the next request gets a new
             // token at least.
-            route.handle().invalidate_header_if_current(sent);
+            route.handle().invalidate_version_if_current(sent);
             return None;
         }
         match route.recover(sent, &challenge).await {

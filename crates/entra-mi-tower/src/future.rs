@@ -146,7 +146,7 @@ where
                         return Poll::Ready(Ok(response));
                     };
                     let next: BoxFuture<_> =
-                        Box::pin(async move { route.recover_version(version, &challenge).await });
+                        Box::pin(async move { route.recover(version, &challenge).await });
                     this.state.set(State::Recover {
                         next,
                         first: Some(Box::new(response)),

@@ -88,12 +88,6 @@ where
         let Some(route) = self.router.match_uri(request.uri()) else {
             return ResponseFuture::passthrough(self.inner.call(request));
         };
-        if !self.recover
-            && let Some(header) = route.handle().try_header()
-        {
-            request.headers_mut().insert(AUTHORIZATION, header);
-            return ResponseFuture::passthrough(self.inner.call(request));
-        }
         let replay = self
             .recover
             .then(|| self.replay.replay(&request))
@@ -103,12 +97,17 @@ where
         match route.handle().try_header_versioned() {
             Some((header, version)) => {
                 request.headers_mut().insert(AUTHORIZATION, header);
+                let fut = self.inner.call(request);
+                if !self.recover {
+                    // Nothing to act on afterwards: the inner future as it is.
+                    return ResponseFuture::passthrough(fut);
+                }
                 let sent = Sent {
                     route: route.key(),
                     version: Some(version),
                     replay,
                 };
-                ResponseFuture::sent(self.inner.call(request), sent)
+                ResponseFuture::sent(fut, sent)
             }
             None => {
                 // Cold cache: the instance polled ready goes with the request into the future;

@@ -637,39 +637,14 @@ impl BoundRoute {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// After the API answered `401` with `challenge` to a request sent with `sent`: drops the
-    /// token if it is still the cached one (so concurrent `401`s for one token cause one
-    /// refetch), gets the next one — with the challenge's claims when it asked for claims —
-    /// and returns its header when it differs from `sent`. `None` means a retry cannot help:
-    /// the source handed back the rejected token (managed-identity endpoints cache tokens and
-    /// have no "force new").
+    /// After the API answered `401` with `challenge` to a request sent with the token of
+    /// `sent` (from [`TokenHandle::try_header_versioned`] or
+    /// [`TokenHandle::header_versioned`]): drops the token if it is still the cached one (so
+    /// concurrent `401`s for one token cause one refetch), gets the next one — with the
+    /// challenge's claims when it asked for claims — and returns its header when it is another
+    /// token. `None` means a retry cannot help: the source handed back the rejected token
+    /// (managed-identity endpoints cache tokens and have no "force new").
     pub async fn recover(
-        &self,
-        sent: &HeaderValue,
-        challenge: &BearerChallenge,
-    ) -> Result<Option<HeaderValue>, Error> {
-        let handle = self.handle();
-        let dropped = handle.invalidate_header_if_current(sent);
-        let next = match challenge {
-            BearerChallenge::InsufficientClaims { claims } if dropped => {
-                tracing::debug!(audience = %self.audience(), "claims challenge; fetching a token with the requested claims");
-                Box::pin(handle.fetch_with_claims(claims))
-                    .await?
-                    .header_value()
-            }
-            _ => Box::pin(handle.header()).await?,
-        };
-        if next.as_bytes() == sent.as_bytes() {
-            tracing::debug!(audience = %self.audience(), "the token source returned the rejected token again; not retrying");
-            return Ok(None);
-        }
-        Ok(Some(next))
-    }
-
-    /// [`recover`](Self::recover) for a request sent with the token of `sent` (from
-    /// [`TokenHandle::try_header_versioned`]), so the request need not keep a copy of its
-    /// header.
-    pub async fn recover_version(
         &self,
         sent: TokenVersion,
         challenge: &BearerChallenge,

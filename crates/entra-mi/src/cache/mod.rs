@@ -826,7 +826,7 @@ impl TokenHandle {
     /// True when the token of `version` was the last one invalidated and the token cached now
     /// (of `current`) is that same token again: the source handed back a rejected token
     /// (managed-identity endpoints cache tokens and have no "force new").
-    pub fn is_rejected_again(&self, version: TokenVersion, current: TokenVersion) -> bool {
+    pub(crate) fn is_rejected_again(&self, version: TokenVersion, current: TokenVersion) -> bool {
         let st = lock(&self.slot.state);
         let Some(rejected) = st.rejected.as_ref().filter(|r| r.version == version.0) else {
             return false;
