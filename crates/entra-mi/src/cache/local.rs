@@ -23,10 +23,12 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::HeaderValue;
 
 use super::Entry;
+use super::stats::StripedCounter;
 
 /// Lines per thread.
 pub(super) const LINES: usize = 16;
@@ -95,37 +97,42 @@ fn index(slot: u64) -> usize {
     (slot as usize) % LINES
 }
 
-/// Calls `f` with this thread's copy of slot `slot`'s entry, and the header to serve (the
-/// thread's own copy once made), when it is still the slot's current entry (`version` is the
-/// slot's published version, read by the caller just now). Returns `f`'s result with this
-/// thread's hit-counter stripe.
+/// A hit from this thread's copy of slot `slot`'s entry: the header to serve (the thread's own
+/// copy once made), counted on `hits`, when the copy is still the slot's current entry
+/// (`version` is the slot's published version, read by the caller just now) and fresh at
+/// `now`. `None` sends the caller to the shared store.
+///
+/// The clone is the return value itself (no tuple around it), so it is written once into the
+/// caller's slot: moving a header through a nested `Option` cost a store-forwarding stall.
 #[inline]
-pub(super) fn with_entry<R>(
+pub(super) fn hit(
     slot: u64,
     version: u64,
-    f: impl FnOnce(&Entry, &HeaderValue) -> R,
-) -> Option<(R, usize)> {
+    now: Duration,
+    hits: &StripedCounter,
+) -> Option<HeaderValue> {
     LOCAL
         .try_with(|local| {
             let lines = local.lines.try_borrow().ok()?;
             let line = &lines[index(slot)];
-            let entry = line
-                .entry
-                .as_deref()
-                .filter(|e| line.slot == slot && e.version == version)?;
+            let entry = line.entry.as_deref()?;
+            if line.slot != slot || entry.version != version || now >= entry.refresh_at {
+                return None;
+            }
+            hits.incr_at(local.stripe.get());
             let header = match line.own.get() {
                 Some(own) => own,
                 None => {
-                    let hits = line.hits.get() + 1;
-                    line.hits.set(hits);
-                    if hits >= OWN_COPY_AFTER {
+                    let n = line.hits.get() + 1;
+                    line.hits.set(n);
+                    if n >= OWN_COPY_AFTER {
                         line.own.get_or_init(|| own_copy(&entry.header))
                     } else {
                         &entry.header
                     }
                 }
             };
-            Some((f(entry, header), local.stripe.get()))
+            Some(header.clone())
         })
         .ok()
         .flatten()

@@ -473,11 +473,7 @@ impl fmt::Debug for TokenHandle {
 fn try_header(inner: &Arc<Inner>, slot: &Arc<Slot>, version: &mut u64) -> Option<HeaderValue> {
     let current = slot.version.load(Ordering::Acquire);
     let now = inner.time.monotonic();
-    let hit = local::with_entry(slot.id, current, |entry, header| {
-        (now < entry.refresh_at).then(|| header.clone())
-    });
-    if let Some((Some(header), stripe)) = hit {
-        inner.stats.hits.incr_at(stripe);
+    if let Some(header) = local::hit(slot.id, current, now, &inner.stats.hits) {
         *version = current;
         return Some(header);
     }
