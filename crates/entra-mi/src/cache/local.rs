@@ -119,7 +119,6 @@ pub(super) fn hit(
             if line.slot != slot || entry.version != version || now >= entry.refresh_at {
                 return None;
             }
-            hits.incr_at(local.stripe.get());
             let header = match line.own.get() {
                 Some(own) => own,
                 None => {
@@ -132,7 +131,9 @@ pub(super) fn hit(
                     }
                 }
             };
-            Some(header.clone())
+            let header = header.clone();
+            hits.incr_at(local.stripe.get());
+            Some(header)
         })
         .ok()
         .flatten()
