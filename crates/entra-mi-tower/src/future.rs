@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use entra_mi::{BearerChallenge, BoundRoute, RouteKey, TokenVersion};
+use entra_mi::{BearerChallenge, BoundRoute, RouteKey, SentKey, TokenVersion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -15,15 +15,39 @@ use crate::BoxError;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// What a routed request was sent with, kept to act on a `401`.
-pub(crate) struct Sent<S, B> {
-    /// The route, by key: a number, so a request holds no reference-counted pointer.
-    pub(crate) route: RouteKey,
-    /// Which token the request carried (a number: no copy of the header is kept).
-    pub(crate) version: Option<TokenVersion>,
+/// What a request needs beyond its [`SentKey`] to act on a `401`, boxed (like every cold-path
+/// state) so the hot-path future stays small.
+pub(crate) struct Replay<S, B> {
     /// A service clone (not yet polled ready) and a copy of the request, when it can be
-    /// replayed. Boxed, like every cold-path state, so the hot-path future stays small.
-    pub(crate) replay: Option<Box<(S, Request<B>)>>,
+    /// replayed.
+    pub(crate) again: Option<(S, Request<B>)>,
+    /// The route and token version, when they did not fit a [`SentKey`].
+    pub(crate) sent: Option<(RouteKey, TokenVersion)>,
+}
+
+impl<S, B> Replay<S, B> {
+    /// What a request sent on `route` with the token of `version` keeps: the key, and the box
+    /// (`replay`, the copy to replay if any) only when there is something to replay or the key
+    /// did not fit one word.
+    #[inline]
+    pub(crate) fn keep(
+        route: &BoundRoute,
+        version: TokenVersion,
+        mut replay: Option<Box<Self>>,
+    ) -> (Option<SentKey>, Option<Box<Self>>) {
+        let key = route.sent_key(version);
+        if key.is_none() {
+            replay
+                .get_or_insert_with(|| {
+                    Box::new(Self {
+                        again: None,
+                        sent: None,
+                    })
+                })
+                .sent = Some((route.key(), version));
+        }
+        (key, replay)
+    }
 }
 
 pin_project! {
@@ -38,7 +62,10 @@ pin_project! {
     {
         #[pin]
         state: State<S, B>,
-        sent: Option<Sent<S, B>>,
+        // Which route and token the request was sent with (a number: no reference-counted
+        // pointer, no copy of the header), while a `401` can still be acted on.
+        key: Option<SentKey>,
+        replay: Option<Box<Replay<S, B>>>,
     }
 }
 
@@ -56,14 +83,16 @@ pin_project! {
             token: BoxFuture<Result<(HeaderValue, TokenVersion), entra_mi::Error>>,
             // The instance that was polled ready, and the request.
             call: Option<Box<(S, Request<B>)>>,
+            // The route, when a `401` is to be acted on.
+            route: Option<BoundRoute>,
         },
         Recover {
             next: BoxFuture<Result<Option<HeaderValue>, entra_mi::Error>>,
             first: Option<Box<S::Response>>,
-            again: Option<Box<(S, Request<B>)>>,
+            again: Option<Box<Replay<S, B>>>,
         },
         RetryReady {
-            again: Option<Box<(S, Request<B>)>>,
+            again: Option<Box<Replay<S, B>>>,
         },
     }
 }
@@ -72,17 +101,16 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn passthrough(fut: S::Future) -> Self {
+    #[inline]
+    pub(crate) fn sent(
+        fut: S::Future,
+        key: Option<SentKey>,
+        replay: Option<Box<Replay<S, B>>>,
+    ) -> Self {
         Self {
             state: State::Called { fut },
-            sent: None,
-        }
-    }
-
-    pub(crate) fn sent(fut: S::Future, sent: Sent<S, B>) -> Self {
-        Self {
-            state: State::Called { fut },
-            sent: Some(sent),
+            key,
+            replay,
         }
     }
 
@@ -90,7 +118,7 @@ where
         ready: S,
         request: Request<B>,
         route: BoundRoute,
-        replay: Option<Box<(S, Request<B>)>>,
+        replay: Option<Box<Replay<S, B>>>,
         recover: bool,
     ) -> Self {
         let handle = route.handle().clone();
@@ -99,13 +127,11 @@ where
             state: State::WaitToken {
                 token,
                 call: Some(Box::new((ready, request))),
+                route: recover.then_some(route),
             },
-            sent: recover.then(|| Sent {
-                route: route.key(),
-                // Set once the token arrives.
-                version: None,
-                replay,
-            }),
+            key: None,
+            // The route and version are known once the token arrives.
+            replay,
         }
     }
 }
@@ -127,38 +153,42 @@ where
                 Ok(response) => response,
                 Err(e) => return Poll::Ready(Err(e.into())),
             };
-            if response.status() != StatusCode::UNAUTHORIZED || this.sent.is_none() {
+            if response.status() != StatusCode::UNAUTHORIZED
+                || (this.key.is_none() && this.replay.is_none())
+            {
                 return Poll::Ready(Ok(response));
             }
-            if let Err(response) = start_recovery(this.state.as_mut(), this.sent, response) {
+            if let Err(response) =
+                start_recovery(this.state.as_mut(), this.key, this.replay, response)
+            {
                 return Poll::Ready(Ok(response));
             }
         }
-        poll_states(this.state, this.sent, cx)
+        poll_states(this.state, this.key, this.replay, cx)
     }
 }
 
-/// After a `401` to a request sent with a cached token (`sent` is taken): moves to the
+/// After a `401` to a request sent with a cached token (what it kept is taken): moves to the
 /// recovery state when the challenge and the request allow a retry; otherwise drops the
 /// rejected token if a new one can fix it, and gives the response back.
 #[cold]
 #[inline(never)]
 fn start_recovery<S, B, RB>(
     mut state: Pin<&mut State<S, B>>,
-    sent: &mut Option<Sent<S, B>>,
+    key: &mut Option<SentKey>,
+    replay: &mut Option<Box<Replay<S, B>>>,
     response: Response<RB>,
 ) -> Result<(), Response<RB>>
 where
     S: Service<Request<B>, Response = Response<RB>>,
 {
-    let Some(Sent {
-        route,
-        version: Some(version),
-        replay,
-    }) = sent.take()
-    else {
-        return Err(response);
+    let replay = replay.take();
+    let sent = match (key.take(), replay.as_ref().and_then(|r| r.sent)) {
+        (Some(key), _) => (key.route_key(), key.version()),
+        (None, Some(sent)) => sent,
+        (None, None) => return Err(response),
     };
+    let (route, version) = sent;
     let Some(challenge) = BearerChallenge::from_headers(response.headers()) else {
         return Err(response);
     };
@@ -166,7 +196,7 @@ where
     let Some(route) = route.route() else {
         return Err(response);
     };
-    let Some(again) = replay else {
+    let Some(again) = replay.filter(|r| r.again.is_some()) else {
         route.handle().invalidate_version_if_current(version);
         return Err(response);
     };
@@ -183,7 +213,8 @@ where
 #[inline(never)]
 fn poll_states<S, B, RB>(
     mut state: Pin<&mut State<S, B>>,
-    sent: &mut Option<Sent<S, B>>,
+    key: &mut Option<SentKey>,
+    replay: &mut Option<Box<Replay<S, B>>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<RB>, BoxError>>
 where
@@ -197,16 +228,16 @@ where
                 if response.status() != StatusCode::UNAUTHORIZED {
                     return Poll::Ready(Ok(response));
                 }
-                if let Err(response) = start_recovery(state.as_mut(), sent, response) {
+                if let Err(response) = start_recovery(state.as_mut(), key, replay, response) {
                     return Poll::Ready(Ok(response));
                 }
             }
-            StateProj::WaitToken { token, call } => {
+            StateProj::WaitToken { token, call, route } => {
                 let (header, version) = ready!(token.as_mut().poll(cx))?;
                 let (mut ready_svc, mut request) = *call.take().expect("polled after completion");
                 request.headers_mut().insert(AUTHORIZATION, header);
-                if let Some(sent) = sent.as_mut() {
-                    sent.version = Some(version);
+                if let Some(route) = route.take() {
+                    (*key, *replay) = Replay::keep(&route, version, replay.take());
                 }
                 let fut = ready_svc.call(request);
                 state.set(State::Called { fut });
@@ -217,7 +248,9 @@ where
                 match outcome {
                     Ok(Some(header)) => {
                         let mut again = again.take().expect("polled after completion");
-                        again.1.headers_mut().insert(AUTHORIZATION, header);
+                        if let Some((_, request)) = again.again.as_mut() {
+                            request.headers_mut().insert(AUTHORIZATION, header);
+                        }
                         state.set(State::RetryReady { again: Some(again) });
                     }
                     Ok(None) => return Poll::Ready(Ok(first)),
@@ -228,11 +261,17 @@ where
                 }
             }
             StateProj::RetryReady { again } => {
-                let svc = &mut again.as_mut().expect("polled after completion").0;
+                let (svc, _) = again
+                    .as_mut()
+                    .and_then(|r| r.again.as_mut())
+                    .expect("polled after completion");
                 ready!(svc.poll_ready(cx)).map_err(Into::into)?;
-                let (mut svc, request) = *again.take().expect("polled after completion");
+                let (mut svc, request) = again
+                    .take()
+                    .and_then(|r| r.again)
+                    .expect("polled after completion");
                 let fut = svc.call(request);
-                // `sent` is gone: the retry's answer is final.
+                // What the first attempt kept is gone: the retry's answer is final.
                 state.set(State::Called { fut });
             }
         }

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use entra_mi::TokenRouter;
+use entra_mi::{BoundRoute, SentKey, TokenRouter};
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_service::Service;
 
 use crate::BoxError;
-use crate::future::{ResponseFuture, Sent};
+use crate::future::{Replay, ResponseFuture};
 use crate::replay::{NoReplay, ReplayRequest};
 
 /// Attaches managed-identity tokens to the routed requests of an inner service; see the
@@ -81,41 +81,88 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if request.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::passthrough(self.inner.call(request));
+        // One call of the inner service for every request with a cached token or no route,
+        // so the inner `call` can be inlined here.
+        let (key, replay) = match self.attach(&mut request) {
+            Ok(kept) => kept,
+            Err((route, again)) => return self.wait_token(request, route, again),
+        };
+        ResponseFuture::sent(self.inner.call(request), key, replay)
+    }
+}
+
+/// What a request sent with a cached token keeps to act on a `401`.
+type Kept<S, B> = (Option<SentKey>, Option<Box<Replay<S, B>>>);
+
+impl<S: Clone, R> BearerAuth<S, R> {
+    /// Adds the cached token's header to a routed request without `Authorization`, and returns
+    /// what the request keeps (nothing for a request left alone); the route when no token is
+    /// cached, with the copy to replay.
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    fn attach<B>(
+        &mut self,
+        request: &mut Request<B>,
+    ) -> Result<Kept<S, B>, (BoundRoute, Option<Box<Replay<S, B>>>)>
+    where
+        S: Service<Request<B>>,
+        R: ReplayRequest<B>,
+    {
+        // A request without headers (the usual case) skips hashing the header name.
+        if !request.headers().is_empty() && request.headers().contains_key(AUTHORIZATION) {
+            return Ok((None, None));
         }
         let Some(route) = self.router.match_uri(request.uri()) else {
-            return ResponseFuture::passthrough(self.inner.call(request));
+            return Ok((None, None));
         };
-        let replay = self
-            .recover
-            .then(|| self.replay.replay(&request))
-            .flatten()
-            // The retry goes to a clone, polled ready when (and if) it is needed.
-            .map(|again| Box::new((self.inner.clone(), again)));
-        match route.handle().try_header_versioned() {
-            Some((header, version)) => {
-                request.headers_mut().insert(AUTHORIZATION, header);
-                let fut = self.inner.call(request);
-                if !self.recover {
-                    // Nothing to act on afterwards: the inner future as it is.
-                    return ResponseFuture::passthrough(fut);
-                }
-                let sent = Sent {
-                    route: route.key(),
-                    version: Some(version),
-                    replay,
-                };
-                ResponseFuture::sent(fut, sent)
-            }
-            None => {
-                // Cold cache: the instance polled ready goes with the request into the future;
-                // `self` keeps a clone, which must be polled ready before its own next call.
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::wait_token(ready, request, route.clone(), replay, self.recover)
-            }
+        // The copy to replay is made before the header is added.
+        let again = if self.recover {
+            self.again(request)
+        } else {
+            None
+        };
+        let Some(version) = route.handle().try_insert_header(request.headers_mut()) else {
+            return Err((route.clone(), again));
+        };
+        if !self.recover {
+            // Nothing to act on afterwards: the inner future as it is.
+            return Ok((None, None));
         }
+        Ok(Replay::keep(route, version, again))
+    }
+
+    /// A copy of the request to send again after a `401`, with the clone of the service to
+    /// send it to (polled ready when, and if, it is needed).
+    #[inline]
+    fn again<B>(&self, request: &Request<B>) -> Option<Box<Replay<S, B>>>
+    where
+        R: ReplayRequest<B>,
+    {
+        let again = self.replay.replay(request)?;
+        Some(Box::new(Replay {
+            again: Some((self.inner.clone(), again)),
+            sent: None,
+        }))
+    }
+
+    /// Cold cache: the instance polled ready goes with the request into the future; `self`
+    /// keeps a clone, which must be polled ready before its own next call.
+    #[cold]
+    #[inline(never)]
+    fn wait_token<B>(
+        &mut self,
+        request: Request<B>,
+        route: BoundRoute,
+        again: Option<Box<Replay<S, B>>>,
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+        R: ReplayRequest<B>,
+    {
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::wait_token(ready, request, route, again, self.recover)
     }
 }

@@ -86,7 +86,12 @@ pub use managed_identity::{
     SourceKind, detect_source,
 };
 pub use retry::RetryOptions;
-pub use routing::{BearerChallenge, BoundRoute, Route, RouteKey, TokenRouter, TokenRouterBuilder};
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub use routing::__route_keys_past_32_bits;
+pub use routing::{
+    BearerChallenge, BoundRoute, Route, RouteKey, SentKey, TokenRouter, TokenRouterBuilder,
+};
 pub use time::TimeSource;
 pub use token::AccessToken;
 pub use workload_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder};

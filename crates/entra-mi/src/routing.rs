@@ -38,6 +38,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -206,7 +207,7 @@ impl Route {
         }
         let (a, host) = (authority.as_bytes(), self.host.as_bytes());
         let authority_ok = if a.len() == host.len() {
-            self.port == if https { 443 } else { 80 } && a.eq_ignore_ascii_case(host)
+            self.port == if https { 443 } else { 80 } && (a == host || a.eq_ignore_ascii_case(host))
         } else {
             a.len() == host.len() + 1 + self.port_text.len()
                 && a[..host.len()].eq_ignore_ascii_case(host)
@@ -602,9 +603,59 @@ impl RouteKey {
     }
 }
 
+/// The route a request was sent on and the [`TokenVersion`] of the token it carried, in one
+/// word: what a request in flight keeps to act on a `401` (see [`BoundRoute::recover`]), made
+/// by [`BoundRoute::sent_key`].
+///
+/// One word keeps the response futures that hold it small: a future that moves by a few
+/// register-sized copies instead of a `memcpy` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SentKey(NonZeroU64);
+
+impl SentKey {
+    /// The route's key.
+    #[inline]
+    pub fn route_key(self) -> RouteKey {
+        RouteKey(self.0.get() >> 32)
+    }
+
+    /// The version of the token the request carried.
+    #[inline]
+    pub fn version(self) -> TokenVersion {
+        TokenVersion(self.0.get() & u64::from(u32::MAX))
+    }
+
+    /// The route, while its router (or a clone of the route) still exists.
+    pub fn route(self) -> Option<BoundRoute> {
+        self.route_key().route()
+    }
+}
+
+/// The next route key; keys start at 1.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// Makes every route built from now on in this process take a key over 32 bits, so requests
+/// on it keep their route and version apart instead of in a [`SentKey`]: the path of a
+/// process that has built over four billion routes, for tests.
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub fn __route_keys_past_32_bits() {
+    NEXT_KEY.fetch_max(1 << 33, Ordering::Relaxed);
+}
+
 impl BoundRoute {
+    /// This route and the token of `version` as one [`SentKey`]; `None` when either number
+    /// needs more than 32 bits (a process that has built over four billion routes, or a token
+    /// replaced over four billion times): keep the [`RouteKey`] and the version apart then.
+    #[inline]
+    pub fn sent_key(&self, version: TokenVersion) -> Option<SentKey> {
+        let key = u32::try_from(self.inner.key.0).ok()?;
+        let version = u32::try_from(version.0).ok()?;
+        // Route keys start at 1, so the word is never zero.
+        NonZeroU64::new(u64::from(key) << 32 | u64::from(version)).map(SentKey)
+    }
+
     fn register(route: Route, handle: TokenHandle) -> Self {
-        static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
         let key = RouteKey(NEXT_KEY.fetch_add(1, Ordering::Relaxed));
         let inner = Arc::new(BoundInner { key, route, handle });
         registry().insert(key.0, Arc::downgrade(&inner));

@@ -443,7 +443,7 @@ impl fmt::Debug for TokenProvider {
 /// to drop exactly the token an API rejected, with
 /// [`TokenHandle::invalidate_version_if_current`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TokenVersion(u64);
+pub struct TokenVersion(pub(crate) u64);
 
 /// The cache slot of one audience (and tenant), resolved once.
 ///
@@ -790,6 +790,28 @@ impl TokenHandle {
     pub fn try_header_versioned(&self) -> Option<(HeaderValue, TokenVersion)> {
         let mut version = 0;
         try_header(&self.inner, &self.slot, &mut version).map(|h| (h, TokenVersion(version)))
+    }
+
+    /// Sets `Authorization` in `headers` to the cached token's header (replacing any value it
+    /// had) when a valid token is cached, and returns the token's [`TokenVersion`]; leaves
+    /// `headers` alone and returns `None` otherwise. What a middleware does per request, with
+    /// the header going straight from the cache into the map.
+    ///
+    /// ```
+    /// # async fn demo(handle: entra_mi::TokenHandle) {
+    /// let mut headers = http::HeaderMap::new();
+    /// if let Some(version) = handle.try_insert_header(&mut headers) {
+    ///     assert!(headers[http::header::AUTHORIZATION].is_sensitive());
+    ///     # let _ = version;
+    /// }
+    /// # }
+    /// ```
+    #[inline]
+    pub fn try_insert_header(&self, headers: &mut http::HeaderMap) -> Option<TokenVersion> {
+        let mut version = 0;
+        let header = try_header(&self.inner, &self.slot, &mut version)?;
+        headers.insert(http::header::AUTHORIZATION, header);
+        Some(TokenVersion(version))
     }
 
     /// The `Authorization` header value (`Bearer …`, marked sensitive): at once when a valid
