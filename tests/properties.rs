@@ -940,7 +940,13 @@ fn both_matchers_find_routes_for_hosts_in_any_case() {
             let mixed: String = host
                 .chars()
                 .enumerate()
-                .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             for h in [host.to_owned(), host.to_ascii_uppercase(), mixed] {
                 let input = format!("{scheme}://{h}{port}{}/x", r.path_prefix());
