@@ -857,8 +857,23 @@ fn url_parts() -> impl Strategy<Value = (String, String, String, String, String,
         ]),
         prop::collection::vec(
             prop::sample::select(vec![
-                "api", "apix", "admin", "shop", "v6", "local", "x", "..", ".", "%2e", "%2E%2e", "",
-                "v1.0", "%2f",
+                "api",
+                "apix",
+                "admin",
+                "shop",
+                "v6",
+                "local",
+                "x",
+                "..",
+                ".",
+                "%2e",
+                "%2E%2e",
+                "",
+                "v1.0",
+                "%2f",
+                "admin\\x",
+                "api\\admin",
+                "\\",
             ]),
             0..5,
         ),
@@ -960,4 +975,26 @@ fn both_matchers_find_routes_for_hosts_in_any_case() {
         }
     }
     assert_eq!(matched, 3 * (9 + 7));
+}
+
+/// A raw backslash in the path: URL parsers read it as `/` (so `match_url` sees
+/// `/api/admin/x`), while `match_uri` reads the text; it must then give no token rather than the
+/// `/api` route's. Found by the `routing` fuzz target.
+#[test]
+fn a_backslash_in_a_request_uri_path_gets_no_token() {
+    for input in [
+        "https://orders.example.com/api/admin\\x",
+        "https://orders.example.com/api\\admin/x",
+        "https://graph.microsoft.com/v1.0\\me",
+    ] {
+        let uri: http::Uri = input.parse().unwrap();
+        assert!(router().match_uri(&uri).is_none(), "{input}");
+        assert!(small_router().match_uri(&uri).is_none(), "{input}");
+    }
+    let url = url::Url::parse("https://orders.example.com/api\\admin/x").unwrap();
+    assert_eq!(url.path(), "/api/admin/x");
+    assert_eq!(
+        router().match_url(&url).map(|b| b.route().path_prefix()),
+        Some("/api/admin")
+    );
 }

@@ -522,7 +522,8 @@ impl TokenRouter {
     }
 
     /// The route for a request URI (what `http::Request`s carry), if any. Only absolute URIs
-    /// (`https://host/path`) can match; origin-form URIs (`/path`) never do.
+    /// (`https://host/path`) can match; origin-form URIs (`/path`) never do, nor do paths with a
+    /// raw backslash (which URL parsers read as `/`).
     #[inline]
     pub fn match_uri(&self, uri: &http::Uri) -> Option<&BoundRoute> {
         let scheme = uri.scheme_str()?;
@@ -535,6 +536,12 @@ impl TokenRouter {
         };
         let authority = uri.authority()?.as_str();
         let path = uri.path();
+        // A raw backslash is not valid in a URI path, but URL parsers (WHATWG, so browsers and
+        // `url`) and some servers read it as `/`: `/api\admin` would reach the route of
+        // `/api/admin` there while it matches `/api` here. Such a request gets no token.
+        if path.contains('\\') {
+            return None;
+        }
         self.first(
             https,
             authority.as_bytes(),
