@@ -4,12 +4,16 @@
 //! * **floor** — cloning a prebuilt `HeaderValue` (what any cache must at least do);
 //! * **common design** — `RwLock<HashMap<String, String>>` plus building `Bearer …` per call.
 //!
+//! A third reference shows what a per-thread design costs at the least: cloning a header
+//! held in a thread-local `RefCell` (no version check, no clock, no counter).
+//!
 //! After the criterion run it prints each path's mean as a ratio to both baselines.
 //! Run: `cargo bench --bench cache`.
 
 mod support;
 use support::{FixedToken, common_design, mean_ns, run_on};
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::pin::pin;
@@ -61,6 +65,18 @@ fn fixture() -> Fixture {
     }
 }
 
+thread_local! {
+    static HELD: RefCell<Option<HeaderValue>> = const { RefCell::new(None) };
+}
+
+/// The least a hit through a thread-local can cost: clone the header a thread-local holds.
+#[inline(never)]
+fn thread_local_clone() -> Option<HeaderValue> {
+    HELD.try_with(|h| h.try_borrow().ok()?.clone())
+        .ok()
+        .flatten()
+}
+
 fn single_thread(c: &mut Criterion) {
     let f = fixture();
     let handle = f.provider.handle(&f.audience);
@@ -70,6 +86,10 @@ fn single_thread(c: &mut Criterion) {
     });
     g.bench_function("handle_try_header", |b| {
         b.iter(|| black_box(&handle).try_header())
+    });
+    HELD.with(|h| *h.borrow_mut() = Some(f.floor.clone()));
+    g.bench_function("thread_local_clone_reference", |b| {
+        b.iter(thread_local_clone)
     });
     g.bench_function("handle_header_async", |b| {
         b.iter(|| poll_once(black_box(&handle).header()))
@@ -123,6 +143,7 @@ fn print_ratios() {
         println!("  {group}: floor {floor:.2} ns, common design {common:.2} ns");
         for id in [
             "handle_try_header",
+            "thread_local_clone_reference",
             "handle_header_async",
             "provider_header_by_audience",
         ] {
