@@ -50,11 +50,7 @@ async fn recovery_works_when_the_route_key_does_not_fit_a_sent_key() {
     let api = Downstream::start(&emu, AUD).await;
     let provider = TokenProvider::new(emulator_credential(&emu));
     let layer = layer(&provider, &api);
-    let route = layer
-        .router()
-        .match_uri(&api.url("/x").parse().unwrap())
-        .unwrap()
-        .clone();
+    let route = api.route_in(layer.router());
     let mut svc = layer.clone().with_replay(CloneBody).layer(hyper_client());
 
     // Cold cache, rejected once: one refetch, one retry.

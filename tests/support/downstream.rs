@@ -103,6 +103,12 @@ impl Downstream {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The route of `router` that requests to this API take.
+    pub fn route_in(&self, router: &entra_mi::TokenRouter) -> entra_mi::BoundRoute {
+        let uri: http::Uri = self.url("/").parse().unwrap();
+        router.match_uri(&uri).expect("a route to the API").clone()
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().unwrap() = mode;
     }
