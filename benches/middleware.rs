@@ -11,7 +11,7 @@
 //! Run: `cargo bench --bench middleware`.
 
 mod support;
-use support::{FixedToken, mean_ns, token};
+use support::{FixedToken, batch_of, interleaved, mean_ns, token};
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -388,37 +388,27 @@ fn interleaved_tower() {
     let mut static_auth = AddAuthorizationLayer::bearer(&token())
         .as_sensitive(true)
         .layer(Noop);
-    let batch = |svc: &mut dyn FnMut() -> bool| {
-        let t = std::time::Instant::now();
-        for _ in 0..BATCH {
-            black_box(svc());
-        }
-        t.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH)
-    };
-    let (mut ratios, mut best_static, mut best_ours) = (Vec::new(), f64::MAX, f64::MAX);
-    for round in 0..ROUNDS + 20 {
-        let mut s = || call_once(&mut static_auth, black_box(&uri));
-        let (a, b) = if round % 2 == 0 {
-            let a = batch(&mut s);
-            (a, batch(&mut || call_once(&mut ours, black_box(&uri))))
-        } else {
-            let b = batch(&mut || call_once(&mut ours, black_box(&uri)));
-            (batch(&mut s), b)
-        };
-        // The first rounds warm up.
-        if round >= 20 {
-            ratios.push(b / a);
-            best_static = best_static.min(a);
-            best_ours = best_ours.min(b);
-        }
-    }
-    ratios.sort_by(f64::total_cmp);
+    let timings = interleaved(
+        ROUNDS,
+        BATCH,
+        &mut [
+            (
+                "AddAuthorization",
+                batch_of(|| call_once(&mut static_auth, black_box(&uri))),
+            ),
+            (
+                "BearerAuth",
+                batch_of(|| call_once(&mut ours, black_box(&uri))),
+            ),
+        ],
+    );
+    let (static_auth, ours) = (&timings[0], &timings[1]);
+    let (q1, median, q3) = ours.ratio_to(static_auth);
     println!(
-        "  tower, {ROUNDS} interleaved rounds of {BATCH} calls: BearerAuth / AddAuthorization median {:.2}x (quartiles {:.2}x–{:.2}x); fastest batches {best_ours:.1} ns / {best_static:.1} ns = {:.2}x (target <= 1.3x)",
-        ratios[ROUNDS / 2],
-        ratios[ROUNDS / 4],
-        ratios[3 * ROUNDS / 4],
-        best_ours / best_static
+        "  tower, {ROUNDS} interleaved rounds of {BATCH} calls: BearerAuth / AddAuthorization median {median:.2}x (quartiles {q1:.2}x–{q3:.2}x); fastest batches {:.1} ns / {:.1} ns = {:.2}x (target <= 1.3x)",
+        ours.best_ns(),
+        static_auth.best_ns(),
+        ours.best_ns() / static_auth.best_ns()
     );
 }
 

@@ -79,3 +79,85 @@ pub(crate) fn mean_ns(group: &str, id: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["mean"]["point_estimate"].as_f64()
 }
+
+/// A candidate of [`interleaved`]: runs its operation `n` times and returns the time per call
+/// in nanoseconds. Made by [`batch_of`], so the loop is compiled around each operation.
+pub(crate) type Batch<'a> = Box<dyn FnMut(u32) -> f64 + 'a>;
+
+/// Wraps `op` into a [`Batch`]; each result goes through `black_box` and is dropped in the loop.
+pub(crate) fn batch_of<'a, R>(mut op: impl FnMut() -> R + 'a) -> Batch<'a> {
+    Box::new(move |n| {
+        let start = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(op());
+        }
+        start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+    })
+}
+
+/// What [`interleaved`] measured of one candidate: its batch times, ns per call, one per
+/// round.
+pub(crate) struct Timing {
+    pub(crate) name: &'static str,
+    times: Vec<f64>,
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+impl Timing {
+    /// The fastest batch.
+    pub(crate) fn best_ns(&self) -> f64 {
+        sorted(self.times.clone())[0]
+    }
+
+    /// The median batch.
+    pub(crate) fn median_ns(&self) -> f64 {
+        let v = sorted(self.times.clone());
+        v[v.len() / 2]
+    }
+
+    /// Quartiles and median of this candidate's time over `base`'s in the same round:
+    /// (q1, median, q3).
+    pub(crate) fn ratio_to(&self, base: &Timing) -> (f64, f64, f64) {
+        let v = sorted(
+            self.times
+                .iter()
+                .zip(&base.times)
+                .map(|(t, b)| t / b)
+                .collect(),
+        );
+        (v[v.len() / 4], v[v.len() / 2], v[3 * v.len() / 4])
+    }
+}
+
+/// Times the candidates in interleaved rounds: each round runs one batch of `batch` calls of
+/// every candidate, in an order rotated from round to round, so that a slow stretch of a
+/// shared machine weighs on all of them alike. 20 rounds of warm-up, then `rounds` counted.
+/// Compare with [`Timing::ratio_to`]: the median of ratios of batches that ran microseconds
+/// apart.
+pub(crate) fn interleaved(
+    rounds: usize,
+    batch: u32,
+    candidates: &mut [(&'static str, Batch<'_>)],
+) -> Vec<Timing> {
+    const WARM_UP: usize = 20;
+    let k = candidates.len();
+    let mut times = vec![Vec::with_capacity(rounds); k];
+    for round in 0..WARM_UP + rounds {
+        for j in 0..k {
+            let i = (round + j) % k;
+            let t = (candidates[i].1)(batch);
+            if round >= WARM_UP {
+                times[i].push(t);
+            }
+        }
+    }
+    candidates
+        .iter()
+        .zip(times)
+        .map(|((name, _), times)| Timing { name, times })
+        .collect()
+}

@@ -472,12 +472,16 @@ impl fmt::Debug for TokenHandle {
 #[inline]
 fn try_header(inner: &Arc<Inner>, slot: &Arc<Slot>, version: &mut u64) -> Option<HeaderValue> {
     let current = slot.version.load(Ordering::Acquire);
-    let now = inner.time.monotonic();
-    if let Some(header) = local::hit(slot.id, current, now, &inner.stats.hits) {
+    if let Some(header) = local::hit(
+        slot.id,
+        current,
+        || inner.time.monotonic(),
+        &inner.stats.hits,
+    ) {
         *version = current;
         return Some(header);
     }
-    try_header_shared(inner, slot, now, version)
+    try_header_shared(inner, slot, inner.time.monotonic(), version)
 }
 
 /// The cache hit through the shared store.
