@@ -138,7 +138,9 @@ criterion_group! {
 }
 
 fn print_ratios() {
-    println!("\nratios (mean time; lower is faster):");
+    println!(
+        "\nratios of the criterion benchmarks this run measured (mean time; lower is faster):"
+    );
     for group in ["hit", "contended_2_threads"] {
         let (Some(floor), Some(common)) = (
             mean_ns(group, "floor_clone_headervalue"),
@@ -214,6 +216,7 @@ fn interleaved_hit() {
 }
 
 fn main() {
+    support::started();
     benches();
     Criterion::default().configure_from_args().final_summary();
     if std::env::args().any(|a| a == "--bench") {

@@ -70,11 +70,25 @@ pub(crate) fn run_on<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Dura
     })
 }
 
-/// The mean time in nanoseconds criterion recorded for `group/id` in this run.
+/// When this process started (the first call; the benches call [`started`] from `main`).
+static STARTED: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
+
+/// Records the time the run started, so [`mean_ns`] skips results of earlier runs.
+pub(crate) fn started() -> SystemTime {
+    *STARTED.get_or_init(SystemTime::now)
+}
+
+/// The mean time in nanoseconds criterion recorded for `group/id` in this run; `None` when
+/// the benchmark did not run in this process (a filter left it out: criterion's file from an
+/// earlier run is then still there, and its figure would be printed as if it were current).
 pub(crate) fn mean_ns(group: &str, id: &str) -> Option<f64> {
     let dir = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_owned());
     let path = format!("{dir}/criterion/{group}/{id}/new/estimates.json");
+    let written = std::fs::metadata(&path).ok()?.modified().ok()?;
+    if written < started() {
+        return None;
+    }
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["mean"]["point_estimate"].as_f64()
