@@ -138,9 +138,6 @@ criterion_group! {
 }
 
 fn print_ratios() {
-    println!(
-        "\nratios of the criterion benchmarks this run measured (mean time; lower is faster):"
-    );
     for group in ["hit", "contended_2_threads"] {
         let (Some(floor), Some(common)) = (
             mean_ns(group, "floor_clone_headervalue"),
@@ -216,11 +213,8 @@ fn interleaved_hit() {
 }
 
 fn main() {
-    support::started();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    if std::env::args().any(|a| a == "--bench") {
+    support::main(benches, || {
         print_ratios();
         interleaved_hit();
-    }
+    });
 }

@@ -235,9 +235,6 @@ criterion_group! {
 }
 
 fn print_ratios() {
-    println!(
-        "\nratios of the criterion benchmarks this run measured (mean time; lower is faster):"
-    );
     if let (Some(bare), Some(stat), Some(ours)) = (
         mean_ns("tower_noop", "bare_noop_service"),
         mean_ns("tower_noop", "tower_http_add_authorization"),
@@ -415,12 +412,9 @@ fn interleaved_tower() {
 }
 
 fn main() {
-    support::started();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    if std::env::args().any(|a| a == "--bench") {
+    support::main(benches, || {
         print_ratios();
         interleaved_tower();
         paired_reqwest_overhead();
-    }
+    });
 }

@@ -179,9 +179,6 @@ criterion_group! {
 }
 
 fn print_ratios() {
-    println!(
-        "\nratios of the criterion benchmarks this run measured (mean time; lower is faster):"
-    );
     if let Some(one) = mean_ns("routes", "match_and_header/1") {
         for n in ROUTE_COUNTS {
             if let Some(t) = mean_ns("routes", &format!("match_and_header/{n}")) {
@@ -225,10 +222,5 @@ fn print_ratios() {
 }
 
 fn main() {
-    support::started();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-    if std::env::args().any(|a| a == "--bench") {
-        print_ratios();
-    }
+    support::main(benches, print_ratios);
 }

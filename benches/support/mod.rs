@@ -70,12 +70,24 @@ pub(crate) fn run_on<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Dura
     })
 }
 
-/// When this process started (the first call; the benches call [`started`] from `main`).
+/// When this bench process started its criterion runs; set by [`main`].
 static STARTED: std::sync::OnceLock<SystemTime> = std::sync::OnceLock::new();
 
-/// Records the time the run started, so [`mean_ns`] skips results of earlier runs.
-pub(crate) fn started() -> SystemTime {
-    *STARTED.get_or_init(SystemTime::now)
+/// A bench binary's `main`: runs the criterion `benches`, then, when run by `cargo bench`
+/// (not as a test), prints `report` (the ratios of what this run measured, from
+/// [`mean_ns`], and any measures of its own).
+pub(crate) fn main(benches: fn(), report: fn()) {
+    STARTED.get_or_init(SystemTime::now);
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+    if std::env::args().any(|a| a == "--bench") {
+        println!(
+            "\nratios of the criterion benchmarks this run measured (mean time; lower is faster):"
+        );
+        report();
+    }
 }
 
 /// The mean time in nanoseconds criterion recorded for `group/id` in this run; `None` when
@@ -86,7 +98,7 @@ pub(crate) fn mean_ns(group: &str, id: &str) -> Option<f64> {
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_owned());
     let path = format!("{dir}/criterion/{group}/{id}/new/estimates.json");
     let written = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if written < started() {
+    if written < *STARTED.get()? {
         return None;
     }
     let text = std::fs::read_to_string(path).ok()?;
