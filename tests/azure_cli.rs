@@ -198,6 +198,31 @@ async fn az_failures_are_typed_and_never_show_the_token() {
 }
 
 #[tokio::test]
+async fn absurd_expiry_from_az_is_a_typed_error_not_a_panic() {
+    for (name, expires_on) in [
+        ("max", "18446744073709551615"),
+        ("max_str", "\"18446744073709551615\""),
+        ("i64", "9223372036854775808"),
+        ("far", "99999999999"),
+    ] {
+        let d = stand_in(
+            name,
+            &format!("echo '{{\"accessToken\": \"{CANARY}\", \"expires_on\": {expires_on}}}'"),
+        );
+        let err = cli(&d.0, Duration::from_secs(10))
+            .get_token(&arm())
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, Error::Credential { .. }), "{name}: {err:?}");
+        assert!(err.to_string().contains("expires_on"), "{name}: {err}");
+        assert!(
+            !format!("{err} {err:?}").contains("CANARY"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn az_output_beyond_the_limit_is_cut_off_not_waited_for() {
     let huge = stand_in("huge", "head -c 300000 /dev/zero | tr '\\0' 'x'");
     let started = Instant::now();

@@ -676,6 +676,17 @@ async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
     assert_eq!(server.count(), 1);
     assert!(sleeps.sleeps().is_empty());
 
+    // An absurd Retry-After (as seconds or as a far date) is cut, not an overflow: the same.
+    for absurd in ["18446744073709551615", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+        let server =
+            RawServer::start(Reply::json(429, json!({})).with_header("Retry-After", absurd)).await;
+        let (cred, sleeps) = imds_with_clock(&server, &ManualClock::new());
+        let err = cred.get_token(&graph()).await.unwrap_err();
+        assert!(err.to_string().contains("429"), "{absurd}: {err}");
+        assert_eq!(server.count(), 1, "{absurd}");
+        assert!(sleeps.sleeps().is_empty(), "{absurd}");
+    }
+
     // Without a deadline: 1 attempt + 5 retries.
     let server = RawServer::start(Reply::json(500, json!({}))).await;
     let (cred, _) = imds_with_clock(&server, &ManualClock::new());

@@ -335,8 +335,17 @@ fn parse_output(out: &[u8]) -> Result<AccessToken, Error> {
             "the output has no `expires_on` (epoch seconds): Azure CLI 2.54.0 or newer is required",
         )
     })?;
-    let expires = UNIX_EPOCH + Duration::from_secs(expires_on);
-    if expires <= SystemTime::now() {
+    let now = SystemTime::now();
+    let expires = UNIX_EPOCH
+        .checked_add(Duration::from_secs(expires_on))
+        .filter(|e| e.duration_since(now).unwrap_or_default() <= crate::response::MAX_LIFETIME)
+        .ok_or_else(|| {
+            AzureCliCredential::failed(format!(
+                "the output's `expires_on` ({expires_on}) is more than {} days away: not a token lifetime",
+                crate::response::MAX_LIFETIME.as_secs() / 86_400
+            ))
+        })?;
+    if expires <= now {
         return Err(AzureCliCredential::failed(
             "the token the Azure CLI printed has already expired",
         ));

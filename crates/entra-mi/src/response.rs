@@ -426,7 +426,8 @@ fn parse_offset(s: &str) -> Option<i64> {
         _ => return None,
     };
     let digits: String = s[1..].chars().filter(|c| *c != ':').collect();
-    if digits.len() != 4 {
+    // Digits only before slicing: a multi-byte character would put a byte index mid-character.
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let h = num(&digits[..2])?;
@@ -469,14 +470,19 @@ fn civil(
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
+/// The longest `Retry-After` taken as given (about 31 years): longer ones are cut to it, so
+/// adding the delay to a clock reading cannot overflow. Any caller deadline is far shorter.
+const MAX_RETRY_AFTER_SECS: u64 = 1_000_000_000;
+
 /// `Retry-After`: delay seconds or an HTTP date.
 pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
     }
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS as f64)));
     }
     // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
     let rest = value.split_once(", ")?.1;
@@ -500,7 +506,11 @@ pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let year = num(p.next()?)?;
     let (h, m, s) = hms(p.next()?)?;
     let at = civil(year, month, day, h, m, s, 0)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(MAX_RETRY_AFTER_SECS)),
+    )
 }
 
 #[cfg(test)]
@@ -634,5 +644,40 @@ mod tests {
         );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("-3", now), None);
+        // Absurd delays are cut, so adding one to a clock reading cannot overflow.
+        let max = Duration::from_secs(1_000_000_000);
+        assert_eq!(retry_after("18446744073709551615", now), Some(max));
+        assert_eq!(retry_after("1e300", now), Some(max));
+        assert_eq!(retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), Some(max));
+    }
+
+    #[test]
+    fn offsets_with_multibyte_characters_are_refused_not_a_panic() {
+        for bad in [
+            "1/1/2030 0:00:00 +1é1",
+            "1/1/2030 0:00:00 AM -é:11",
+            "2030-01-01T00:00:00+1é1",
+            "2030-01-01T00:00:00-é11",
+            "2030-01-01 00:00:00+ü:ü",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        let sent = SentAt {
+            monotonic: Duration::from_secs(1_000),
+            wall: at(1_700_000_000),
+        };
+        let response = RawResponse {
+            status: 200,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            www_authenticate: None,
+            body: bytes::Bytes::from(
+                r#"{"access_token":"t","expires_on":"1/1/2030 0:00:00 +1é1"}"#,
+            ),
+        };
+        let err = parse_token(&response, sent, sent.wall, sent.monotonic)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("expires_on"), "{err}");
     }
 }
