@@ -14,6 +14,7 @@ use entra_mi::{
 use entra_mi_emulator::{
     App, Emulator, Endpoint, FEDERATED_ISSUER, Identity, TOKEN_EXCHANGE_AUDIENCE,
 };
+use serde_json::json;
 use support::{RawServer, Reply, jwt_claims};
 
 struct Dir(PathBuf);
@@ -235,6 +236,71 @@ async fn a_failing_managed_identity_does_not_fall_through_to_the_cli() {
     let err = c.get_token(&graph()).await.unwrap_err();
     assert!(err.to_string().contains("Identity not found"), "{err}");
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
+}
+
+#[tokio::test]
+async fn something_that_is_no_imds_on_169_254_lets_the_chain_move_on() {
+    // Docker Desktop answers 169.254.169.254 itself: the probe gets an answer, then the token
+    // request gets a 403 saying the network is unreachable. A proxy or captive portal answers
+    // with a page. None of them is a managed-identity endpoint, so the chain goes on to the
+    // Azure CLI (pitfall: "separate not available here from available but failed").
+    let docker = json!({"error": "unreachable", "error_description": "connecting to 169.254.169.254:80: connecting to 169.254.169.254:80: dial tcp 169.254.169.254:80: connect: network is unreachable"});
+    let cases = [
+        ("docker-403", Reply::json(403, docker)),
+        (
+            "docker-403-error-only",
+            Reply::json(403, json!({"error": "socket unreachable"})),
+        ),
+        (
+            "portal",
+            Reply::body(
+                200,
+                "text/html",
+                "<html><body>Sign in to the Wi-Fi</body></html>",
+            ),
+        ),
+        ("plain-403", Reply::body(403, "text/plain", "forbidden")),
+        (
+            "redirect",
+            Reply::body(302, "text/plain", "").with_header("Location", "http://127.0.0.1:9/"),
+        ),
+    ];
+    for (name, reply) in cases {
+        let server = RawServer::start(reply).await;
+        let cli = az(&format!("foreign-{name}"));
+        let c = chain(env(vec![
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.url("")),
+            ("PATH", path_of(&cli)),
+        ]));
+        let token = c
+            .get_token(&graph())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(token.secret(), "cli.token.x", "{name}");
+        assert_eq!(c.selected(), Some(ChainLink::AzureCli), "{name}");
+        // The probe and one token request: no retries against something that is no IMDS.
+        assert_eq!(server.count(), 2, "{name}");
+    }
+
+    // Without a CLI the error lists the managed-identity link as unavailable, with its reason.
+    let server = RawServer::start(Reply::json(
+        403,
+        json!({"error": "forbidden", "error_description": "A socket operation was attempted to an unreachable network"}),
+    ))
+    .await;
+    let empty = dir("foreign-none");
+    let c = chain(env(vec![
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.url("")),
+        ("PATH", path_of(&empty)),
+    ]));
+    let err = c.get_token(&graph()).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("managed-identity") && msg.contains("403"),
+        "{msg}"
+    );
+    assert!(msg.contains("azure-cli"), "{msg}");
 }
 
 #[tokio::test]

@@ -322,8 +322,12 @@ fn parse_selection(value: &str) -> Result<Vec<ChainLink>, Error> {
 ///   chain with its error (no silent switch to another identity).
 /// * When the managed-identity link would use IMDS and no other managed-identity variable is
 ///   set, IMDS is first probed once (1 s, no retries, no `Metadata` header); no answer means
-///   "not on Azure" and the chain moves on. Any answer means IMDS is there, and from then on a
-///   managed-identity failure is reported as such: it never falls through to the Azure CLI.
+///   "not on Azure" and the chain moves on. Any answer means something is there; a
+///   managed-identity failure is then reported as such and never falls through to the Azure
+///   CLI — unless the answer shows it is no managed-identity endpoint at all (Docker
+///   Desktop's `403` "unreachable network", an HTML page, a redirect, a body that is not JSON,
+///   an error status without a token service's error body): that link counts as unavailable
+///   and the chain moves on.
 /// * After a success, that link is used directly for the life of this instance (each
 ///   instance remembers its own; there is no global state) until it reports itself
 ///   unavailable.
@@ -478,16 +482,21 @@ impl DefaultCredential {
                     }
                     return Ok(token);
                 }
-                // Developer links that are not set up here: move on.
-                Err(e) if e.is_unavailable() && link.kind != ChainLink::ManagedIdentity => {
+                // Developer links that are not set up here, and a managed-identity link that
+                // something other than a managed-identity endpoint answered (Docker Desktop's
+                // 403 for 169.254.169.254, a proxy's page): move on.
+                Err(e)
+                    if e.is_unavailable()
+                        && (link.kind != ChainLink::ManagedIdentity || e.is_foreign_answer()) =>
+                {
                     attempts.push(ChainAttempt {
                         credential: name,
                         reason: e.to_string(),
                         unavailable: true,
                     });
                 }
-                // A configured link that fails — and any managed-identity failure once the
-                // endpoint is known to exist — stops the chain.
+                // A configured link that fails — and any failure of a managed-identity endpoint
+                // once it is known to exist — stops the chain.
                 Err(e) => {
                     attempts.push(ChainAttempt {
                         credential: name,

@@ -177,6 +177,12 @@ impl Error {
         }
     }
 
+    /// True when a managed-identity source's answer shows no managed-identity endpoint is
+    /// there (see [`Unavailable::is_foreign_answer`]).
+    pub(crate) fn is_foreign_answer(&self) -> bool {
+        matches!(self, Error::Unavailable { reason, .. } if reason.is_foreign_answer())
+    }
+
     pub(crate) fn configuration(setting: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Configuration {
             setting: setting.into(),
@@ -255,6 +261,25 @@ pub enum Unavailable {
 }
 
 impl Unavailable {
+    /// True when the answer shows that what answered is no managed-identity endpoint at all:
+    /// a redirect, an HTML page, a body that is not JSON, an error status without a token
+    /// service's error body, or Docker Desktop's `403` "… unreachable network" for
+    /// 169.254.169.254. A default chain moves past such a link (see `DefaultCredential`).
+    pub(crate) fn is_foreign_answer(&self) -> bool {
+        match self {
+            Unavailable::Redirect { .. }
+            | Unavailable::Html { .. }
+            | Unavailable::NotJson { .. }
+            | Unavailable::UnexpectedStatus { .. } => true,
+            Unavailable::Status {
+                status: 403,
+                detail: Some(e),
+                ..
+            } => e.says_unreachable(),
+            _ => false,
+        }
+    }
+
     fn status(&self) -> Option<u16> {
         match self {
             Unavailable::Redirect { status }
@@ -283,6 +308,15 @@ pub struct ServiceError {
 }
 
 impl ServiceError {
+    /// Docker Desktop answers requests to 169.254.169.254 with a `403` whose body says the
+    /// network is unreachable (in its `error` or its description): no IMDS is there.
+    pub(crate) fn says_unreachable(&self) -> bool {
+        [&self.code, &self.description]
+            .into_iter()
+            .flatten()
+            .any(|s| s.to_ascii_lowercase().contains("unreachable"))
+    }
+
     /// Advice for errors users commonly hit, if this is one of them.
     pub fn hint(&self) -> Option<&'static str> {
         let d = self.description.as_deref().unwrap_or("");

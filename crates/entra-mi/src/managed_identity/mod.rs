@@ -618,7 +618,11 @@ impl ManagedIdentityCredential {
             if let Some(ra) = retry_after {
                 delay = delay.max(ra);
             }
-            if time.monotonic() + delay >= deadline {
+            if time
+                .monotonic()
+                .checked_add(delay)
+                .is_none_or(|at| at >= deadline)
+            {
                 tracing::debug!(
                     source = %kind,
                     attempts,
@@ -670,12 +674,7 @@ impl ManagedIdentityCredential {
         match body {
             ErrorBody::Html => unavailable(Unavailable::Html { status }),
             // Docker Desktop answers IMDS requests with 403 "… unreachable …": no IMDS here.
-            ErrorBody::Service(e)
-                if status == 403
-                    && e.description
-                        .as_deref()
-                        .is_some_and(|d| d.contains("unreachable")) =>
-            {
+            ErrorBody::Service(e) if status == 403 && e.says_unreachable() => {
                 unavailable(Unavailable::Status {
                     status,
                     attempts,
