@@ -2,7 +2,8 @@
 //! source built as itself (never a silent fall-through), and bad environment values.
 
 use entra_mi::{
-    Detected, Environment, Error, ManagedIdentityCredential, SourceKind, detect_source,
+    ClientSecretCredential, Detected, Environment, Error, ManagedIdentityCredential, SourceKind,
+    detect_source,
 };
 
 /// Variables, the setting the error must name, and a phrase of its reason.
@@ -262,6 +263,52 @@ fn bad_environment_values_name_the_variable() {
             other => panic!("{vars:?}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_password_in_an_endpoint_url_is_never_quoted() {
+    for (name, value, other) in [
+        (
+            "IDENTITY_ENDPOINT",
+            "ftp://user:PW-CANARY@127.0.0.1/x",
+            ("IDENTITY_HEADER", "h"),
+        ),
+        (
+            "IDENTITY_ENDPOINT",
+            "http://user:PW-CANARY@[::1/x",
+            ("IDENTITY_HEADER", "h"),
+        ),
+        (
+            "MSI_ENDPOINT",
+            "gopher://PW-CANARY@host/x",
+            ("MSI_SECRET", "s"),
+        ),
+        ("MSI_ENDPOINT", "gopher://PW-CANARY@host/x", ("X", "")),
+        (
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+            "ftp://u:PW-CANARY@h",
+            ("X", ""),
+        ),
+    ] {
+        let err = ManagedIdentityCredential::builder()
+            .environment(env(&[(name, value), other]))
+            .build()
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains(name), "{value}: {shown}");
+        assert!(!shown.contains("PW-CANARY"), "{value}: {shown}");
+    }
+    let err = ClientSecretCredential::builder(
+        "contoso.onmicrosoft.com",
+        "11111111-2222-3333-4444-555555555555",
+        "s",
+    )
+    .authority_host("https://u:PW-CANARY@[bad")
+    .build()
+    .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("not an absolute URL"), "{shown}");
+    assert!(!shown.contains("PW-CANARY"), "{shown}");
 }
 
 #[test]

@@ -150,8 +150,10 @@ fn validate_client_id(setting: &str, id: &str) -> Result<(), Error> {
 
 fn parse_authority(value: &str, allow_loopback_http: bool) -> Result<url::Url, Error> {
     let bad = |reason: String| Error::configuration(AZURE_AUTHORITY_HOST, reason);
-    let url = url::Url::parse(value.trim())
-        .map_err(|e| bad(format!("{value:?} is not an absolute URL ({e})")))?;
+    let url = url::Url::parse(value.trim()).map_err(|e| {
+        let shown = crate::env::url_for_display(value);
+        bad(format!("{shown:?} is not an absolute URL ({e})"))
+    })?;
     if url.query().is_some()
         || url.fragment().is_some()
         || !url.username().is_empty()

@@ -90,3 +90,18 @@ impl fmt::Debug for Environment {
         }
     }
 }
+
+/// `value` (a URL from the environment) as an error message may quote it: any user info
+/// (`user:password@`) before the host is replaced by `***`, since it may hold a password.
+pub(crate) fn url_for_display(value: &str) -> String {
+    let value = value.trim();
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), value),
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => value.to_owned(),
+    }
+}

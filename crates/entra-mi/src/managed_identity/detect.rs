@@ -227,19 +227,21 @@ fn endpoint_url(env: &Environment, name: &str) -> Result<url::Url, Error> {
 }
 
 fn parse_url(value: &str, name: &str) -> Result<url::Url, Error> {
+    let shown = crate::env::url_for_display(value);
     let url = url::Url::parse(value.trim()).map_err(|e| {
-        Error::configuration(name, format!("{value:?} is not an absolute URL ({e})"))
+        Error::configuration(name, format!("{shown:?} is not an absolute URL ({e})"))
     })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(Error::configuration(
-            name,
-            format!("{value:?} must be an http or https URL with a host"),
-        ));
-    }
+    // Credentials first: the messages below quote the value.
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Error::configuration(
             name,
             "the URL must not carry credentials",
+        ));
+    }
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(Error::configuration(
+            name,
+            format!("{shown:?} must be an http or https URL with a host"),
         ));
     }
     Ok(url)
