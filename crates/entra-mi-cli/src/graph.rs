@@ -16,9 +16,25 @@ use crate::Failure;
 const MAX_ATTEMPTS: u32 = 5;
 /// At most this many pages of one listing.
 const MAX_PAGES: usize = 1000;
+/// The most bytes of one Graph response body that are read (16 MiB). A page of a listing is at
+/// most 999 items (`$top=999`); 999 service principals with their `appRoles` and
+/// `oauth2PermissionScopes`, or 999 app-role assignments, are a few MiB at most, so 16 MiB leaves
+/// ample room for legitimate pages while a misbehaving server (or a mistaken `--graph-url`)
+/// cannot make the command buffer more. A declared `Content-Length` above it is refused before
+/// any of the body is read; an undeclared (chunked) body is refused as soon as it passes it.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The most bytes of response bodies that one listing ([`Graph::get_all`]) reads over all its
+/// pages (64 MiB). [`MAX_PAGES`] bounds the page count, but not memory: 1000 pages of up to
+/// [`MAX_BODY`] each are 16 GiB, and the items of every page are kept until the listing ends.
+/// The listings this command makes (service principals filtered by `appId` or `displayName`,
+/// one principal's app-role assignments) are kilobytes to a few MiB, so 64 MiB is far above any
+/// real answer and keeps the parsed items to a few hundred MiB at worst. The pages are read
+/// against what is left of this budget, so a listing never buffers past it.
+const MAX_LISTING: usize = 64 * 1024 * 1024;
 
 /// What can go wrong talking to Graph.
 #[derive(Debug)]
+#[non_exhaustive]
 pub(crate) enum GraphError {
     /// Graph answered with an error.
     Api {
@@ -26,8 +42,59 @@ pub(crate) enum GraphError {
         code: String,
         message: String,
     },
+    /// A response body was larger than [`MAX_BODY`]; it was not read (further).
+    BodyTooLarge {
+        /// The request's URL without its query ([`redacted`]).
+        url: String,
+        status: u16,
+        limit: usize,
+        /// The `Content-Length` the server declared, if it did.
+        declared: Option<u64>,
+    },
+    /// The pages of one listing added up to more than [`MAX_LISTING`].
+    ListingTooLarge {
+        /// The listing's first URL without its query ([`redacted`]).
+        url: String,
+        limit: usize,
+        /// The page that went past the limit (1-based).
+        page: usize,
+    },
+    /// A successful answer whose body is not JSON (an HTML error page of a proxy, say).
+    NotJson {
+        /// The request's URL without its query ([`redacted`]).
+        url: String,
+        status: u16,
+        content_type: Option<String>,
+        /// Where and why parsing failed (`serde_json`'s message, with line and column).
+        detail: String,
+    },
     /// No (usable) answer.
     Transport(String),
+}
+
+/// How [`Graph::send_capped`] fails.
+enum Capped {
+    Graph(GraphError),
+    /// The body passed the caller's `cap`, which is below [`MAX_BODY`].
+    Budget {
+        status: u16,
+    },
+}
+
+impl From<GraphError> for Capped {
+    fn from(e: GraphError) -> Self {
+        Capped::Graph(e)
+    }
+}
+
+/// `limit` in MiB when it is a whole number of them, else in bytes.
+fn size(limit: usize) -> String {
+    const MIB: usize = 1024 * 1024;
+    if limit.is_multiple_of(MIB) {
+        format!("{} MiB", limit / MIB)
+    } else {
+        format!("{limit} bytes")
+    }
 }
 
 impl std::fmt::Display for GraphError {
@@ -41,9 +108,89 @@ impl std::fmt::Display for GraphError {
                 f,
                 "Microsoft Graph answered HTTP {status} {code}: {message}"
             ),
+            GraphError::BodyTooLarge {
+                url,
+                status,
+                limit,
+                declared,
+            } => {
+                write!(
+                    f,
+                    "Microsoft Graph: the HTTP {status} answer from {url} is larger than the {} limit on a response body",
+                    size(*limit)
+                )?;
+                if let Some(len) = declared {
+                    write!(f, " (Content-Length: {len})")?;
+                }
+                write!(f, "; not read (is the Graph URL right?)")
+            }
+            GraphError::ListingTooLarge { url, limit, page } => write!(
+                f,
+                "Microsoft Graph: the listing {url} passed the {} limit on a whole listing at page {page}; not read further",
+                size(*limit)
+            ),
+            GraphError::NotJson {
+                url,
+                status,
+                content_type,
+                detail,
+            } => write!(
+                f,
+                "Microsoft Graph: the HTTP {status} answer from {url} (Content-Type: {}) is not JSON: {detail} (is the Graph URL right?)",
+                content_type.as_deref().unwrap_or("none")
+            ),
             GraphError::Transport(m) => write!(f, "Microsoft Graph: {m}"),
         }
     }
+}
+
+/// `url` without its query, fragment or credentials, for messages: a query may carry a
+/// `$skiptoken` or the names being looked up; `?…` marks that there was one.
+fn redacted(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(an invalid URL)".to_owned();
+    };
+    let had_query = parsed.query().is_some();
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    // Fails only for URLs that cannot have credentials, which then have none.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    let mut out = String::from(parsed);
+    if had_query {
+        out.push_str("?…");
+    }
+    out
+}
+
+/// Why [`read_capped`] stopped.
+enum Exceeded {
+    /// The declared `Content-Length` was above the cap; nothing was read.
+    Declared(u64),
+    /// The body passed the cap while being read.
+    Streamed,
+}
+
+/// The body of `resp`, at most `cap` bytes: a larger declared `Content-Length` is refused up
+/// front, an undeclared body as soon as it passes `cap`. The loop reads one chunk per turn and
+/// ends at the end of the body, at the cap or at the client's timeout.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Result<Result<Vec<u8>, Exceeded>, reqwest::Error> {
+    if let Some(len) = resp.content_length()
+        && len > cap as u64
+    {
+        return Ok(Err(Exceeded::Declared(len)));
+    }
+    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |len| len as usize));
+    while let Some(chunk) = resp.chunk().await? {
+        if chunk.len() > cap - body.len() {
+            return Ok(Err(Exceeded::Streamed));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body))
 }
 
 impl From<GraphError> for Failure {
@@ -130,13 +277,42 @@ impl Graph {
         url.into()
     }
 
-    /// One request; waits out `429 Retry-After` (at most [`MAX_ATTEMPTS`] attempts).
+    /// One request; waits out `429 Retry-After` (at most [`MAX_ATTEMPTS`] attempts). The body is
+    /// read up to [`MAX_BODY`] bytes.
     pub(crate) async fn send(
         &self,
         method: Method,
         url: &str,
         body: Option<&Value>,
     ) -> Result<Value, GraphError> {
+        self.send_capped(method, url, body, MAX_BODY)
+            .await
+            .map(|(value, _)| value)
+            .map_err(|e| match e {
+                Capped::Graph(e) => e,
+                // Only a `cap` below `MAX_BODY` yields this; kept total all the same.
+                Capped::Budget { status } => GraphError::BodyTooLarge {
+                    url: redacted(url),
+                    status,
+                    limit: MAX_BODY,
+                    declared: None,
+                },
+            })
+    }
+
+    /// [`Graph::send`] reading at most `cap` (≤ [`MAX_BODY`]) bytes of the body; also returns the
+    /// body's length. Past [`MAX_BODY`] it is [`GraphError::BodyTooLarge`]; past a smaller `cap`
+    /// it is [`Capped::Budget`], for the caller to name its own limit.
+    async fn send_capped(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        cap: usize,
+    ) -> Result<(Value, usize), Capped> {
+        let transport = |e: reqwest::Error| {
+            GraphError::Transport(format!("{} ({})", e.without_url(), redacted(url)))
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -146,21 +322,19 @@ impl Graph {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(b.to_string());
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| GraphError::Transport(e.to_string()))?;
+            let resp = req.send().await.map_err(|e| match e {
+                reqwest_middleware::Error::Reqwest(e) => transport(e),
+                other => GraphError::Transport(other.to_string()),
+            })?;
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| GraphError::Transport(e.to_string()))?;
             if status == 429 && attempt < MAX_ATTEMPTS {
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                // The body of a throttled answer is not needed; dropping it closes the stream.
+                drop(resp);
                 let wait = Duration::from_secs(retry_after.unwrap_or(2u64.pow(attempt)).min(120));
                 crate::progress::note(&format!(
                     "Microsoft Graph is throttling; waiting {} s",
@@ -169,43 +343,88 @@ impl Graph {
                 tokio::time::sleep(wait).await;
                 continue;
             }
+            let content_type = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(100).collect::<String>());
+            let bytes = match read_capped(resp, cap.min(MAX_BODY))
+                .await
+                .map_err(transport)?
+            {
+                Ok(bytes) => bytes,
+                Err(exceeded) => {
+                    let declared = match exceeded {
+                        Exceeded::Declared(len) => Some(len),
+                        Exceeded::Streamed => None,
+                    };
+                    // Over the listing's budget but not over a page's limit: the caller's limit.
+                    if cap < MAX_BODY && declared.is_none_or(|len| len <= MAX_BODY as u64) {
+                        return Err(Capped::Budget { status });
+                    }
+                    return Err(Capped::Graph(GraphError::BodyTooLarge {
+                        url: redacted(url),
+                        status,
+                        limit: MAX_BODY,
+                        declared,
+                    }));
+                }
+            };
             if (200..300).contains(&status) {
                 if bytes.is_empty() {
-                    return Ok(Value::Null);
+                    return Ok((Value::Null, 0));
                 }
-                return serde_json::from_slice(&bytes).map_err(|_| {
-                    GraphError::Transport(format!("HTTP {status} with a body that is not JSON"))
-                });
+                return match serde_json::from_slice(&bytes) {
+                    Ok(value) => Ok((value, bytes.len())),
+                    Err(e) => Err(Capped::Graph(GraphError::NotJson {
+                        url: redacted(url),
+                        status,
+                        content_type,
+                        detail: e.to_string(),
+                    })),
+                };
             }
             let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
             let err = parsed.as_ref().map(|v| &v["error"]);
             let text = |k: &str| err.and_then(|e| e[k].as_str()).map(str::to_owned);
-            return Err(GraphError::Api {
+            return Err(Capped::Graph(GraphError::Api {
                 status,
                 code: text("code").unwrap_or_else(|| "(no error code)".into()),
                 message: text("message").unwrap_or_else(|| "(no error message)".into()),
-            });
+            }));
         }
     }
 
-    /// Every item of a listing, following `@odata.nextLink` on the same origin.
+    /// Every item of a listing, following `@odata.nextLink` on the same origin: at most
+    /// [`MAX_PAGES`] pages and [`MAX_LISTING`] bytes of bodies in all.
     pub(crate) async fn get_all(&self, url: &str) -> Result<Vec<Value>, GraphError> {
         let mut items = Vec::new();
         let mut next = Some(url.to_owned());
+        let mut read = 0usize;
         let mut pages = 0;
-        while let Some(url) = next.take() {
+        while let Some(page_url) = next.take() {
             pages += 1;
             if pages > MAX_PAGES {
                 return Err(GraphError::Transport(format!(
-                    "more than {MAX_PAGES} pages"
+                    "the listing {} has more than {MAX_PAGES} pages",
+                    redacted(url)
                 )));
             }
-            let page = self.send(Method::GET, &url, None).await?;
-            if let Some(values) = page["value"].as_array() {
-                items.extend(values.iter().cloned());
-            } else {
-                return Err(GraphError::Transport("a listing without `value`".into()));
-            }
+            let (mut page, len) = match self
+                .send_capped(Method::GET, &page_url, None, MAX_LISTING - read)
+                .await
+            {
+                Ok(answer) => answer,
+                Err(Capped::Graph(e)) => return Err(e),
+                Err(Capped::Budget { .. }) => {
+                    return Err(GraphError::ListingTooLarge {
+                        url: redacted(url),
+                        limit: MAX_LISTING,
+                        page: pages,
+                    });
+                }
+            };
+            read += len;
             if let Some(link) = page["@odata.nextLink"].as_str() {
                 let parsed = url::Url::parse(link)
                     .map_err(|_| GraphError::Transport("an invalid @odata.nextLink".into()))?;
@@ -216,6 +435,15 @@ impl Graph {
                     )));
                 }
                 next = Some(link.to_owned());
+            }
+            match page.get_mut("value").map(Value::take) {
+                Some(Value::Array(values)) => items.extend(values),
+                _ => {
+                    return Err(GraphError::Transport(format!(
+                        "a listing without `value` ({})",
+                        redacted(&page_url)
+                    )));
+                }
             }
         }
         Ok(items)
