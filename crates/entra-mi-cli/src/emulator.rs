@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use entra_mi_emulator::{Emulator, Identity};
+use entra_mi_emulator::{Emulator, Identity, MAX_TOKEN_LIFETIME};
 use serde_json::Value;
 
 use crate::Failure;
@@ -15,7 +15,8 @@ pub(crate) struct EmulatorArgs {
     /// Loopback port to listen on (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// Token lifetime in seconds (real managed-identity tokens live about 24 h).
+    /// Token lifetime in seconds, from 1 to 315360000 (10 years); real managed-identity
+    /// tokens live about 24 h, and `entra-mi` itself refuses tokens that live over 7 days.
     #[arg(long, value_name = "SECONDS", default_value_t = 86_399)]
     token_lifetime: u64,
     /// Add a user-assigned identity with this name (repeatable).
@@ -46,6 +47,11 @@ enum EnvFor {
     AppService,
 }
 
+/// The allowed token lifetimes, in seconds: 1 to the emulator's maximum (10 years).
+fn lifetime_in_range(seconds: u64) -> bool {
+    (1..=MAX_TOKEN_LIFETIME.as_secs()).contains(&seconds)
+}
+
 struct Settings {
     port: u16,
     lifetime: u64,
@@ -54,6 +60,13 @@ struct Settings {
 }
 
 fn settings(args: &EmulatorArgs) -> Result<Settings, Failure> {
+    let max = MAX_TOKEN_LIFETIME.as_secs();
+    if !lifetime_in_range(args.token_lifetime) {
+        return Err(Failure::usage(format!(
+            "--token-lifetime {}: must be from 1 to {max} seconds (10 years)",
+            args.token_lifetime
+        )));
+    }
     let mut s = Settings {
         port: args.port,
         lifetime: args.token_lifetime,
@@ -85,9 +98,11 @@ fn settings(args: &EmulatorArgs) -> Result<Settings, Failure> {
                 .ok_or_else(|| bad("`port` must be a number from 0 to 65535"))?;
         }
         if let Some(l) = obj.get("token_lifetime") {
-            s.lifetime = l
-                .as_u64()
-                .ok_or_else(|| bad("`token_lifetime` must be a whole number of seconds"))?;
+            s.lifetime = l.as_u64().filter(|&n| lifetime_in_range(n)).ok_or_else(|| {
+                bad(&format!(
+                    "`token_lifetime` must be a whole number of seconds from 1 to {max} (10 years)"
+                ))
+            })?;
         }
         if let Some(ids) = obj.get("identities") {
             for id in ids
@@ -138,9 +153,6 @@ fn settings(args: &EmulatorArgs) -> Result<Settings, Failure> {
                 )));
             }
         }
-    }
-    if s.lifetime == 0 {
-        return Err(Failure::usage("--token-lifetime must be at least 1 second"));
     }
     Ok(s)
 }

@@ -34,7 +34,10 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 const APP_TOKEN_LIFETIME: u64 = 3599;
 
 /// An app registration (and its service principal) the token endpoint knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` output shows how many client secrets and certificates it has, never the
+/// secrets themselves.
+#[derive(Clone, PartialEq, Eq)]
 pub struct App {
     /// The application (client) id.
     pub client_id: String,
@@ -46,6 +49,23 @@ pub struct App {
     certificates: Vec<Vec<u8>>,
     federated: Vec<(String, String)>,
     multi_tenant: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("client_id", &self.client_id)
+            .field("object_id", &self.object_id)
+            .field("display_name", &self.display_name)
+            .field(
+                "secrets",
+                &format_args!("{} {}", self.secrets.len(), crate::REDACTED),
+            )
+            .field("certificates", &self.certificates.len())
+            .field("federated", &self.federated)
+            .field("multi_tenant", &self.multi_tenant)
+            .finish()
+    }
 }
 
 impl App {
@@ -158,9 +178,9 @@ impl Emulator {
     pub fn federated_token(&self, subject: &str, audience: &str, lifetime: Duration) -> String {
         let now = now_secs();
         let (iat, exp) = if lifetime.is_zero() {
-            (now - 3600, now - 600)
+            (now.saturating_sub(3600), now.saturating_sub(600))
         } else {
-            (now, now + lifetime.as_secs().max(1))
+            (now, now.saturating_add(lifetime.as_secs().max(1)))
         };
         let iss = FEDERATED_ISSUER;
         let claims = FederatedClaims {

@@ -254,6 +254,12 @@ impl Paging {
         Ok(page)
     }
 
+    /// The `$skiptoken` of the page after this one, if `total` items leave one. Saturating:
+    /// a huge `$skiptoken` (any `usize` parses) just means there is no next page.
+    pub(crate) fn next_skip(&self, total: usize) -> Option<usize> {
+        Some(self.skip.saturating_add(self.top)).filter(|&next| next < total)
+    }
+
     /// A query parameter, names compared case-insensitively.
     pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.query
@@ -307,7 +313,7 @@ async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Respo
             Some((Field::DisplayName, v)) => sp["displayName"].as_str() == Some(v.as_str()),
         })
         .collect();
-    let page: Vec<Value> = matching
+    let values: Vec<Value> = matching
         .iter()
         .skip(skip)
         .take(top)
@@ -315,13 +321,12 @@ async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Respo
         .collect();
     let mut body = json!({
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals",
-        "value": page,
+        "value": values,
     });
-    if skip + top < matching.len() {
+    if let Some(next_skip) = page.next_skip(matching.len()) {
         let mut next = format!(
-            "{}/v1.0/servicePrincipals?$top={top}&$skiptoken={}",
+            "{}/v1.0/servicePrincipals?$top={top}&$skiptoken={next_skip}",
             s.base_url,
-            skip + top
         );
         if let Some(f) = param("$filter") {
             next.push_str("&$filter=");

@@ -342,10 +342,11 @@ async fn assignments(
 }
 
 fn list(s: &Shared, id: &str, req: &Request) -> Response {
-    let (top, skip) = match Paging::from_request(req) {
-        Ok(p) => (p.top, p.skip),
+    let page = match Paging::from_request(req) {
+        Ok(p) => p,
         Err(resp) => return resp,
     };
+    let (top, skip) = (page.top, page.skip);
     let all: Vec<Value> = lock(&s.perms.assignments)
         .iter()
         .filter(|a| a.principal_id.eq_ignore_ascii_case(id))
@@ -355,11 +356,10 @@ fn list(s: &Shared, id: &str, req: &Request) -> Response {
         "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('{id}')/appRoleAssignments"),
         "value": all.iter().skip(skip).take(top).cloned().collect::<Vec<_>>(),
     });
-    if skip + top < all.len() {
+    if let Some(next_skip) = page.next_skip(all.len()) {
         body["@odata.nextLink"] = Value::String(format!(
-            "{}/v1.0/servicePrincipals/{id}/appRoleAssignments?$top={top}&$skiptoken={}",
+            "{}/v1.0/servicePrincipals/{id}/appRoleAssignments?$top={top}&$skiptoken={next_skip}",
             s.base_url,
-            skip + top
         ));
     }
     json_response(StatusCode::OK, body)

@@ -107,6 +107,10 @@ pub const DEFAULT_TENANT_ID: &str = "4e7a1f2c-5b3d-4c8e-9a61-0d2f3b4c5e6f";
 /// The default token lifetime: what real managed-identity endpoints hand out (about 24 h).
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(86_399);
 
+/// The longest token lifetime the emulator accepts: ten years of 365 days (315,360,000 s).
+/// Real endpoints issue tokens for about a day; the bound only keeps `exp` a sane timestamp.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 /// Why the emulator could not start.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -117,10 +121,24 @@ pub enum EmulatorError {
     /// The RSA signing key could not be generated.
     #[error("cannot generate the RSA signing key: {0}")]
     KeyGeneration(String),
+    /// [`EmulatorBuilder::token_lifetime`] was given more than [`MAX_TOKEN_LIFETIME`].
+    #[error(
+        "EmulatorBuilder::token_lifetime: {seconds} seconds is out of range \
+         (allowed: 1 to {max_seconds} seconds, i.e. up to 10 years)"
+    )]
+    TokenLifetimeOutOfRange {
+        /// The lifetime asked for, in whole seconds.
+        seconds: u64,
+        /// The largest lifetime allowed, in seconds ([`MAX_TOKEN_LIFETIME`]).
+        max_seconds: u64,
+    },
 }
 
 /// Configures and starts an [`Emulator`]; see [`Emulator::builder`].
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output shows whether an identity header, MSI secret or app secrets were set,
+/// never their values.
+#[derive(Clone)]
 pub struct EmulatorBuilder {
     tenant_id: String,
     token_lifetime: Duration,
@@ -153,6 +171,30 @@ impl Default for EmulatorBuilder {
     }
 }
 
+/// What `Debug` prints in place of a secret value.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for EmulatorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorBuilder")
+            .field("tenant_id", &self.tenant_id)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("identities", &self.identities)
+            .field("system", &self.system)
+            .field("roles", &self.roles)
+            .field(
+                "identity_header",
+                &self.identity_header.as_ref().map(|_| REDACTED),
+            )
+            .field("cache_tokens", &self.cache_tokens)
+            .field("port", &self.port)
+            .field("apis", &self.apis)
+            .field("sources", &self.sources)
+            .field("entra", &self.entra)
+            .finish()
+    }
+}
+
 impl EmulatorBuilder {
     /// The tenant the tokens are issued in (`tid`, the issuer, the discovery paths).
     /// Default: [`DEFAULT_TENANT_ID`].
@@ -162,7 +204,9 @@ impl EmulatorBuilder {
     }
 
     /// The lifetime of tokens (`exp − iat`), at least one second (shorter values are raised to
-    /// it; sub-second parts are dropped). Default: [`DEFAULT_TOKEN_LIFETIME`].
+    /// it; sub-second parts are dropped) and at most [`MAX_TOKEN_LIFETIME`] (ten years: longer
+    /// values make [`start`](EmulatorBuilder::start) fail with
+    /// [`EmulatorError::TokenLifetimeOutOfRange`]). Default: [`DEFAULT_TOKEN_LIFETIME`].
     pub fn token_lifetime(mut self, d: Duration) -> Self {
         self.token_lifetime = d;
         self
@@ -229,7 +273,16 @@ impl EmulatorBuilder {
     /// Binds `127.0.0.1:0` and starts serving in a spawned task of the current Tokio runtime.
     ///
     /// The first start in a process generates the RSA signing key (on the blocking pool).
+    ///
+    /// Fails with [`EmulatorError::TokenLifetimeOutOfRange`] when the token lifetime is longer
+    /// than [`MAX_TOKEN_LIFETIME`], before binding anything.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        if self.token_lifetime.as_secs() > MAX_TOKEN_LIFETIME.as_secs() {
+            return Err(EmulatorError::TokenLifetimeOutOfRange {
+                seconds: self.token_lifetime.as_secs(),
+                max_seconds: MAX_TOKEN_LIFETIME.as_secs(),
+            });
+        }
         let key = SigningKey::shared().await?;
         let listener = TcpListener::bind(("127.0.0.1", self.port))
             .await
@@ -403,8 +456,9 @@ impl Emulator {
         self.inner.shared.set_shape(ep, s);
     }
 
-    /// Sets the lifetime of tokens minted from now on (at least one second) and forgets the
-    /// endpoint-side token cache, so the next request gets a token with this lifetime.
+    /// Sets the lifetime of tokens minted from now on and forgets the endpoint-side token
+    /// cache, so the next request gets a token with this lifetime. Like the builder's setting
+    /// it is at least one second; values beyond [`MAX_TOKEN_LIFETIME`] are lowered to it.
     pub fn set_token_lifetime(&self, d: Duration) {
         self.inner.shared.set_lifetime(d);
     }

@@ -20,7 +20,7 @@ use crate::routes::{
 };
 use crate::state::{Shared, lock};
 use crate::time::legacy_app_service_date;
-use crate::{Emulator, EmulatorBuilder};
+use crate::{Emulator, EmulatorBuilder, REDACTED};
 
 /// Arc api-versions the agent accepts.
 const ARC_API_VERSIONS: &[&str] = &["2019-08-15", "2019-11-01", "2020-06-01", "2021-02-01"];
@@ -28,20 +28,41 @@ const SF_API_VERSION: &str = "2019-07-01-preview";
 const LEGACY_API_VERSION: &str = "2017-09-01";
 
 /// Builder settings of these sources.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct SourcesConfig {
     arc_key_directory: Option<PathBuf>,
     msi_secret: Option<String>,
 }
 
+impl std::fmt::Debug for SourcesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourcesConfig")
+            .field("arc_key_directory", &self.arc_key_directory)
+            .field("msi_secret", &self.msi_secret.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
 /// Their state.
-#[derive(Debug)]
 pub(crate) struct SourcesState {
     arc_key_directory: Option<PathBuf>,
     arc_realm: Mutex<Option<PathBuf>>,
+    /// The contents of the key files handed out: each is a credential.
     arc_keys: Mutex<Vec<String>>,
     msi_secret: Mutex<String>,
     pub(crate) service_fabric: Mutex<Option<(String, String)>>,
+}
+
+impl std::fmt::Debug for SourcesState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourcesState")
+            .field("arc_key_directory", &self.arc_key_directory)
+            .field("arc_realm", &self.arc_realm)
+            .field("arc_keys", &REDACTED)
+            .field("msi_secret", &REDACTED)
+            .field("service_fabric", &self.service_fabric)
+            .finish()
+    }
 }
 
 impl SourcesState {

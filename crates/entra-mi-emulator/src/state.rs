@@ -91,6 +91,14 @@ struct Claims<'a> {
 /// The smallest lifetime a token gets.
 pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
 
+/// A lifetime brought into `MIN_LIFETIME..=MAX_TOKEN_LIFETIME`, in whole seconds.
+fn bounded_lifetime(d: Duration) -> Duration {
+    Duration::from_secs(
+        d.as_secs()
+            .clamp(MIN_LIFETIME.as_secs(), crate::MAX_TOKEN_LIFETIME.as_secs()),
+    )
+}
+
 impl Shared {
     pub(crate) fn new(
         config: Config,
@@ -108,7 +116,7 @@ impl Shared {
             entra: crate::entra::EntraState::new(config.entra),
             roles: config.roles,
             cache_tokens: config.cache_tokens,
-            lifetime: Mutex::new(config.lifetime.max(MIN_LIFETIME)),
+            lifetime: Mutex::new(bounded_lifetime(config.lifetime)),
             identity_header: Mutex::new(config.identity_header),
             tokens: Mutex::new(HashMap::new()),
             counters: Default::default(),
@@ -154,10 +162,10 @@ impl Shared {
         lock(&self.shapes)[ep.index()]
     }
 
-    /// Changes the lifetime of tokens minted from now on, and forgets cached tokens so that the
-    /// next request gets one with the new lifetime.
+    /// Changes the lifetime of tokens minted from now on (bounded like the builder's), and
+    /// forgets cached tokens so that the next request gets one with the new lifetime.
     pub(crate) fn set_lifetime(&self, d: Duration) {
-        *lock(&self.lifetime) = d.max(MIN_LIFETIME);
+        *lock(&self.lifetime) = bounded_lifetime(d);
         lock(&self.tokens).clear();
     }
 
@@ -192,9 +200,11 @@ impl Shared {
     }
 
     fn mint(&self, identity: &Identity, resource: &str) -> Result<Issued, String> {
-        let lifetime = Duration::from_secs(lock(&self.lifetime).as_secs().max(1));
+        let lifetime = bounded_lifetime(*lock(&self.lifetime));
         let iat = now_secs();
-        let exp = iat + lifetime.as_secs();
+        // The lifetime is bounded where it is set; saturating keeps a bad clock or a future
+        // change from panicking here all the same.
+        let exp = iat.saturating_add(lifetime.as_secs());
         let iss = self.issuer();
         // Roles configured on the builder, then those granted through the Graph endpoint.
         let mut all_roles: Vec<String> = self

@@ -204,6 +204,58 @@ async fn service_principals_page_and_filter() {
     );
 }
 
+/// A `$skiptoken` at the top of `usize` (where `skip + top` would overflow) is an empty last
+/// page; one past it is Graph's invalid-skiptoken `400`. Both listings page the same way.
+#[tokio::test]
+async fn a_huge_skiptoken_is_answered_not_panicked_on() {
+    let reader = Identity::user_assigned("reader");
+    let em = Emulator::builder()
+        .identity(reader.clone())
+        .roles(&reader.object_id, GRAPH, &["Application.Read.All"])
+        .start()
+        .await
+        .unwrap();
+    let token = imds(&em, GRAPH, &format!("&client_id={}", reader.client_id))
+        .await
+        .token();
+    let auth = format!("Bearer {token}");
+    let assignments = format!(
+        "{}/servicePrincipals/{}/appRoleAssignments",
+        em.graph_url(),
+        reader.object_id
+    );
+    let listings = [sp_url(&em, ""), assignments];
+    for listing in &listings {
+        for query in [
+            format!("?$skiptoken={}", usize::MAX),
+            format!("?$top=999&$skiptoken={}", usize::MAX - 1),
+        ] {
+            let reply = get(&format!("{listing}{query}"), &[("authorization", &auth)]).await;
+            assert_eq!(reply.status, 200, "{listing}{query}: {}", reply.body);
+            let body = reply.json();
+            assert_eq!(body["value"], serde_json::json!([]), "{listing}{query}");
+            assert!(body.get("@odata.nextLink").is_none(), "{listing}{query}");
+        }
+        for bad in ["18446744073709551616", "-1", "abc"] {
+            let reply = get(
+                &format!("{listing}?$skiptoken={bad}"),
+                &[("authorization", &auth)],
+            )
+            .await;
+            assert_eq!(reply.status, 400, "{listing} {bad}: {}", reply.body);
+            assert_eq!(
+                reply.json()["error"]["code"],
+                "Directory_InvalidSkipToken",
+                "{listing} {bad}"
+            );
+        }
+    }
+    // The server is still serving normally afterwards.
+    let after = get(&sp_url(&em, "?$top=1"), &[("authorization", &auth)]).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert!(after.json()["@odata.nextLink"].is_string());
+}
+
 #[tokio::test]
 async fn rejections_can_be_injected() {
     let em = emulator().await;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{app_service, claims, get, imds, now, verify};
-use entra_mi_emulator::{Emulator, Endpoint, Identity};
+use entra_mi_emulator::{Emulator, EmulatorError, Endpoint, Identity, MAX_TOKEN_LIFETIME};
 use reqwest::StatusCode;
 
 const ARM: &str = "https://management.azure.com/";
@@ -267,6 +267,61 @@ async fn token_lifetime_is_at_least_one_second() {
     assert_eq!(
         c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
         3600
+    );
+}
+
+#[tokio::test]
+async fn token_lifetime_beyond_ten_years_is_refused_and_never_overflows() {
+    // The builder refuses a lifetime past the maximum with a typed error naming the setting.
+    let too_long = Emulator::builder()
+        .token_lifetime(Duration::from_secs(u64::MAX))
+        .start()
+        .await;
+    match too_long {
+        Err(
+            ref e @ EmulatorError::TokenLifetimeOutOfRange {
+                seconds,
+                max_seconds,
+            },
+        ) => {
+            assert_eq!(seconds, u64::MAX);
+            assert_eq!(max_seconds, MAX_TOKEN_LIFETIME.as_secs());
+            let shown = e.to_string();
+            assert!(shown.contains("token_lifetime"), "{shown}");
+            assert!(shown.contains("315360000"), "{shown}");
+        }
+        other => panic!("expected TokenLifetimeOutOfRange, got {other:?}"),
+    }
+    let just_over = Emulator::builder()
+        .token_lifetime(MAX_TOKEN_LIFETIME + Duration::from_secs(1))
+        .start()
+        .await;
+    assert!(
+        matches!(
+            just_over,
+            Err(EmulatorError::TokenLifetimeOutOfRange { .. })
+        ),
+        "{just_over:?}"
+    );
+
+    // The maximum itself is fine.
+    let em = Emulator::builder()
+        .token_lifetime(MAX_TOKEN_LIFETIME)
+        .start()
+        .await
+        .unwrap();
+    let c = claims(&imds(&em, ARM, "").await.token());
+    assert_eq!(
+        c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
+        MAX_TOKEN_LIFETIME.as_secs()
+    );
+    // On a running emulator the longest lifetime is lowered to the maximum: no overflow.
+    em.set_token_lifetime(Duration::MAX);
+    let reply = app_service(&em, ARM, "").await;
+    let c = claims(&reply.token());
+    assert_eq!(
+        c["exp"].as_u64().unwrap() - c["iat"].as_u64().unwrap(),
+        MAX_TOKEN_LIFETIME.as_secs()
     );
 }
 
