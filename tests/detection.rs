@@ -2,8 +2,8 @@
 //! source built as itself (never a silent fall-through), and bad environment values.
 
 use entra_mi::{
-    ClientSecretCredential, Detected, Environment, Error, ManagedIdentityCredential, SourceKind,
-    detect_source,
+    ClientSecretCredential, Detected, Environment, Error, ManagedIdentityCredential,
+    ManagedIdentityId, SourceKind, detect_source,
 };
 
 /// Variables, the setting the error must name, and a phrase of its reason.
@@ -262,6 +262,41 @@ fn bad_environment_values_name_the_variable() {
             }
             other => panic!("{vars:?}: {other:?}"),
         }
+    }
+}
+
+#[test]
+fn managed_identity_ids_parse_from_text_and_a_bare_guid_is_refused() {
+    const GUID: &str = "11111111-2222-3333-4444-555555555555";
+    const RES: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app";
+    for (text, want) in [
+        ("system-assigned", ManagedIdentityId::SystemAssigned),
+        (" System ", ManagedIdentityId::SystemAssigned),
+        (&format!("client_id={GUID}"), ManagedIdentityId::ClientId(GUID.into())),
+        (&format!("Client-Id = {GUID}"), ManagedIdentityId::ClientId(GUID.into())),
+        (&format!("object_id={GUID}"), ManagedIdentityId::ObjectId(GUID.into())),
+        (&format!("principal_id={GUID}"), ManagedIdentityId::ObjectId(GUID.into())),
+        (RES, ManagedIdentityId::ResourceId(RES.into())),
+        (&format!("resource_id={RES}"), ManagedIdentityId::ResourceId(RES.into())),
+    ] {
+        let id: ManagedIdentityId = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(id, want, "{text}");
+        assert_eq!(id.to_string().parse::<ManagedIdentityId>().unwrap(), id, "{text}");
+    }
+    for (text, needle) in [
+        (GUID, "does not say which id"),
+        ("", "expected system-assigned"),
+        ("my-identity", "expected system-assigned"),
+        (&format!("app_id={GUID}"), "unknown kind \"app_id\""),
+        ("client_id=not-a-guid", "expected a GUID"),
+        ("client_id=", "it is empty"),
+        ("/subscriptions/s/resourceGroups/rg", "userAssignedIdentities"),
+    ] {
+        let err = text.parse::<ManagedIdentityId>().unwrap_err();
+        assert!(
+            matches!(&err, Error::Configuration { reason, .. } if reason.contains(needle)),
+            "{text:?}: {err}"
+        );
     }
 }
 

@@ -134,6 +134,86 @@ impl ManagedIdentityId {
     }
 }
 
+/// The setting errors from parsing a [`ManagedIdentityId`] name.
+const ID_SETTING: &str = "managed identity id";
+
+impl std::str::FromStr for ManagedIdentityId {
+    type Err = Error;
+
+    /// Parses the text forms [`Display`](fmt::Display) writes:
+    ///
+    /// * `system-assigned` (or `system`);
+    /// * `client_id=<GUID>` and `object_id=<GUID>` (`-` for `_` and `principal_id` are
+    ///   accepted too);
+    /// * an ARM resource id, `/subscriptions/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`,
+    ///   alone or as `resource_id=…`.
+    ///
+    /// A GUID alone is refused: a user-assigned identity has a client id *and* an object id,
+    /// both GUIDs, and sending one as the other selects nothing (or, with an app
+    /// registration's id, the wrong thing). The identity's Overview page in the portal shows
+    /// both ("Client ID", "Object (principal) ID").
+    ///
+    /// ```
+    /// use entra_mi::ManagedIdentityId;
+    ///
+    /// let id: ManagedIdentityId = "client_id=11111111-2222-3333-4444-555555555555".parse()?;
+    /// assert_eq!(id, ManagedIdentityId::ClientId("11111111-2222-3333-4444-555555555555".into()));
+    /// assert_eq!(id.to_string().parse::<ManagedIdentityId>()?, id);
+    /// assert!("11111111-2222-3333-4444-555555555555".parse::<ManagedIdentityId>().is_err());
+    /// # Ok::<(), entra_mi::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let text = s.trim();
+        let id = if text.eq_ignore_ascii_case("system-assigned")
+            || text.eq_ignore_ascii_case("system")
+        {
+            ManagedIdentityId::SystemAssigned
+        } else if text.starts_with('/') {
+            ManagedIdentityId::ResourceId(text.to_owned())
+        } else if let Some((key, value)) = text.split_once('=') {
+            let value = value.trim().to_owned();
+            match key.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "client_id" | "clientid" => ManagedIdentityId::ClientId(value),
+                "object_id" | "objectid" | "principal_id" => ManagedIdentityId::ObjectId(value),
+                "resource_id" | "mi_res_id" | "msi_res_id" => ManagedIdentityId::ResourceId(value),
+                _ => {
+                    return Err(Error::configuration(
+                        ID_SETTING,
+                        format!(
+                            "unknown kind {:?}: expected client_id=, object_id= or resource_id=",
+                            key.trim()
+                        ),
+                    ));
+                }
+            }
+        } else if is_guid(text) {
+            return Err(Error::configuration(
+                ID_SETTING,
+                "a GUID alone does not say which id it is: write client_id=<GUID> or object_id=<GUID> (the identity's Overview page shows both)",
+            ));
+        } else {
+            return Err(Error::configuration(
+                ID_SETTING,
+                "expected system-assigned, client_id=<GUID>, object_id=<GUID> or an ARM resource id (/subscriptions/…/userAssignedIdentities/<name>)",
+            ));
+        };
+        id.validate()?;
+        Ok(id)
+    }
+}
+
+impl fmt::Display for ManagedIdentityId {
+    /// The text form [`FromStr`](std::str::FromStr) reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManagedIdentityId::SystemAssigned => f.write_str("system-assigned"),
+            ManagedIdentityId::ClientId(v) => write!(f, "client_id={v}"),
+            ManagedIdentityId::ObjectId(v) => write!(f, "object_id={v}"),
+            ManagedIdentityId::ResourceId(v) => f.write_str(v),
+        }
+    }
+}
+
 /// Builds a [`ManagedIdentityCredential`].
 ///
 /// Defaults: system-assigned identity, source detected from the process environment, connect
