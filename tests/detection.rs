@@ -272,16 +272,35 @@ fn managed_identity_ids_parse_from_text_and_a_bare_guid_is_refused() {
     for (text, want) in [
         ("system-assigned", ManagedIdentityId::SystemAssigned),
         (" System ", ManagedIdentityId::SystemAssigned),
-        (&format!("client_id={GUID}"), ManagedIdentityId::ClientId(GUID.into())),
-        (&format!("Client-Id = {GUID}"), ManagedIdentityId::ClientId(GUID.into())),
-        (&format!("object_id={GUID}"), ManagedIdentityId::ObjectId(GUID.into())),
-        (&format!("principal_id={GUID}"), ManagedIdentityId::ObjectId(GUID.into())),
+        (
+            &format!("client_id={GUID}"),
+            ManagedIdentityId::ClientId(GUID.into()),
+        ),
+        (
+            &format!("Client-Id = {GUID}"),
+            ManagedIdentityId::ClientId(GUID.into()),
+        ),
+        (
+            &format!("object_id={GUID}"),
+            ManagedIdentityId::ObjectId(GUID.into()),
+        ),
+        (
+            &format!("principal_id={GUID}"),
+            ManagedIdentityId::ObjectId(GUID.into()),
+        ),
         (RES, ManagedIdentityId::ResourceId(RES.into())),
-        (&format!("resource_id={RES}"), ManagedIdentityId::ResourceId(RES.into())),
+        (
+            &format!("resource_id={RES}"),
+            ManagedIdentityId::ResourceId(RES.into()),
+        ),
     ] {
         let id: ManagedIdentityId = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!(id, want, "{text}");
-        assert_eq!(id.to_string().parse::<ManagedIdentityId>().unwrap(), id, "{text}");
+        assert_eq!(
+            id.to_string().parse::<ManagedIdentityId>().unwrap(),
+            id,
+            "{text}"
+        );
     }
     for (text, needle) in [
         (GUID, "does not say which id"),
@@ -290,7 +309,10 @@ fn managed_identity_ids_parse_from_text_and_a_bare_guid_is_refused() {
         (&format!("app_id={GUID}"), "unknown kind \"app_id\""),
         ("client_id=not-a-guid", "expected a GUID"),
         ("client_id=", "it is empty"),
-        ("/subscriptions/s/resourceGroups/rg", "userAssignedIdentities"),
+        (
+            "/subscriptions/s/resourceGroups/rg",
+            "userAssignedIdentities",
+        ),
     ] {
         let err = text.parse::<ManagedIdentityId>().unwrap_err();
         assert!(

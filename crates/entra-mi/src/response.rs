@@ -106,10 +106,55 @@ pub(crate) fn json_object(response: &RawResponse) -> Result<Map<String, Value>, 
 }
 
 /// True when a success body names a `resource` other than `requested`.
-pub(crate) fn resource_mismatch(response: &RawResponse, requested: &str) -> bool {
-    match json_object(response) {
-        Ok(map) => matches!(map.get("resource"), Some(Value::String(r)) if r != requested),
-        Err(_) => false,
+/// Why a successful answer is for another token than the one asked for, if it is: its
+/// `resource` names another API, or its `client_id` another identity than the client id
+/// requested. Sources echo both; a token for the wrong API or identity must not be cached.
+///
+/// Resources are compared leniently, so that an echo in another spelling is no false alarm:
+/// only two absolute URLs that differ in scheme, host, port or path (ignoring case and a
+/// trailing slash) count as different; an answer for an application-id GUID or another form
+/// is not judged. A client id is compared as a GUID, ignoring case (App Service answers in
+/// upper case).
+pub(crate) fn answered_for_another(
+    response: &RawResponse,
+    requested_resource: &str,
+    requested_client_id: Option<&str>,
+) -> Option<String> {
+    let map = json_object(response).ok()?;
+    if let Some(Value::String(got)) = map.get("resource")
+        && !same_resource(got, requested_resource)
+    {
+        return Some(format!(
+            "the token is for resource {:?}, not the {requested_resource:?} asked for",
+            truncate(got, 200)
+        ));
+    }
+    if let (Some(want), Some(Value::String(got))) = (requested_client_id, map.get("client_id"))
+        && crate::audience::is_guid(got)
+        && !got.eq_ignore_ascii_case(want)
+    {
+        return Some(format!(
+            "the token is for the identity with client id {got}, not {want} as asked"
+        ));
+    }
+    None
+}
+
+fn same_resource(a: &str, b: &str) -> bool {
+    let parts = |s: &str| {
+        let url = url::Url::parse(s).ok()?;
+        let host = url.host_str()?.to_ascii_lowercase();
+        let path = url.path().trim_end_matches('/').to_ascii_lowercase();
+        Some((
+            url.scheme().to_owned(),
+            host,
+            url.port_or_known_default(),
+            path,
+        ))
+    };
+    match (parts(a), parts(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
     }
 }
 

@@ -646,12 +646,14 @@ impl ManagedIdentityCredential {
                 .await?;
             let (error, retryable, retry_after) = match outcome {
                 Ok(response) if (200..300).contains(&response.status) => {
-                    if matches!(inner.endpoint, Endpoint::CloudShell { .. })
-                        && response::resource_mismatch(&response, resource)
+                    let client_id = match &inner.id {
+                        ManagedIdentityId::ClientId(id) => Some(id.as_str()),
+                        _ => None,
+                    };
+                    if let Some(problem) =
+                        response::answered_for_another(&response, resource, client_id)
                     {
-                        return Err(unavailable(Unavailable::InvalidResponse {
-                            problem: "the token's `resource` is not the one asked for (Cloud Shell answered for another audience)".into(),
-                        }));
+                        return Err(unavailable(Unavailable::InvalidResponse { problem }));
                     }
                     return response::parse_token(
                         &response,
