@@ -74,11 +74,8 @@ fn chain(env: Environment) -> DefaultCredential {
 }
 
 /// A loopback port with nothing listening.
-async fn closed_port() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
+fn closed_port() -> support::RefusedPort {
+    support::RefusedPort::new()
 }
 
 #[tokio::test]
@@ -148,9 +145,10 @@ async fn links_are_tried_in_order_and_the_first_configured_one_wins() {
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
 
     // Nothing but the CLI.
+    let closed = closed_port();
     let c = chain(env(vec![
         ("PATH", path_of(&cli)),
-        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port().await),
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed.url()),
     ]));
     let token = c.get_token(&graph()).await.unwrap();
     assert_eq!(token.secret(), "cli.token.x");
@@ -306,9 +304,10 @@ async fn something_that_is_no_imds_on_169_254_lets_the_chain_move_on() {
 #[tokio::test]
 async fn every_link_failing_gives_one_line_per_link() {
     let empty = dir("none");
+    let closed = closed_port();
     let c = chain(env(vec![
         ("PATH", path_of(&empty)),
-        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed_port().await),
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed.url()),
     ]));
     let err = c.get_token(&graph()).await.unwrap_err();
     assert!(

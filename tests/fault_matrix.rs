@@ -157,9 +157,9 @@ fn mi(env: Environment, time: TimeSource, retries: u32) -> ManagedIdentityCreden
 }
 
 /// A port that was bound on loopback and is free again: connecting to it is refused.
-fn refused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// A port that refuses connections while the returned value lives.
+fn refused_addr() -> support::RefusedPort {
+    support::RefusedPort::new()
 }
 
 /// Neither `Display` nor `Debug` of `err` shows a secret.
@@ -636,7 +636,8 @@ async fn imds_403() {
 }
 
 async fn imds_connection_refused() {
-    let addr = refused_addr();
+    let refused = refused_addr();
+    let addr = refused.addr;
     let clock = ManualClock::new();
     let (time, sleeps) = clock.instant_time_source(0.5);
     let cred = mi(
@@ -1445,7 +1446,8 @@ async fn secret_hang() {
 }
 
 async fn secret_connection_refused() {
-    let addr = refused_addr();
+    let refused = refused_addr();
+    let addr = refused.addr;
     let clock = ManualClock::new();
     let (time, sleeps) = clock.instant_time_source(0.5);
     let cred =

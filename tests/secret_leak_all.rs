@@ -965,12 +965,8 @@ async fn no_secret_of_any_credential_or_middleware_leaks() {
 
     // DefaultCredential failing: a wrong secret, and every link unavailable (a closed IMDS
     // port, an `az` that fails with a token on stderr).
-    let closed = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        format!("http://{addr}")
-    };
+    let refused = support::RefusedPort::new();
+    let closed = refused.url();
     let az_fail = stand_in_az(
         "chain",
         &format!("printf 'ERROR: failed\\n{newline}\\n' >&2\nexit 1"),

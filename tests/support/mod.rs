@@ -4,6 +4,35 @@
 
 pub mod downstream;
 
+/// A loopback port that refuses connections for as long as this value lives: its socket is
+/// bound but not listening. (A port bound and then released may be handed to the next server
+/// a concurrent test starts, which would then answer the "refused" request.)
+pub struct RefusedPort {
+    _socket: tokio::net::TcpSocket,
+    /// The address; connecting to it is refused.
+    pub addr: SocketAddr,
+}
+
+impl RefusedPort {
+    /// Binds 127.0.0.1:0 without listening.
+    pub fn new() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0");
+        let addr = socket.local_addr().expect("the bound address");
+        Self {
+            _socket: socket,
+            addr,
+        }
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 /// Collects everything a `tracing` subscriber writes (use it as the subscriber's writer).
 #[derive(Clone, Default)]
 pub struct Capture(Arc<Mutex<Vec<u8>>>);

@@ -203,11 +203,11 @@ async fn failures_exit_1_without_secrets() {
         ("IDENTITY_HEADER", "HEADER-SECRET-CANARY".to_string()),
     ];
     let imds = imds_env(&emu);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but not listening, and kept until the end of the test: connections are refused
+    // (a port released at once could be taken by another test's server meanwhile).
+    let refused = tokio::net::TcpSocket::new_v4().unwrap();
+    refused.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = refused.local_addr().unwrap().port();
     let dead = vec![(
         "AZURE_POD_IDENTITY_AUTHORITY_HOST",
         format!("http://127.0.0.1:{port}"),
