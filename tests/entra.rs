@@ -177,6 +177,38 @@ async fn environment_conventions_and_sovereign_authority() {
 }
 
 #[tokio::test]
+async fn an_oversized_token_answer_is_not_asked_for_again() {
+    let server = RawServer::start(Reply::body(
+        200,
+        "application/json",
+        format!("{{\"access_token\": \"{}\"}}", "x".repeat(70_000)),
+    ))
+    .await;
+    let clock = entra_mi::time::ManualClock::new();
+    let (time, sleeps) = clock.instant_time_source(0.5);
+    let cred =
+        ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
+            .authority_host(server.url(""))
+            .allow_loopback_http(true)
+            .time_source(time)
+            .build()
+            .unwrap();
+    let err = cred.get_token(&graph()).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::TokenEndpointUnavailable {
+                reason: entra_mi::Unavailable::BodyTooLarge { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(server.count(), 1);
+    assert!(sleeps.sleeps().is_empty());
+}
+
+#[tokio::test]
 async fn client_secret_retries_a_5xx_once_on_the_injected_clock() {
     let server = RawServer::start(Reply::json(503, serde_json::json!({"error": "temporarily_unavailable", "error_description": "AADSTS90033: A transient error has occurred.\r\nTrace ID: 1"}))).await;
     let clock = entra_mi::time::ManualClock::new();

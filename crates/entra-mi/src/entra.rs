@@ -277,9 +277,11 @@ impl ConfidentialClient {
                 .http
                 .send(req, self.attempt_timeout.min(remaining))
                 .await;
+            // Once, after 1 s: a 5xx without `Retry-After`, or no answer (a timeout, a refused or
+            // broken connection). An answer that was too large is not asked for again.
             let retry = match &outcome {
                 Ok(r) => (500..600).contains(&r.status) && r.retry_after.is_none(),
-                Err(_) => true,
+                Err(reason) => !matches!(reason, Unavailable::BodyTooLarge { .. }),
             };
             if retry
                 && attempt == 1
