@@ -302,6 +302,41 @@ async fn something_that_is_no_imds_on_169_254_lets_the_chain_move_on() {
 }
 
 #[tokio::test]
+async fn a_winner_that_becomes_unavailable_is_dropped_and_the_chain_walked_again() {
+    // IMDS answers the probe and one token request, then something else answers in its place
+    // (a captive portal's page): the remembered managed-identity link reports itself
+    // unavailable, so the next call walks the chain again and the Azure CLI wins.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let server = RawServer::start(Reply::body(200, "text/html", "<html>portal</html>")).await;
+    server.push(Reply::json(400, json!({"error": "invalid_request", "error_description": "Required metadata header not specified"})));
+    server.push(Reply::json(
+        200,
+        support::imds_body("mi.token.x", now, 3600),
+    ));
+    let cli = az("winner-reset");
+    let c = chain(env(vec![
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.url("")),
+        ("PATH", path_of(&cli)),
+    ]));
+    let token = c.get_token(&graph()).await.unwrap();
+    assert_eq!(token.secret(), "mi.token.x");
+    assert_eq!(c.selected(), Some(ChainLink::ManagedIdentity));
+
+    let token = c.get_token(&graph()).await.unwrap();
+    assert_eq!(token.secret(), "cli.token.x");
+    assert_eq!(c.selected(), Some(ChainLink::AzureCli));
+    // The probe once; the remembered link, then the walk's managed-identity attempt.
+    assert_eq!(server.count(), 4);
+
+    // From then on the CLI is used directly.
+    c.get_token(&graph()).await.unwrap();
+    assert_eq!(server.count(), 4);
+}
+
+#[tokio::test]
 async fn every_link_failing_gives_one_line_per_link() {
     let empty = dir("none");
     let closed = closed_port();
