@@ -155,6 +155,11 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .unwrap_err();
     assert!(matches!(&err, Error::Credential { .. }), "{err:?}");
     assert!(err.to_string().contains("AADSTS700082"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("(hint: the sign-in has expired: run `az login` again)"),
+        "{err}"
+    );
 
     let err = cli(&garbage.0, Duration::from_secs(10))
         .get_token(&arm())

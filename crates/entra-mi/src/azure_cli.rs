@@ -297,8 +297,13 @@ impl TokenCredential for AzureCliCredential {
                     "not logged in: run `az login` ({first})"
                 )));
             }
+            let hint = crate::error::aadsts_codes(&stderr)
+                .into_iter()
+                .find_map(crate::error::aadsts_hint)
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default();
             return Err(Self::failed(format!(
-                "`az account get-access-token` failed with {status}: {first}"
+                "`az account get-access-token` failed with {status}: {first}{hint}"
             )));
         }
         parse_output(&out)

@@ -334,6 +334,10 @@ impl ServiceError {
             )
         } else if d.contains("AADSTS500011") {
             Some(HINT_500011)
+        } else if self.is_identity_not_found() {
+            Some(
+                "no identity with that id is assigned to this resource: use the identity's client id or object id (not an app registration's), or its resource id; an identity assigned minutes ago may not have reached the endpoint yet, so retry",
+            )
         } else {
             None
         }
@@ -394,17 +398,45 @@ pub struct EntraError {
 impl EntraError {
     /// Advice for the AADSTS codes users commonly hit.
     pub fn hint(&self) -> Option<&'static str> {
-        self.aadsts.iter().find_map(|c| match c {
-            7000215 => Some("invalid client secret: send the secret's Value, not its Secret ID, and check that it has not expired"),
-            700016 => Some("the application (client id) is not in this tenant: check AZURE_CLIENT_ID, AZURE_TENANT_ID and the cloud (AZURE_AUTHORITY_HOST)"),
-            700024 => Some("the client assertion is outside its valid time range: the federated token is stale (the token file is re-read on every request, so check that it is being rotated) or the clock is wrong"),
-            70021 | 700211 | 700213 => Some("no federated identity credential of the app matches the assertion's issuer, subject and audience (api://AzureADTokenExchange): compare them with the app registration's federated credentials"),
-            500011 => Some(HINT_500011),
-            700236 => Some("a managed identity can be a federated credential only of an app registration in its own home tenant: register the (multi-tenant) app there and request tokens in the other tenant"),
-            70043 | 700082 | 50173 => Some("the sign-in has expired: run `az login` again"),
-            _ => None,
-        })
+        self.aadsts.iter().copied().find_map(aadsts_hint)
     }
+}
+
+/// Advice for an AADSTS code users commonly hit.
+pub(crate) fn aadsts_hint(code: u32) -> Option<&'static str> {
+    match code {
+        7000215 => Some(
+            "invalid client secret: send the secret's Value, not its Secret ID, and check that it has not expired",
+        ),
+        700016 => Some(
+            "the application (client id) is not in this tenant: check AZURE_CLIENT_ID, AZURE_TENANT_ID and the cloud (AZURE_AUTHORITY_HOST)",
+        ),
+        700024 => Some(
+            "the client assertion is outside its valid time range: the federated token is stale (the token file is re-read on every request, so check that it is being rotated) or the clock is wrong",
+        ),
+        70021 | 700211 | 700213 => Some(
+            "no federated identity credential of the app matches the assertion's issuer, subject and audience (api://AzureADTokenExchange): compare them with the app registration's federated credentials",
+        ),
+        500011 => Some(HINT_500011),
+        700236 => Some(
+            "a managed identity can be a federated credential only of an app registration in its own home tenant: register the (multi-tenant) app there and request tokens in the other tenant",
+        ),
+        70043 | 700082 | 50173 => Some("the sign-in has expired: run `az login` again"),
+        _ => None,
+    }
+}
+
+/// The AADSTS codes quoted in `text` (`AADSTS700082: …`), in order.
+pub(crate) fn aadsts_codes(text: &str) -> Vec<u32> {
+    text.match_indices("AADSTS")
+        .filter_map(|(i, m)| {
+            let digits: String = text[i + m.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .collect()
 }
 
 impl fmt::Display for EntraError {
@@ -478,6 +510,21 @@ mod tests {
             imds.to_string().contains("select one by client id"),
             "{imds}"
         );
+        let not_found = ServiceError {
+            status: 400,
+            code: Some("invalid_request".into()),
+            description: Some("Identity not found".into()),
+        };
+        assert!(
+            not_found
+                .to_string()
+                .contains("not have reached the endpoint yet"),
+            "{not_found}"
+        );
+        assert_eq!(
+            aadsts_codes("ERROR: AADSTS700082: expired. AADSTS50173 and AADSTS x"),
+            [700082, 50173]
+        );
         for (code, needle) in [
             (7000215, "not its Secret ID"),
             (700016, "AZURE_CLIENT_ID"),
@@ -485,6 +532,9 @@ mod tests {
             (70021, "federated credentials"),
             (500011, "trailing `/`"),
             (700236, "home tenant"),
+            (70043, "az login"),
+            (700082, "az login"),
+            (50173, "az login"),
         ] {
             let e = EntraError {
                 status: 400,
