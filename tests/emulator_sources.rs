@@ -380,3 +380,80 @@ async fn the_cache_in_front_of_the_emulator_refreshes_proactively() {
         SourceKind::Imds
     );
 }
+
+/// What Linux Consumption Functions answer to api-version 2019-08-01.
+fn unsupported_api_version() -> Fault {
+    Fault::Status {
+        status: 400,
+        retry_after: None,
+        body: Some(r#"{"error":{"code":"UnsupportedApiVersion","message":"The HTTP resource that matches the request URI 'http://127.0.0.1:8081/msi/token' does not support the API version '2019-08-01'.","innerError":null}}"#.to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn app_service_falls_back_to_2017_when_2019_is_unsupported() {
+    let (emu, system, uami) = emulator().await;
+    let env = |with_2017: bool| {
+        let mut vars = vec![
+            ("IDENTITY_ENDPOINT", emu.app_service_endpoint()),
+            ("IDENTITY_HEADER", emu.identity_header()),
+        ];
+        if with_2017 {
+            vars.push(("MSI_ENDPOINT", emu.msi_endpoint()));
+            vars.push(("MSI_SECRET", emu.msi_secret()));
+        }
+        Environment::from_vars(vars)
+    };
+    let build = |with_2017: bool, id: ManagedIdentityId| {
+        ManagedIdentityCredential::builder()
+            .environment(env(with_2017))
+            .identity(id)
+            .build()
+            .unwrap()
+    };
+    let graph = TokenRequest::new(Audience::microsoft_graph());
+
+    // The system-assigned identity and a user-assigned one by client id: one refusal, then the
+    // 2017-09-01 protocol for the rest of the credential's life.
+    for (id, oid) in [
+        (ManagedIdentityId::SystemAssigned, &system.object_id),
+        (
+            ManagedIdentityId::ClientId(uami.client_id.clone()),
+            &uami.object_id,
+        ),
+    ] {
+        emu.reset_counts();
+        emu.push_fault(Endpoint::AppService, unsupported_api_version());
+        let cred = build(true, id.clone());
+        for _ in 0..2 {
+            let token = cred
+                .get_token(&graph)
+                .await
+                .unwrap_or_else(|e| panic!("{id:?}: {e}"));
+            assert_eq!(jwt_claims(token.secret())["oid"], oid.as_str(), "{id:?}");
+        }
+        assert_eq!(emu.requests(Endpoint::AppService), 1, "{id:?}");
+        assert_eq!(emu.requests(Endpoint::AzureMl), 2, "{id:?}");
+        assert_eq!(cred.source(), SourceKind::AppService);
+        assert_eq!(cred.endpoint(), emu.msi_endpoint());
+    }
+
+    // No 2017 endpoint to go to, or an identity the 2017 protocol cannot select: the refusal
+    // is the answer.
+    for (with_2017, id) in [
+        (false, ManagedIdentityId::SystemAssigned),
+        (true, ManagedIdentityId::ObjectId(uami.object_id.clone())),
+    ] {
+        emu.reset_counts();
+        emu.push_fault(Endpoint::AppService, unsupported_api_version());
+        let err = build(with_2017, id.clone())
+            .get_token(&graph)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Refused { error, .. } if error.code.as_deref() == Some("UnsupportedApiVersion")),
+            "{id:?}: {err}"
+        );
+        assert_eq!(emu.requests(Endpoint::AzureMl), 0, "{id:?}");
+    }
+}

@@ -214,6 +214,21 @@ fn parse_thumbprint(value: &str) -> Result<[u8; 20], Error> {
     Ok(out)
 }
 
+/// The 2017-09-01 endpoint App Service also sets (`MSI_ENDPOINT` + `MSI_SECRET`), valid by the
+/// same rules as when it is detected on its own: where the 2019-08-01 protocol is refused
+/// (Linux Consumption Functions answer `UnsupportedApiVersion`), the credential falls back to
+/// it. `None` when it is not set or not valid.
+pub(crate) fn app_service_2017_fallback(
+    env: &Environment,
+    allow_http_endpoint: bool,
+) -> Option<url::Url> {
+    env.get(MSI_SECRET).filter(|s| !s.trim().is_empty())?;
+    env.get(MSI_ENDPOINT).filter(|s| !s.trim().is_empty())?;
+    let endpoint = endpoint_url(env, MSI_ENDPOINT).ok()?;
+    check_plain_http(&endpoint, MSI_ENDPOINT, allow_http_endpoint).ok()?;
+    Some(endpoint)
+}
+
 fn endpoint_url(env: &Environment, name: &str) -> Result<url::Url, Error> {
     let value = env.get(name).unwrap_or_default();
     let url = parse_url(&value, name)?;

@@ -10,6 +10,7 @@ mod service_fabric;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -335,7 +336,14 @@ impl ManagedIdentityCredentialBuilder {
         let mut http = None;
         let endpoint = match detected {
             Detected::Imds { token_url } => Endpoint::Imds { token_url },
-            Detected::AppService { endpoint } => Endpoint::AppService { endpoint },
+            Detected::AppService { endpoint } => Endpoint::AppService {
+                endpoint,
+                // The 2017 protocol selects a user-assigned identity only by client id.
+                fallback_2017: match self.id {
+                    ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_) => None,
+                    _ => detect::app_service_2017_fallback(&self.env, self.allow_http_endpoint),
+                },
+            },
             Detected::AzureArc { endpoint } => {
                 refuse_user_assigned(
                     "the Arc agent serves only the machine's system-assigned identity",
@@ -403,6 +411,7 @@ impl ManagedIdentityCredentialBuilder {
                 attempt_timeout: self.attempt_timeout,
                 http,
                 name,
+                on_2017: AtomicBool::new(false),
             }),
         })
     }
@@ -414,7 +423,10 @@ impl ManagedIdentityCredentialBuilder {
 /// order: Service Fabric → App Service → Azure Arc → `MSI_ENDPOINT` + `MSI_SECRET` (the
 /// 2017-09-01 protocol of Azure ML and legacy App Service) → `MSI_ENDPOINT` (Cloud Shell) →
 /// IMDS. Secret headers (`IDENTITY_HEADER`, `MSI_SECRET`) are read from the environment on
-/// every request, since the platform rotates them.
+/// every request, since the platform rotates them. Where App Service refuses its 2019-08-01
+/// protocol with `UnsupportedApiVersion` (Linux Consumption Functions) and also set
+/// `MSI_ENDPOINT` + `MSI_SECRET`, the credential switches to the 2017-09-01 protocol there
+/// for the rest of its life (it selects a user-assigned identity only by client id).
 ///
 /// The credential does not cache: put a [`crate::TokenProvider`] in front of it. It holds one
 /// pooled HTTP client that never uses a proxy and never follows redirects.
@@ -446,6 +458,8 @@ struct Inner {
     attempt_timeout: Duration,
     http: HttpClient,
     name: String,
+    /// Set once App Service refused its 2019-08-01 protocol and `fallback_2017` is used.
+    on_2017: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -455,6 +469,8 @@ enum Endpoint {
     },
     AppService {
         endpoint: url::Url,
+        /// `MSI_ENDPOINT` when App Service also set it with `MSI_SECRET`.
+        fallback_2017: Option<url::Url>,
     },
     Arc {
         endpoint: url::Url,
@@ -503,7 +519,11 @@ impl ManagedIdentityCredential {
     pub fn endpoint(&self) -> &str {
         match &self.inner.endpoint {
             Endpoint::Imds { token_url } => token_url.as_str(),
-            Endpoint::AppService { endpoint }
+            Endpoint::AppService {
+                fallback_2017: Some(endpoint),
+                ..
+            } if self.inner.on_2017.load(Ordering::Relaxed) => endpoint.as_str(),
+            Endpoint::AppService { endpoint, .. }
             | Endpoint::Arc { endpoint, .. }
             | Endpoint::ServiceFabric { endpoint }
             | Endpoint::Legacy2017 { endpoint }
@@ -535,7 +555,13 @@ impl ManagedIdentityCredential {
             Endpoint::Imds { token_url } => {
                 Ok(imds::request(client, token_url, resource, &self.inner.id))
             }
-            Endpoint::AppService { endpoint } => {
+            Endpoint::AppService {
+                fallback_2017: Some(endpoint),
+                ..
+            } if self.inner.on_2017.load(Ordering::Relaxed) => {
+                self.request_2017(endpoint, resource)
+            }
+            Endpoint::AppService { endpoint, .. } => {
                 let secret = self.secret(detect::IDENTITY_HEADER)?;
                 app_service::request(client, endpoint, resource, &self.inner.id, &secret)
             }
@@ -543,19 +569,63 @@ impl ManagedIdentityCredential {
                 let secret = self.secret(detect::IDENTITY_HEADER)?;
                 service_fabric::request(client, endpoint, resource, &secret)
             }
-            Endpoint::Legacy2017 { endpoint } => {
-                let secret = self.secret(detect::MSI_SECRET)?;
-                let client_id = legacy::client_id_2017(
-                    &self.inner.id,
-                    self.inner.env.get(detect::DEFAULT_IDENTITY_CLIENT_ID),
-                )?;
-                legacy::request_2017(client, endpoint, resource, client_id.as_deref(), &secret)
-            }
+            Endpoint::Legacy2017 { endpoint } => self.request_2017(endpoint, resource),
             Endpoint::CloudShell { endpoint } => {
                 Ok(legacy::request_cloud_shell(client, endpoint, resource))
             }
             Endpoint::Arc { endpoint, .. } => arc::request(client, endpoint, resource, None),
         }
+    }
+
+    /// A request in the 2017-09-01 protocol (`MSI_ENDPOINT` + `MSI_SECRET`).
+    fn request_2017(
+        &self,
+        endpoint: &url::Url,
+        resource: &str,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let secret = self.secret(detect::MSI_SECRET)?;
+        let client_id = legacy::client_id_2017(
+            &self.inner.id,
+            self.inner.env.get(detect::DEFAULT_IDENTITY_CLIENT_ID),
+        )?;
+        legacy::request_2017(
+            self.inner.http.inner(),
+            endpoint,
+            resource,
+            client_id.as_deref(),
+            &secret,
+        )
+    }
+
+    /// True (once) when App Service refused the 2019-08-01 protocol with
+    /// `UnsupportedApiVersion` and there is a 2017-09-01 endpoint to fall back to: from then on
+    /// this credential uses it.
+    fn falls_back_to_2017(&self, response: &RawResponse) -> bool {
+        let Endpoint::AppService {
+            fallback_2017: Some(fallback),
+            ..
+        } = &self.inner.endpoint
+        else {
+            return false;
+        };
+        if response.status != 400 || self.inner.on_2017.load(Ordering::Relaxed) {
+            return false;
+        }
+        let ErrorBody::Service(e) = response::error_body(response) else {
+            return false;
+        };
+        let unsupported = e.code.as_deref() == Some("UnsupportedApiVersion")
+            || e.description.as_deref().is_some_and(|d| {
+                d.contains("UnsupportedApiVersion")
+                    || d.contains("does not support the API version")
+            });
+        if unsupported && !self.inner.on_2017.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                endpoint = %fallback,
+                "App Service refused api-version 2019-08-01 (UnsupportedApiVersion); using the 2017-09-01 protocol at MSI_ENDPOINT"
+            );
+        }
+        unsupported
     }
 
     /// One attempt: one request, or Arc's two legs. The outer error ends the fetch; the inner
@@ -613,10 +683,9 @@ impl ManagedIdentityCredential {
         let time = &inner.time;
         let class = self.retry_class();
         let kind = self.source();
-        let endpoint = self.endpoint().to_owned();
         let unavailable = |reason| Error::Unavailable {
             source_kind: kind,
-            endpoint: endpoint.clone(),
+            endpoint: self.endpoint().to_owned(),
             reason,
         };
         let budget = request
@@ -663,6 +732,11 @@ impl ManagedIdentityCredential {
                     )
                     .map_err(unavailable);
                 }
+                // Not counted against the retries: the same request in the other protocol.
+                Ok(response) if self.falls_back_to_2017(&response) => {
+                    attempts -= 1;
+                    continue;
+                }
                 Ok(response) => {
                     let retryable = class.retries_status(response.status);
                     let retry_after = response
@@ -673,7 +747,7 @@ impl ManagedIdentityCredential {
                         gone_since.get_or_insert(now);
                     }
                     (
-                        self.classify_failure(&response, attempts, retryable, &endpoint),
+                        self.classify_failure(&response, attempts, retryable, self.endpoint()),
                         retryable,
                         retry_after,
                     )
