@@ -645,6 +645,21 @@ async fn retry_after_is_honoured_and_5xx_then_success() {
 
 #[tokio::test]
 async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
+    // A retry deadline as long as can be is no overflow: retries then stop at their count.
+    let server = RawServer::start(Reply::json(503, json!({"error": "busy"}))).await;
+    let (time, _) = ManualClock::new().instant_time_source(0.5);
+    let err = ManagedIdentityCredential::builder()
+        .environment(imds_env(&server))
+        .time_source(time)
+        .retry(RetryOptions::default().max_retries(2).deadline(Duration::MAX))
+        .build()
+        .unwrap()
+        .get_token(&graph().with_deadline(Duration::MAX))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(server.count(), 3);
+
     let clock = ManualClock::new();
     let server = RawServer::start(Reply::json(503, json!({"error": "busy"}))).await;
     let (cred, sleeps) = imds_with_clock(&server, &clock);

@@ -692,7 +692,7 @@ impl ManagedIdentityCredential {
             .deadline()
             .map_or(inner.retry.deadline, |d| d.min(inner.retry.deadline));
         let started = time.monotonic();
-        let deadline = started + budget;
+        let deadline = started.saturating_add(budget);
         let mut attempts: u32 = 0;
         // IMDS `410 Gone` is retried for at least 70 s from the first one, outside the retry
         // budget, which counts the other failures only.
