@@ -651,7 +651,11 @@ async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
     let err = ManagedIdentityCredential::builder()
         .environment(imds_env(&server))
         .time_source(time)
-        .retry(RetryOptions::default().max_retries(2).deadline(Duration::MAX))
+        .retry(
+            RetryOptions::default()
+                .max_retries(2)
+                .deadline(Duration::MAX),
+        )
         .build()
         .unwrap()
         .get_token(&graph().with_deadline(Duration::MAX))
