@@ -676,16 +676,30 @@ async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
         "{:?}",
         sleeps.sleeps()
     );
-    assert!(
-        matches!(
-            err,
-            Error::Unavailable {
-                reason: Unavailable::Status { status: 503, .. },
-                ..
-            }
-        ),
-        "{err}"
-    );
+    // The caller's deadline ended it: that is no "unavailable" (a chain stops), and the last
+    // failure is kept.
+    match &err {
+        Error::DeadlineExceeded {
+            deadline,
+            last: Some(last),
+            ..
+        } => {
+            assert_eq!(*deadline, Duration::from_secs(5));
+            assert!(
+                matches!(
+                    **last,
+                    Error::Unavailable {
+                        reason: Unavailable::Status { status: 503, .. },
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_unavailable());
+    assert!(err.to_string().contains("caller's deadline of 5s"), "{err}");
 
     // A Retry-After longer than the time left ends the retries at once.
     let server =

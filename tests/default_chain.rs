@@ -337,6 +337,52 @@ async fn a_winner_that_becomes_unavailable_is_dropped_and_the_chain_walked_again
 }
 
 #[tokio::test]
+async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
+    // IMDS answers the probe, then never answers the token request. The caller's deadline,
+    // not the credential's own limits, ends the wait: the chain stops there and does not go
+    // on to run the Azure CLI (an internal probe timeout, by contrast, moves on: see
+    // `imds_is_probed_once_and_the_winner_sticks`).
+    let server = RawServer::start(Reply::Hang).await;
+    server.push(Reply::json(400, json!({"error": "invalid_request", "error_description": "Required metadata header not specified"})));
+    let cli = az("deadline");
+    let c = chain(env(vec![
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.url("")),
+        ("PATH", path_of(&cli)),
+    ]));
+    let started = std::time::Instant::now();
+    let err = c
+        .get_token(&graph().with_deadline(Duration::from_millis(700)))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
+    assert!(!err.is_unavailable(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no token within the caller's deadline"),
+        "{msg}"
+    );
+    assert!(!msg.contains("azure-cli"), "{msg}");
+    assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
+
+    // The probe's time counts too: a silent IMDS takes the probe's 300 ms, more than the
+    // caller's 200 ms, so nothing is left for the next link.
+    let silent = RawServer::start(Reply::Hang).await;
+    let c = chain(env(vec![
+        ("AZURE_POD_IDENTITY_AUTHORITY_HOST", silent.url("")),
+        ("PATH", path_of(&cli)),
+    ]));
+    let err = c
+        .get_token(&graph().with_deadline(Duration::from_millis(200)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DeadlineExceeded { credential, last: Some(_), .. } if credential == "default"),
+        "{err:?}"
+    );
+    assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
+}
+
+#[tokio::test]
 async fn every_link_failing_gives_one_line_per_link() {
     let empty = dir("none");
     let closed = closed_port();

@@ -19,7 +19,7 @@
 //! | 6 | IMDS | `401` | `Refused`, 1 request |
 //! | 7 | IMDS | `403` without an error body | `UnexpectedStatus { 403 }`, 1 request |
 //! | 8 | IMDS | connection refused (port bound, then freed) | `Connect`, retried to the budget |
-//! | 9 | IMDS | accept, then never answer (deadline 300 ms) | `Timeout(300 ms)`, 1 request |
+//! | 9 | IMDS | accept, then never answer (deadline 300 ms) | `DeadlineExceeded` (not unavailable) after `Timeout(300 ms)`, 1 request |
 //! | 10 | IMDS | connection closed mid-body | `Transport`, retried to the budget |
 //! | 11 | IMDS | truncated JSON | `NotJson` "truncated", 1 request |
 //! | 12 | IMDS | a 1 GiB body, streamed without `Content-Length` | `BodyTooLarge { 65536 }`; the server saw the client hang up long before 1 GiB |
@@ -51,7 +51,7 @@
 //! | 38 | client secret (emulator) | `429` with `Retry-After` | `TokenEndpoint { 429 }` at once (Entra: retry 5xx only) |
 //! | 39 | client secret (emulator) | truncated JSON | `TokenEndpointUnavailable { NotJson }` |
 //! | 40 | client secret (emulator) | 1 GiB body | cut at the cap, not asked for again, `TokenEndpointUnavailable { BodyTooLarge }` |
-//! | 41 | client secret (emulator) | accept, then never answer (deadline 300 ms) | `TokenEndpointUnavailable { Timeout }`, 1 request |
+//! | 41 | client secret (emulator) | accept, then never answer (deadline 300 ms) | `DeadlineExceeded` after `TokenEndpointUnavailable { Timeout }`, 1 request |
 //! | 42 | client secret | connection refused | `TokenEndpointUnavailable { Connect }`, one retry |
 //! | 43 | client secret | `302` from the token endpoint | `TokenEndpointUnavailable { Redirect { 302 } }`; the target got 0 requests |
 //!
@@ -193,6 +193,25 @@ fn unavailable(err: &Error, kind: SourceKind) -> &Unavailable {
             reason
         }
         other => panic!("expected Unavailable from {kind}, got {other:?}"),
+    }
+}
+
+/// The last failure inside an `Error::DeadlineExceeded` for the caller's `deadline`: running
+/// out of the caller's deadline is not "unavailable" (a chain stops there).
+fn past_deadline(err: &Error, deadline: Duration) -> &Error {
+    assert_clean(err);
+    assert!(!err.is_unavailable(), "{err}");
+    assert_names(err, &["no token within the caller's deadline"]);
+    match err {
+        Error::DeadlineExceeded {
+            deadline: d,
+            last: Some(last),
+            ..
+        } => {
+            assert_eq!(*d, deadline, "{err}");
+            last
+        }
+        other => panic!("expected DeadlineExceeded, got {other:?}"),
     }
 }
 
@@ -670,8 +689,9 @@ async fn imds_hang() {
         .get_token(&graph().with_deadline(Duration::from_millis(300)))
         .await
         .unwrap_err();
+    let last = past_deadline(&err, Duration::from_millis(300));
     assert_eq!(
-        unavailable(&err, SourceKind::Imds),
+        unavailable(last, SourceKind::Imds),
         &Unavailable::Timeout(Duration::from_millis(300)),
         "the caller's deadline bounds the attempt"
     );
@@ -1434,8 +1454,9 @@ async fn secret_hang() {
         .get_token(&graph().with_deadline(Duration::from_millis(300)))
         .await
         .unwrap_err();
+    let last = past_deadline(&err, Duration::from_millis(300));
     assert_eq!(
-        endpoint_unavailable(&err),
+        endpoint_unavailable(last),
         &Unavailable::Timeout(Duration::from_millis(300))
     );
     assert_names(&err, &["no answer within 300ms"]);

@@ -332,6 +332,9 @@ fn parse_selection(value: &str) -> Result<Vec<ChainLink>, Error> {
 ///   instance remembers its own; there is no global state) until it reports itself
 ///   unavailable.
 /// * When every link fails, [`Error::Chain`] lists each one with its reason, one line each.
+/// * A deadline on the request ([`TokenRequest::with_deadline`]) bounds the whole chain, probe
+///   included: each link gets what is left of it, and a link that runs out of it
+///   ([`Error::DeadlineExceeded`]) stops the chain.
 #[derive(Clone, Debug)]
 pub struct DefaultCredential {
     inner: Arc<Inner>,
@@ -434,7 +437,33 @@ impl DefaultCredential {
         self.inner.links.get(w).map(|l| l.kind)
     }
 
-    async fn walk(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
+    /// `request` with what is left of the caller's deadline (the whole chain shares it; `until`
+    /// is the deadline and when it ends on the chain's clock), or the error once nothing is.
+    fn within(
+        &self,
+        request: &TokenRequest,
+        until: Option<(Duration, Duration)>,
+        attempts: &[ChainAttempt],
+    ) -> Result<TokenRequest, Error> {
+        let Some((deadline, end)) = until else {
+            return Ok(request.clone());
+        };
+        let left = end.saturating_sub(self.inner.time.monotonic());
+        if left.is_zero() {
+            return Err(Error::DeadlineExceeded {
+                credential: "default".into(),
+                deadline,
+                last: (!attempts.is_empty()).then(|| Box::new(Error::Chain(attempts.to_vec()))),
+            });
+        }
+        Ok(request.clone().with_deadline(left))
+    }
+
+    async fn walk(
+        &self,
+        request: &TokenRequest,
+        until: Option<(Duration, Duration)>,
+    ) -> Result<AccessToken, Error> {
         let inner = &*self.inner;
         let mut attempts = Vec::new();
         for (i, link) in inner.links.iter().enumerate() {
@@ -470,7 +499,8 @@ impl DefaultCredential {
                 });
                 continue;
             }
-            match cred.get_token(request).await {
+            let request = self.within(request, until, &attempts)?;
+            match cred.get_token(&request).await {
                 Ok(token) => {
                     inner.winner.store(i, Ordering::Release);
                     if !inner.announced.swap(true, Ordering::AcqRel) {
@@ -514,6 +544,11 @@ impl DefaultCredential {
 #[async_trait]
 impl TokenCredential for DefaultCredential {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
+        // The caller's deadline bounds the whole call: the remembered link and the walk.
+        let until = request.deadline().map(|d| {
+            let end = self.inner.time.monotonic().saturating_add(d);
+            (d, end)
+        });
         let w = self.inner.winner.load(Ordering::Acquire);
         if let Some(Link {
             slot: Slot::Ready(cred),
@@ -527,7 +562,7 @@ impl TokenCredential for DefaultCredential {
                 other => return other,
             }
         }
-        self.walk(request).await
+        self.walk(request, until).await
     }
 
     fn name(&self) -> &str {

@@ -252,12 +252,24 @@ impl ConfidentialClient {
         let endpoint = url.as_str().to_owned();
         let started = self.time.monotonic();
         let budget = request.deadline().unwrap_or(Duration::from_secs(100));
+        // Running out of the caller's deadline is `DeadlineExceeded` (a chain stops there), not
+        // "unavailable" like the credential's own limits.
+        let out_of_time = |last: Error| match request.deadline() {
+            Some(deadline) => Error::DeadlineExceeded {
+                credential: self.name.clone(),
+                deadline,
+                last: Some(Box::new(last)),
+            },
+            None => last,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
             let remaining = budget.saturating_sub(self.time.monotonic() - started);
             if remaining.is_zero() {
-                return Err(self.failure(&endpoint, Unavailable::Timeout(budget)));
+                return Err(out_of_time(
+                    self.failure(&endpoint, Unavailable::Timeout(budget)),
+                ));
             }
             let sent = SentAt {
                 monotonic: self.time.monotonic(),
@@ -291,7 +303,16 @@ impl ConfidentialClient {
                 self.time.sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            let response = outcome.map_err(|e| self.failure(&endpoint, e))?;
+            let response = outcome.map_err(|e| {
+                let cut_by_caller =
+                    matches!(e, Unavailable::Timeout(_)) && remaining < self.attempt_timeout;
+                let failure = self.failure(&endpoint, e);
+                if cut_by_caller {
+                    out_of_time(failure)
+                } else {
+                    failure
+                }
+            })?;
             if (200..300).contains(&response.status) {
                 return response::parse_token(
                     &response,

@@ -151,6 +151,29 @@ pub enum Error {
         /// The audience of the fetch.
         audience: String,
     },
+
+    /// The caller's deadline ([`TokenRequest::with_deadline`](crate::TokenRequest::with_deadline))
+    /// passed before a token was obtained. Unlike the timeouts a credential sets itself (an IMDS
+    /// probe, one attempt), this is not "unavailable": a chain stops here instead of trying its
+    /// next link.
+    #[error(
+        "{credential}: no token within the caller's deadline of {deadline:?}{}",
+        last_failure(last)
+    )]
+    DeadlineExceeded {
+        /// Which credential.
+        credential: String,
+        /// The deadline the caller set.
+        deadline: Duration,
+        /// The last failure before the deadline, if an attempt failed.
+        last: Option<Box<Error>>,
+    },
+}
+
+fn last_failure(last: &Option<Box<Error>>) -> String {
+    last.as_ref()
+        .map(|e| format!(" (last failure: {e})"))
+        .unwrap_or_default()
 }
 
 impl Error {

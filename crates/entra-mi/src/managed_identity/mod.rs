@@ -693,6 +693,23 @@ impl ManagedIdentityCredential {
             .map_or(inner.retry.deadline, |d| d.min(inner.retry.deadline));
         let started = time.monotonic();
         let deadline = started.saturating_add(budget);
+        // The caller's deadline, not the credential's own retry budget, is what ends the fetch:
+        // running out of it is `DeadlineExceeded` (a chain stops), not "unavailable".
+        let caller_bound = request
+            .deadline()
+            .is_some_and(|d| d <= inner.retry.deadline);
+        let out_of_time = |last: Option<Error>, timeout: Error| {
+            if caller_bound {
+                Error::DeadlineExceeded {
+                    credential: inner.name.clone(),
+                    deadline: budget,
+                    last: last.map(Box::new),
+                }
+            } else {
+                last.unwrap_or(timeout)
+            }
+        };
+        let mut last: Option<Error> = None;
         let mut attempts: u32 = 0;
         // IMDS `410 Gone` is retried for at least 70 s from the first one, outside the retry
         // budget, which counts the other failures only.
@@ -703,7 +720,12 @@ impl ManagedIdentityCredential {
             let now = time.monotonic();
             let remaining = deadline.saturating_sub(now);
             if remaining.is_zero() {
-                return Err(unavailable(Unavailable::Timeout(budget)));
+                let timeout = unavailable(Unavailable::Timeout(budget));
+                return Err(if caller_bound {
+                    out_of_time(last, timeout)
+                } else {
+                    timeout
+                });
             }
             let sent = SentAt {
                 monotonic: now,
@@ -785,7 +807,8 @@ impl ManagedIdentityCredential {
                     delay_ms = delay.as_millis() as u64,
                     "not retrying: the next attempt would start after the deadline"
                 );
-                return Err(error);
+                let timeout = unavailable(Unavailable::Timeout(budget));
+                return Err(out_of_time(Some(error), timeout));
             }
             tracing::debug!(
                 source = %kind,
@@ -796,6 +819,7 @@ impl ManagedIdentityCredential {
                 "retrying managed-identity token request"
             );
             time.sleep(delay).await;
+            last = Some(error);
         }
     }
 
