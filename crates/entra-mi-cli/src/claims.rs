@@ -3,10 +3,13 @@
 use base64::Engine;
 use serde_json::Value;
 
-/// The claims worth showing, in order.
+/// The claims worth showing, in order: `aud`, `iss` and `ver` first, since they are what a
+/// receiver validates (a managed-identity token is a v1.0 token: `iss` is
+/// `https://sts.windows.net/<tid>/`).
 pub(crate) const SHOWN: &[&str] = &[
     "aud",
     "iss",
+    "ver",
     "tid",
     "oid",
     "appid",
