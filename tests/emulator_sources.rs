@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use entra_mi::time::ManualClock;
 use entra_mi::{
-    Audience, Environment, Error, ManagedIdentityCredential, ManagedIdentityId, SourceKind,
-    TokenCredential, TokenProvider, TokenRequest, Unavailable,
+    Audience, Detected, Environment, Error, ManagedIdentityCredential, ManagedIdentityId,
+    SourceKind, TokenCredential, TokenProvider, TokenRequest, Unavailable,
 };
 use entra_mi_emulator::{Emulator, Endpoint, Fault, Identity, ResponseShape};
 use support::jwt_claims;
@@ -455,5 +455,77 @@ async fn app_service_falls_back_to_2017_when_2019_is_unsupported() {
             "{id:?}: {err}"
         );
         assert_eq!(emu.requests(Endpoint::AzureMl), 0, "{id:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_source_given_in_code_replaces_detection() {
+    let (emu, system, _) = emulator().await;
+    let graph = TokenRequest::new(Audience::microsoft_graph());
+    // IMDS at an address no environment variable names, with an empty environment.
+    let cred = ManagedIdentityCredential::builder()
+        .environment(Environment::from_vars(Vec::<(String, String)>::new()))
+        .source(Detected::Imds {
+            token_url: emu.imds_token_url().parse().unwrap(),
+        })
+        .build()
+        .unwrap();
+    assert_eq!(cred.source(), SourceKind::Imds);
+    let token = cred.get_token(&graph).await.unwrap();
+    assert_eq!(jwt_claims(token.secret())["oid"], system.object_id.as_str());
+    assert_eq!(emu.requests(Endpoint::Imds), 1);
+
+    // App Service given in code still reads its rotating header from the environment, and
+    // wins over what the environment would select.
+    let cred = ManagedIdentityCredential::builder()
+        .environment(Environment::from_vars([
+            ("IDENTITY_HEADER", emu.identity_header()),
+            ("MSI_ENDPOINT", "http://127.0.0.1:1/unused".to_owned()),
+        ]))
+        .source(Detected::AppService {
+            endpoint: emu.app_service_endpoint().parse().unwrap(),
+        })
+        .build()
+        .unwrap();
+    assert_eq!(cred.source(), SourceKind::AppService);
+    cred.get_token(&graph).await.unwrap();
+    assert_eq!(emu.requests(Endpoint::AppService), 1);
+
+    // The rules of an endpoint from the environment hold.
+    for (source, needle) in [
+        (
+            Detected::AppService {
+                endpoint: "http://203.0.113.9/msi/token".parse().unwrap(),
+            },
+            "neither loopback nor link-local",
+        ),
+        (
+            Detected::Imds {
+                token_url: "http://u:PW-CANARY@127.0.0.1/x".parse().unwrap(),
+            },
+            "must not carry credentials",
+        ),
+        (
+            Detected::Imds {
+                token_url: "http://127.0.0.1/x?y=1".parse().unwrap(),
+            },
+            "without query",
+        ),
+        (
+            Detected::AzureMl {
+                endpoint: "ftp://127.0.0.1/x".parse().unwrap(),
+            },
+            "http or https",
+        ),
+    ] {
+        let err = ManagedIdentityCredential::builder()
+            .source(source.clone())
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Configuration { setting, reason } if setting == "ManagedIdentityCredentialBuilder::source" && reason.contains(needle)),
+            "{source:?}: {err}"
+        );
+        assert!(!format!("{err} {err:?}").contains("PW-CANARY"), "{err:?}");
     }
 }

@@ -262,6 +262,38 @@ fn parse_url(value: &str, name: &str) -> Result<url::Url, Error> {
     Ok(url)
 }
 
+/// Checks an endpoint given in code ([`ManagedIdentityCredentialBuilder::source`]) by the
+/// rules an endpoint from the environment meets: an absolute `http`/`https` URL with a host,
+/// no credentials, query or fragment; plain `http` only to loopback or link-local hosts
+/// unless `allow_http_endpoint`; Service Fabric over `https` only.
+///
+/// [`ManagedIdentityCredentialBuilder::source`]: super::ManagedIdentityCredentialBuilder::source
+pub(crate) fn check_explicit(source: &Detected, allow_http_endpoint: bool) -> Result<(), Error> {
+    const NAME: &str = "ManagedIdentityCredentialBuilder::source";
+    let url = match source {
+        Detected::Imds { token_url } => token_url,
+        Detected::AppService { endpoint }
+        | Detected::ServiceFabric { endpoint, .. }
+        | Detected::AzureArc { endpoint }
+        | Detected::AzureMl { endpoint }
+        | Detected::CloudShell { endpoint } => endpoint,
+    };
+    let url = parse_url(url.as_str(), NAME)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::configuration(
+            NAME,
+            "expected a URL without query or fragment",
+        ));
+    }
+    if matches!(source, Detected::ServiceFabric { .. }) && url.scheme() != "https" {
+        return Err(Error::configuration(
+            NAME,
+            "Service Fabric's endpoint is reached over https only (its certificate is pinned)",
+        ));
+    }
+    check_plain_http(&url, NAME, allow_http_endpoint)
+}
+
 /// Secrets go over plain `http` only to loopback or link-local endpoints (where the platform
 /// puts them) unless explicitly allowed.
 fn check_plain_http(url: &url::Url, name: &str, allow: bool) -> Result<(), Error> {

@@ -229,6 +229,7 @@ pub struct ManagedIdentityCredentialBuilder {
     attempt_timeout: Duration,
     allow_http_endpoint: bool,
     arc_key_directory: Option<PathBuf>,
+    source: Option<Detected>,
 }
 
 impl Default for ManagedIdentityCredentialBuilder {
@@ -242,6 +243,7 @@ impl Default for ManagedIdentityCredentialBuilder {
             attempt_timeout: Duration::from_secs(20),
             allow_http_endpoint: false,
             arc_key_directory: None,
+            source: None,
         }
     }
 }
@@ -305,6 +307,31 @@ impl ManagedIdentityCredentialBuilder {
         self
     }
 
+    /// Use this source and endpoint instead of detecting them from the environment: for a
+    /// proxied or relocated IMDS, a development bridge, or a test. Only code can do this; the
+    /// environment's own overrides (`AZURE_POD_IDENTITY_AUTHORITY_HOST`, `IDENTITY_ENDPOINT`,
+    /// `MSI_ENDPOINT`) still apply when no source is given. The endpoint meets the rules of
+    /// one from the environment (`http`/`https` with a host, no credentials, query or fragment;
+    /// plain `http` only to loopback or link-local hosts unless
+    /// [`allow_http_endpoint`](Self::allow_http_endpoint)). Secret headers
+    /// (`IDENTITY_HEADER`, `MSI_SECRET`) are still read from the environment per request.
+    ///
+    /// ```
+    /// use entra_mi::{Detected, ManagedIdentityCredential, SourceKind};
+    ///
+    /// let credential = ManagedIdentityCredential::builder()
+    ///     .source(Detected::Imds {
+    ///         token_url: "http://127.0.0.1:8080/metadata/identity/oauth2/token".parse().unwrap(),
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(credential.source(), SourceKind::Imds);
+    /// # Ok::<(), entra_mi::Error>(())
+    /// ```
+    pub fn source(mut self, source: Detected) -> Self {
+        self.source = Some(source);
+        self
+    }
+
     /// The directory Azure Arc key files must lie in. Only code can change it (tests do); it
     /// is never read from the environment. Default: `/var/opt/azcmagent/tokens` on Linux,
     /// `%ProgramData%\AzureConnectedMachineAgent\Tokens` on Windows.
@@ -321,7 +348,13 @@ impl ManagedIdentityCredentialBuilder {
     /// [`Error::NotSupported`] for Azure Arc on an OS the agent does not run on.
     pub fn build(self) -> Result<ManagedIdentityCredential, Error> {
         self.id.validate()?;
-        let detected = detect::detect(&self.env, self.allow_http_endpoint)?;
+        let detected = match self.source.clone() {
+            Some(source) => {
+                detect::check_explicit(&source, self.allow_http_endpoint)?;
+                source
+            }
+            None => detect::detect(&self.env, self.allow_http_endpoint)?,
+        };
         let kind = detected.kind();
         let refuse_user_assigned = |why: &str| -> Result<(), Error> {
             if self.id == ManagedIdentityId::SystemAssigned {
