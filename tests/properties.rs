@@ -232,6 +232,16 @@ proptest! {
         check_any(body.as_bytes());
     }
 
+    /// Date-shaped `expires_on` strings with any characters where the offset and the fields
+    /// go (a multi-byte character in an offset once sliced a string mid-character).
+    #[test]
+    fn expires_on_dates_with_any_characters_never_panic(
+        date in "[0-9]{1,2}/[0-9]{1,2}/[0-9]{4} [0-9]{1,2}:[0-9]{2}:[0-9]{2}( [AP]M)? [+-]\\PC{0,6}|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?[+-]\\PC{0,6}|\\PC{0,12}[/:+-]\\PC{0,12}"
+    ) {
+        let body = serde_json::to_vec(&json!({"access_token": "t", "expires_on": date})).unwrap();
+        check_any(&body);
+    }
+
     #[test]
     fn accepted_tokens_are_bounded_and_refusals_never_quote_them((obj, s) in token_object()) {
         let body = serde_json::to_vec(&obj).unwrap();
