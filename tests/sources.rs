@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use entra_mi::time::ManualClock;
 use entra_mi::{
     Audience, Environment, Error, ManagedIdentityCredential, RetryOptions, SourceKind,
-    TokenCredential, TokenRequest, Unavailable,
+    TokenCredential, TokenProvider, TokenRequest, Unavailable,
 };
 use entra_mi_emulator::{Emulator, Endpoint, Fault, Identity, ResponseShape};
 use serde_json::json;
@@ -521,4 +521,47 @@ async fn service_fabric_retries_429_but_never_404() {
     assert_eq!(err.status(), Some(404));
     assert!(err.to_string().contains("ManagedIdentityNotFound"), "{err}");
     assert_eq!(emu.requests(Endpoint::ServiceFabric), 1);
+}
+
+#[tokio::test]
+async fn a_claims_challenge_makes_service_fabric_replace_its_cached_token() {
+    // Service Fabric caches tokens; after an API rejected one (a claims challenge), the
+    // provider names it by its SHA-256 (`token_sha256_to_refresh`) and the service issues a new
+    // one. Other managed-identity sources take no such parameter.
+    let emu = Emulator::builder().start().await.unwrap();
+    let cred = ManagedIdentityCredential::builder()
+        .environment(sf_env(&emu, &emu.service_fabric_thumbprint()))
+        .build()
+        .unwrap();
+    let provider = TokenProvider::new(cred.clone());
+    let handle = provider.handle(&Audience::microsoft_graph());
+    let first = handle.token().await.unwrap();
+    // The service's cache answers an ordinary request with the same token.
+    let again = cred.get_token(&graph()).await.unwrap();
+    assert!(again.is_same_token(&first));
+
+    let claims = r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#;
+    let replaced = handle.fetch_with_claims(claims).await.unwrap();
+    assert!(!replaced.is_same_token(&first), "a new token");
+    assert!(
+        handle.token().await.unwrap().is_same_token(&replaced),
+        "and it is cached"
+    );
+    assert_eq!(emu.requests(Endpoint::ServiceFabric), 3);
+
+    // The hash is sent only with claims: a request naming a token but without claims gets the
+    // cached token.
+    let named = graph().with_token_to_refresh(&replaced);
+    assert!(
+        cred.get_token(&named)
+            .await
+            .unwrap()
+            .is_same_token(&replaced)
+    );
+    assert_eq!(
+        named.token_to_refresh_sha256().map(str::len),
+        Some(64),
+        "lowercase hex SHA-256"
+    );
+    assert!(!format!("{named:?}").contains(replaced.secret()));
 }

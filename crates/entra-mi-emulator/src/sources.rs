@@ -354,6 +354,9 @@ fn sf_answer(s: &Shared, parts: &Parts) -> Response {
             "The application has no managed identity.",
         );
     };
+    if let Some(hash) = q.first("token_sha256_to_refresh") {
+        s.forget_token_if_sha256(identity, resource, hash);
+    }
     let token = match s.token_for(identity, resource) {
         Ok(t) => t,
         Err(e) => return sf_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e),

@@ -199,6 +199,27 @@ impl Shared {
         Ok(issued)
     }
 
+    /// Forgets the cached token for `identity` and `resource` if its SHA-256 is `sha256_hex`
+    /// (Service Fabric's `token_sha256_to_refresh`: the caller says which token an API
+    /// rejected, and gets a new one instead of the cached one).
+    pub(crate) fn forget_token_if_sha256(
+        &self,
+        identity: &Identity,
+        resource: &str,
+        sha256_hex: &str,
+    ) {
+        let key = (identity.object_id.clone(), resource.to_owned());
+        let mut tokens = lock(&self.tokens);
+        let matches = tokens.get(&key).is_some_and(|t| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.token.as_bytes());
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            hex.eq_ignore_ascii_case(sha256_hex)
+        });
+        if matches {
+            tokens.remove(&key);
+        }
+    }
+
     fn mint(&self, identity: &Identity, resource: &str) -> Result<Issued, String> {
         let lifetime = bounded_lifetime(*lock(&self.lifetime));
         let iat = now_secs();

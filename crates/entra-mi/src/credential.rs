@@ -24,6 +24,8 @@ pub struct TokenRequest {
     tenant: Option<String>,
     claims: Option<String>,
     deadline: Option<Duration>,
+    /// Lowercase hex SHA-256 of the token a claims request replaces.
+    refresh_sha256: Option<String>,
 }
 
 impl TokenRequest {
@@ -34,6 +36,7 @@ impl TokenRequest {
             tenant: None,
             claims: None,
             deadline: None,
+            refresh_sha256: None,
         }
     }
 
@@ -47,6 +50,23 @@ impl TokenRequest {
     pub fn with_claims(mut self, claims: impl Into<String>) -> Self {
         self.claims = Some(claims.into());
         self
+    }
+
+    /// Names the token a claims request replaces (the one an API rejected), by its SHA-256:
+    /// managed-identity endpoints that cache tokens (Service Fabric) take it as
+    /// `token_sha256_to_refresh` and then issue a new token instead of the cached one.
+    /// [`TokenHandle::fetch_with_claims`](crate::TokenHandle::fetch_with_claims) sets it to the
+    /// cached token.
+    pub fn with_token_to_refresh(mut self, token: &AccessToken) -> Self {
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.secret().as_bytes());
+        self.refresh_sha256 = Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect());
+        self
+    }
+
+    /// The lowercase hex SHA-256 of the token to refresh, if one was named.
+    pub fn token_to_refresh_sha256(&self) -> Option<&str> {
+        self.refresh_sha256.as_deref()
     }
 
     /// Bounds the whole fetch, retries included, to `deadline` from when it starts.
@@ -83,6 +103,10 @@ impl fmt::Debug for TokenRequest {
             .field("tenant", &self.tenant)
             .field("claims", &self.claims.as_ref().map(|_| "<present>"))
             .field("deadline", &self.deadline)
+            .field(
+                "token_to_refresh",
+                &self.refresh_sha256.as_ref().map(|_| "<sha-256>"),
+            )
             .finish()
     }
 }

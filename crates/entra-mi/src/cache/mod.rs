@@ -948,10 +948,13 @@ impl TokenHandle {
 
     /// Fetches a new token with a claims request (the decoded JSON of a claims challenge),
     /// bypassing the cache; on success the new token replaces the cached one. Failures do not
-    /// evict a valid cached token. Sources that take no claims (managed-identity endpoints)
-    /// simply return their current token.
+    /// evict a valid cached token. Managed-identity endpoints take no claims: Service Fabric
+    /// is told which token to replace (its SHA-256), the others return their current token.
     pub async fn fetch_with_claims(&self, claims: &str) -> Result<AccessToken, Error> {
-        let request = self.slot.request.clone().with_claims(claims);
+        let mut request = self.slot.request.clone().with_claims(claims);
+        if let Some(current) = self.slot.current.load_full() {
+            request = request.with_token_to_refresh(&current.token);
+        }
         self.inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
         let result = self.inner.credential.get_token(&request).await;
         complete(&self.inner, &self.slot, result, false).map(|e| e.token.clone())

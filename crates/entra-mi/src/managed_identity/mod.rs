@@ -582,7 +582,8 @@ impl ManagedIdentityCredential {
             .ok_or_else(|| Error::configuration(name, "it is no longer set"))
     }
 
-    fn build_request(&self, resource: &str) -> Result<reqwest::RequestBuilder, Error> {
+    fn build_request(&self, request: &TokenRequest) -> Result<reqwest::RequestBuilder, Error> {
+        let resource = request.audience().resource();
         let client = self.inner.http.inner();
         match &self.inner.endpoint {
             Endpoint::Imds { token_url } => {
@@ -600,7 +601,10 @@ impl ManagedIdentityCredential {
             }
             Endpoint::ServiceFabric { endpoint } => {
                 let secret = self.secret(detect::IDENTITY_HEADER)?;
-                service_fabric::request(client, endpoint, resource, &secret)
+                // With a claims challenge, the token it rejected, so that the service issues a
+                // new one instead of its cached one (protocols §13.3: Service Fabric only).
+                let refresh = request.claims().and(request.token_to_refresh_sha256());
+                service_fabric::request(client, endpoint, resource, &secret, refresh)
             }
             Endpoint::Legacy2017 { endpoint } => self.request_2017(endpoint, resource),
             Endpoint::CloudShell { endpoint } => {
@@ -665,14 +669,12 @@ impl ManagedIdentityCredential {
     /// one is a transport failure (retried).
     async fn attempt(
         &self,
-        resource: &str,
+        request: &TokenRequest,
         timeout: Duration,
     ) -> Result<Result<RawResponse, Unavailable>, Error> {
         let inner = &*self.inner;
-        let first = inner
-            .http
-            .send(self.build_request(resource)?, timeout)
-            .await;
+        let resource = request.audience().resource();
+        let first = inner.http.send(self.build_request(request)?, timeout).await;
         let Endpoint::Arc { endpoint, key_dir } = &inner.endpoint else {
             return Ok(first);
         };
@@ -766,7 +768,7 @@ impl ManagedIdentityCredential {
             };
             let resource = request.audience().resource();
             let outcome = self
-                .attempt(resource, inner.attempt_timeout.min(remaining))
+                .attempt(request, inner.attempt_timeout.min(remaining))
                 .await?;
             let (error, retryable, retry_after) = match outcome {
                 Ok(response) if (200..300).contains(&response.status) => {
@@ -921,7 +923,8 @@ impl TokenCredential for ManagedIdentityCredential {
             ));
         }
         // Managed-identity endpoints take no claims (IMDS and App Service 2019-08-01 ignore
-        // them); the cache already bypassed its entry for a claims request.
+        // them); the cache already bypassed its entry for a claims request, and Service Fabric
+        // is told which token to replace (see `build_request`).
         let result = self.fetch(request).await;
         match &result {
             Ok(token) => tracing::debug!(

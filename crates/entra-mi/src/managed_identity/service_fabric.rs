@@ -19,11 +19,18 @@ pub(super) fn request(
     endpoint: &url::Url,
     resource: &str,
     secret: &str,
+    token_sha256_to_refresh: Option<&str>,
 ) -> Result<reqwest::RequestBuilder, Error> {
     let mut url = endpoint.clone();
-    url.query_pairs_mut()
-        .append_pair("api-version", API_VERSION)
-        .append_pair("resource", resource);
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("api-version", API_VERSION)
+            .append_pair("resource", resource);
+        if let Some(hash) = token_sha256_to_refresh {
+            query.append_pair("token_sha256_to_refresh", hash);
+        }
+    }
     let mut header = HeaderValue::from_str(secret).map_err(|_| {
         Error::configuration(
             super::detect::IDENTITY_HEADER,
