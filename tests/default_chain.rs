@@ -280,6 +280,39 @@ async fn something_that_is_no_imds_on_169_254_lets_the_chain_move_on() {
         assert_eq!(server.count(), 2, "{name}");
     }
 
+    // Not for JSON cut short from the probed IMDS (a real IMDS can be cut off), nor for a
+    // source the environment names (App Service answering with a page): those stop the chain.
+    let cut = RawServer::start(Reply::body(
+        200,
+        "application/json",
+        r#"{"access_token": "abc"#,
+    ))
+    .await;
+    let app = RawServer::start(Reply::body(502, "text/html", "<html>bad gateway</html>")).await;
+    for (name, vars) in [
+        (
+            "truncated",
+            vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", cut.url(""))],
+        ),
+        (
+            "app-service-page",
+            vec![
+                ("IDENTITY_ENDPOINT", app.url("/msi/token")),
+                ("IDENTITY_HEADER", "h".to_owned()),
+            ],
+        ),
+    ] {
+        let cli = az(&format!("foreign-stop-{name}"));
+        let mut vars = vars;
+        vars.push(("PATH", path_of(&cli)));
+        let err = chain(env(vars)).get_token(&graph()).await.unwrap_err();
+        assert!(!err.is_unavailable(), "{name}: {err}");
+        assert!(
+            !cli.0.join("ran").exists(),
+            "{name}: the Azure CLI was never run"
+        );
+    }
+
     // Without a CLI the error lists the managed-identity link as unavailable, with its reason.
     let server = RawServer::start(Reply::json(
         403,

@@ -347,9 +347,13 @@ async fn ipv6_loopback_and_the_http_opt_in() {
         "https://x.example/?a=1",
         "https://x.example/#f",
         "/relative",
+        "https://u:PW-CANARY@[bad/x",
+        "https://u:PW#CANARY@x.example/",
     ] {
         let err = Route::new(bad, aud()).unwrap_err();
-        assert!(!err.to_string().contains(":p@"), "{err}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(":p@"), "{shown}");
+        assert!(!shown.contains("CANARY"), "{shown}");
     }
     let dup = TokenRouter::builder(&provider)
         .route(Route::microsoft_graph())

@@ -1,7 +1,7 @@
 //! `entra-mi doctor`: which credential and source, why, whether the endpoint answers, and what
 //! a token from it says — never the token, its signature or a secret variable's value.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, ValueEnum};
@@ -93,19 +93,6 @@ fn why(detected: &Detected, env: &Environment) -> String {
     }
 }
 
-/// The api-version the credential sends to `kind`'s endpoint (`None`: Cloud Shell takes a POST
-/// form without one, or a source this build does not know).
-fn api_version(kind: SourceKind) -> Option<&'static str> {
-    match kind {
-        SourceKind::Imds => Some("2018-02-01"),
-        SourceKind::AppService => Some("2019-08-01"),
-        SourceKind::AzureArc => Some("2020-06-01"),
-        SourceKind::ServiceFabric => Some("2019-07-01-preview"),
-        SourceKind::AzureMl => Some("2017-09-01"),
-        _ => None,
-    }
-}
-
 /// `host:port` of `url` (the port made explicit), never its path or query.
 fn host_port(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("(no host)");
@@ -119,7 +106,7 @@ fn host_port(url: &url::Url) -> String {
 fn endpoint_report(detected: &Detected, env: &Environment) -> Value {
     let url = detected.endpoint();
     let host = host_port(url);
-    let version = api_version(detected.kind());
+    let version = detected.api_version();
     let mut summary = match (version, detected.kind()) {
         (Some(v), _) => format!("{host} over {}, api-version {v}", url.scheme()),
         (None, SourceKind::CloudShell) => format!(
@@ -150,22 +137,6 @@ fn proxy_variables(env: &Environment) -> Vec<&'static str> {
         }
     }
     set
-}
-
-/// The Azure Connected Machine agent's token directory, where the Arc challenge's key files
-/// are (the same fixed path per OS the credential checks the challenge against).
-fn arc_key_directory() -> Option<PathBuf> {
-    if cfg!(target_os = "linux") {
-        Some(PathBuf::from("/var/opt/azcmagent/tokens"))
-    } else if cfg!(windows) {
-        std::env::var_os("ProgramData").map(|p| {
-            Path::new(&p)
-                .join("AzureConnectedMachineAgent")
-                .join("Tokens")
-        })
-    } else {
-        None
-    }
 }
 
 /// What the Arc agent's users need to know.
@@ -313,7 +284,10 @@ fn hints(error: &Error) -> Vec<String> {
         _ => {}
     }
     let text = error.to_string().to_ascii_lowercase();
-    if text.contains("identity not found") || text.contains("no managed identity found") {
+    // The library's own hint for "Identity not found" says the same; don't print both.
+    if out.is_empty()
+        && (text.contains("identity not found") || text.contains("no managed identity found"))
+    {
         out.push("no managed identity is assigned to this resource, or the user-assigned id is wrong: enable the system-assigned identity or attach the user-assigned one (portal: Identity; CLI: `az vm identity assign`, `az webapp identity assign`), and check --client-id/--object-id/--resource-id".into());
     }
     if text.contains("invalid_resource") || text.contains("aadsts500011") {
@@ -345,7 +319,7 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
             report["source_reason"] = json!(why(&detected, &env));
             report["endpoint"] = endpoint_report(&detected, &env);
             if detected.kind() == SourceKind::AzureArc {
-                report["arc_key_directory"] = match arc_key_directory() {
+                report["arc_key_directory"] = match Detected::arc_key_directory() {
                     Some(dir) => {
                         let arc = arc_key_directory_report(&dir);
                         if arc["readable"] == json!(false) {
@@ -525,19 +499,7 @@ fn print_human(report: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_source_has_its_api_version() {
-        assert_eq!(api_version(SourceKind::Imds), Some("2018-02-01"));
-        assert_eq!(api_version(SourceKind::AppService), Some("2019-08-01"));
-        assert_eq!(api_version(SourceKind::AzureArc), Some("2020-06-01"));
-        assert_eq!(
-            api_version(SourceKind::ServiceFabric),
-            Some("2019-07-01-preview")
-        );
-        assert_eq!(api_version(SourceKind::AzureMl), Some("2017-09-01"));
-        assert_eq!(api_version(SourceKind::CloudShell), None);
-    }
+    use std::path::PathBuf;
 
     #[test]
     fn ages_read_naturally() {

@@ -324,10 +324,11 @@ fn parse_selection(value: &str) -> Result<Vec<ChainLink>, Error> {
 ///   set, IMDS is first probed once (1 s, no retries, no `Metadata` header); no answer means
 ///   "not on Azure" and the chain moves on. Any answer means something is there; a
 ///   managed-identity failure is then reported as such and never falls through to the Azure
-///   CLI — unless the answer shows it is no managed-identity endpoint at all (Docker
-///   Desktop's `403` "unreachable network", an HTML page, a redirect, a body that is not JSON,
-///   an error status without a token service's error body): that link counts as unavailable
-///   and the chain moves on.
+///   CLI — unless the probed IMDS's answer shows it is no IMDS at all (Docker Desktop's `403`
+///   "unreachable network", an HTML page, a redirect, a body that is not JSON, an error
+///   status without a token service's error body): that link counts as unavailable and the
+///   chain moves on. A source named by the environment (App Service, Arc, …) stops the chain
+///   whatever it answers.
 /// * After a success, that link is used directly for the life of this instance (each
 ///   instance remembers its own; there is no global state) until it reports itself
 ///   unavailable.
@@ -512,12 +513,14 @@ impl DefaultCredential {
                     }
                     return Ok(token);
                 }
-                // Developer links that are not set up here, and a managed-identity link that
-                // something other than a managed-identity endpoint answered (Docker Desktop's
-                // 403 for 169.254.169.254, a proxy's page): move on.
+                // Developer links that are not set up here, and a probed IMDS (no managed-
+                // identity variable set) that something other than IMDS answered (Docker
+                // Desktop's 403 for 169.254.169.254, a proxy's page): move on. A source the
+                // environment names stops the chain whatever it answers.
                 Err(e)
                     if e.is_unavailable()
-                        && (link.kind != ChainLink::ManagedIdentity || e.is_foreign_answer()) =>
+                        && (link.kind != ChainLink::ManagedIdentity
+                            || (link.probe.is_some() && e.is_foreign_answer())) =>
                 {
                     attempts.push(ChainAttempt {
                         credential: name,

@@ -91,17 +91,27 @@ impl fmt::Debug for Environment {
     }
 }
 
-/// `value` (a URL from the environment) as an error message may quote it: any user info
-/// (`user:password@`) before the host is replaced by `***`, since it may hold a password.
+/// A URL as a message may quote it: without user info (`user:password@`), query or fragment.
+/// A value that does not parse as a URL shows only its scheme when it has an `@` anywhere
+/// (where the user info ends cannot be told), else up to its first `?` or `#`.
 pub(crate) fn url_for_display(value: &str) -> String {
     let value = value.trim();
-    let (scheme, rest) = match value.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), value),
-    };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
-        None => value.to_owned(),
+    if let Ok(mut url) = url::Url::parse(value) {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        return url.to_string();
     }
+    if value.contains('@') {
+        return match value.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***"),
+            None => "***".to_owned(),
+        };
+    }
+    value
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }

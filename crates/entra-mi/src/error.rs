@@ -285,15 +285,18 @@ pub enum Unavailable {
 
 impl Unavailable {
     /// True when the answer shows that what answered is no managed-identity endpoint at all:
-    /// a redirect, an HTML page, a body that is not JSON, an error status without a token
-    /// service's error body, or Docker Desktop's `403` "… unreachable network" for
-    /// 169.254.169.254. A default chain moves past such a link (see `DefaultCredential`).
+    /// a redirect, an HTML page, a body that is not JSON (but not JSON cut short or an empty
+    /// body, which a real endpoint can send), an error status without a token service's error
+    /// body, or Docker Desktop's `403` "… unreachable network" for 169.254.169.254. A default
+    /// chain moves past a probed IMDS that answers so (see `DefaultCredential`).
     pub(crate) fn is_foreign_answer(&self) -> bool {
         match self {
             Unavailable::Redirect { .. }
             | Unavailable::Html { .. }
-            | Unavailable::NotJson { .. }
             | Unavailable::UnexpectedStatus { .. } => true,
+            Unavailable::NotJson { what, .. } => {
+                !(what.starts_with("truncated") || what == "empty body")
+            }
             Unavailable::Status {
                 status: 403,
                 detail: Some(e),

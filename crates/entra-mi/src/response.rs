@@ -105,7 +105,6 @@ pub(crate) fn json_object(response: &RawResponse) -> Result<Map<String, Value>, 
     }
 }
 
-/// True when a success body names a `resource` other than `requested`.
 /// Why a successful answer is for another token than the one asked for, if it is: its
 /// `resource` names another API, or its `client_id` another identity than the client id
 /// requested. Sources echo both; a token for the wrong API or identity must not be cached.

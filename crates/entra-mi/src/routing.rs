@@ -79,7 +79,7 @@ impl Route {
     /// no difference.
     pub fn new(base_url: &str, audience: Audience) -> Result<Route, Error> {
         let refuse = |reason: &'static str| Error::InvalidRoute {
-            route: redacted(base_url),
+            route: crate::env::url_for_display(base_url),
             reason,
         };
         let url = url::Url::parse(base_url).map_err(|_| refuse("it is not an absolute URL"))?;
@@ -264,24 +264,6 @@ fn is_dot_segment(seg: &str) -> bool {
         4 => (dot(&s[..1]) && dot(&s[1..])) || (dot(&s[..3]) && dot(&s[3..])),
         6 => dot(&s[..3]) && dot(&s[3..]),
         _ => false,
-    }
-}
-
-/// A URL for messages: user info and query dropped.
-fn redacted(input: &str) -> String {
-    match url::Url::parse(input) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.to_string()
-        }
-        Err(_) => input
-            .split(['?', '#', '@'])
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
     }
 }
 

@@ -86,6 +86,26 @@ impl Detected {
         }
     }
 
+    /// The api-version this library sends to it (`None` for Cloud Shell, which takes a POST
+    /// form without one).
+    pub fn api_version(&self) -> Option<&'static str> {
+        match self {
+            Detected::Imds { .. } => Some(super::imds::API_VERSION),
+            Detected::AppService { .. } => Some(super::app_service::API_VERSION),
+            Detected::ServiceFabric { .. } => Some(super::service_fabric::API_VERSION),
+            Detected::AzureArc { .. } => Some(super::arc::API_VERSION),
+            Detected::AzureMl { .. } => Some(super::legacy::API_VERSION),
+            Detected::CloudShell { .. } => None,
+        }
+    }
+
+    /// The directory the Azure Arc agent keeps its key files in on this OS, which
+    /// [`ManagedIdentityCredential`](super::ManagedIdentityCredential) requires a challenge's
+    /// key file to lie in (`None` where Arc does not run).
+    pub fn arc_key_directory() -> Option<std::path::PathBuf> {
+        super::arc::default_key_directory()
+    }
+
     /// The token endpoint.
     pub fn endpoint(&self) -> &url::Url {
         match self {
@@ -223,7 +243,6 @@ pub(crate) fn app_service_2017_fallback(
     allow_http_endpoint: bool,
 ) -> Option<url::Url> {
     env.get(MSI_SECRET).filter(|s| !s.trim().is_empty())?;
-    env.get(MSI_ENDPOINT).filter(|s| !s.trim().is_empty())?;
     let endpoint = endpoint_url(env, MSI_ENDPOINT).ok()?;
     check_plain_http(&endpoint, MSI_ENDPOINT, allow_http_endpoint).ok()?;
     Some(endpoint)
@@ -270,15 +289,7 @@ fn parse_url(value: &str, name: &str) -> Result<url::Url, Error> {
 /// [`ManagedIdentityCredentialBuilder::source`]: super::ManagedIdentityCredentialBuilder::source
 pub(crate) fn check_explicit(source: &Detected, allow_http_endpoint: bool) -> Result<(), Error> {
     const NAME: &str = "ManagedIdentityCredentialBuilder::source";
-    let url = match source {
-        Detected::Imds { token_url } => token_url,
-        Detected::AppService { endpoint }
-        | Detected::ServiceFabric { endpoint, .. }
-        | Detected::AzureArc { endpoint }
-        | Detected::AzureMl { endpoint }
-        | Detected::CloudShell { endpoint } => endpoint,
-    };
-    let url = parse_url(url.as_str(), NAME)?;
+    let url = parse_url(source.endpoint().as_str(), NAME)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::configuration(
             NAME,

@@ -348,6 +348,7 @@ impl ManagedIdentityCredentialBuilder {
     /// [`Error::NotSupported`] for Azure Arc on an OS the agent does not run on.
     pub fn build(self) -> Result<ManagedIdentityCredential, Error> {
         self.id.validate()?;
+        let explicit = self.source.is_some();
         let detected = match self.source.clone() {
             Some(source) => {
                 detect::check_explicit(&source, self.allow_http_endpoint)?;
@@ -371,8 +372,11 @@ impl ManagedIdentityCredentialBuilder {
             Detected::Imds { token_url } => Endpoint::Imds { token_url },
             Detected::AppService { endpoint } => Endpoint::AppService {
                 endpoint,
-                // The 2017 protocol selects a user-assigned identity only by client id.
+                // Not for a source given in code (it replaces detection), and not for object or
+                // resource ids (the 2017 protocol selects a user-assigned identity only by
+                // client id).
                 fallback_2017: match self.id {
+                    _ if explicit => None,
                     ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_) => None,
                     _ => detect::app_service_2017_fallback(&self.env, self.allow_http_endpoint),
                 },
@@ -593,7 +597,7 @@ impl ManagedIdentityCredential {
                 fallback_2017: Some(endpoint),
                 ..
             } if self.inner.on_2017.load(Ordering::Relaxed) => {
-                self.request_2017(endpoint, resource)
+                self.request_2017(endpoint, resource, false)
             }
             Endpoint::AppService { endpoint, .. } => {
                 let secret = self.secret(detect::IDENTITY_HEADER)?;
@@ -606,7 +610,7 @@ impl ManagedIdentityCredential {
                 let refresh = request.claims().and(request.token_to_refresh_sha256());
                 service_fabric::request(client, endpoint, resource, &secret, refresh)
             }
-            Endpoint::Legacy2017 { endpoint } => self.request_2017(endpoint, resource),
+            Endpoint::Legacy2017 { endpoint } => self.request_2017(endpoint, resource, true),
             Endpoint::CloudShell { endpoint } => {
                 Ok(legacy::request_cloud_shell(client, endpoint, resource))
             }
@@ -614,17 +618,22 @@ impl ManagedIdentityCredential {
         }
     }
 
-    /// A request in the 2017-09-01 protocol (`MSI_ENDPOINT` + `MSI_SECRET`).
+    /// A request in the 2017-09-01 protocol (`MSI_ENDPOINT` + `MSI_SECRET`). Azure ML's
+    /// system-assigned identity is the one `DEFAULT_IDENTITY_CLIENT_ID` names
+    /// (`azure_ml_default`); App Service's has no such variable.
     fn request_2017(
         &self,
         endpoint: &url::Url,
         resource: &str,
+        azure_ml_default: bool,
     ) -> Result<reqwest::RequestBuilder, Error> {
         let secret = self.secret(detect::MSI_SECRET)?;
-        let client_id = legacy::client_id_2017(
-            &self.inner.id,
-            self.inner.env.get(detect::DEFAULT_IDENTITY_CLIENT_ID),
-        )?;
+        let default = if azure_ml_default {
+            self.inner.env.get(detect::DEFAULT_IDENTITY_CLIENT_ID)
+        } else {
+            None
+        };
+        let client_id = legacy::client_id_2017(&self.inner.id, default)?;
         legacy::request_2017(
             self.inner.http.inner(),
             endpoint,
@@ -634,10 +643,11 @@ impl ManagedIdentityCredential {
         )
     }
 
-    /// True (once) when App Service refused the 2019-08-01 protocol with
-    /// `UnsupportedApiVersion` and there is a 2017-09-01 endpoint to fall back to: from then on
-    /// this credential uses it.
-    fn falls_back_to_2017(&self, response: &RawResponse) -> bool {
+    /// True when App Service refused a 2019-08-01 request (`sent_2017` false: the protocol in
+    /// use when it was sent) with `UnsupportedApiVersion` and there is a 2017-09-01 endpoint to
+    /// fall back to: from then on this credential uses it, and the request is sent again. A
+    /// request that raced the switch is sent again too.
+    fn falls_back_to_2017(&self, response: &RawResponse, sent_2017: bool) -> bool {
         let Endpoint::AppService {
             fallback_2017: Some(fallback),
             ..
@@ -645,7 +655,7 @@ impl ManagedIdentityCredential {
         else {
             return false;
         };
-        if response.status != 400 || self.inner.on_2017.load(Ordering::Relaxed) {
+        if response.status != 400 || sent_2017 {
             return false;
         }
         let ErrorBody::Service(e) = response::error_body(response) else {
@@ -745,6 +755,8 @@ impl ManagedIdentityCredential {
             }
         };
         let mut last: Option<Error> = None;
+        // At most one switch to the 2017-09-01 protocol per fetch.
+        let mut fell_back = false;
         let mut attempts: u32 = 0;
         // IMDS `410 Gone` is retried for at least 70 s from the first one, outside the retry
         // budget, which counts the other failures only.
@@ -767,6 +779,7 @@ impl ManagedIdentityCredential {
                 wall: time.system_now(),
             };
             let resource = request.audience().resource();
+            let sent_2017 = inner.on_2017.load(Ordering::Relaxed);
             let outcome = self
                 .attempt(request, inner.attempt_timeout.min(remaining))
                 .await?;
@@ -790,7 +803,8 @@ impl ManagedIdentityCredential {
                     .map_err(unavailable);
                 }
                 // Not counted against the retries: the same request in the other protocol.
-                Ok(response) if self.falls_back_to_2017(&response) => {
+                Ok(response) if !fell_back && self.falls_back_to_2017(&response, sent_2017) => {
+                    fell_back = true;
                     attempts -= 1;
                     continue;
                 }
