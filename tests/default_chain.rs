@@ -397,22 +397,37 @@ async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
     assert!(!msg.contains("azure-cli"), "{msg}");
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
 
-    // The probe's time counts too: a silent IMDS takes the probe's 300 ms, more than the
-    // caller's 200 ms, so nothing is left for the next link.
+    assert!(
+        matches!(&err, Error::DeadlineExceeded { credential, deadline, last: Some(_) } if credential == "default" && *deadline == Duration::from_millis(700)),
+        "{err:?}"
+    );
+
+    // The probe counts too: cut short by the caller's 200 ms (its own timeout is 300 ms), it
+    // says nothing about IMDS, so nothing is remembered and the next link is not tried.
     let silent = RawServer::start(Reply::Hang).await;
     let c = chain(env(vec![
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", silent.url("")),
         ("PATH", path_of(&cli)),
     ]));
+    let started = std::time::Instant::now();
     let err = c
         .get_token(&graph().with_deadline(Duration::from_millis(200)))
         .await
         .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
     assert!(
-        matches!(&err, Error::DeadlineExceeded { credential, last: Some(_), .. } if credential == "default"),
+        matches!(&err, Error::DeadlineExceeded { credential, deadline, .. } if credential == "default" && *deadline == Duration::from_millis(200)),
         "{err:?}"
     );
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
+    // Without a deadline the probe runs again, for its own 300 ms, and the chain moves on.
+    let token = c.get_token(&graph()).await.unwrap();
+    assert_eq!(token.secret(), "cli.token.x");
+    assert_eq!(
+        silent.count(),
+        2,
+        "probed again: the cut probe was not remembered"
+    );
 }
 
 #[tokio::test]

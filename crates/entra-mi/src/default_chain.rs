@@ -17,7 +17,7 @@ use crate::error::{ChainAttempt, Error};
 use crate::http::HttpClient;
 use crate::managed_identity::detect;
 use crate::managed_identity::{ManagedIdentityCredential, ManagedIdentityId, SourceKind};
-use crate::time::TimeSource;
+use crate::time::{TimeSource, Until};
 use crate::token::AccessToken;
 use crate::workload_identity::WorkloadIdentityCredential;
 
@@ -382,20 +382,32 @@ struct Probe {
     state: tokio::sync::Mutex<Option<(Result<(), String>, Duration)>>,
 }
 
+/// Why a probe let the chain go no further with its link.
+enum ProbeMiss {
+    /// No IMDS here (the reason).
+    Absent(String),
+    /// The caller's deadline ended the probe before its own timeout: nothing is known, and
+    /// nothing is remembered.
+    OutOfTime,
+}
+
 impl Probe {
-    /// Probes unless a result is known (a success forever; a failure for five minutes).
-    /// Concurrent callers wait for the same probe.
-    async fn check(&self, time: &TimeSource) -> Result<(), String> {
+    /// Probes unless a result is known (a success forever; a failure for five minutes), for at
+    /// most its timeout or `limit` (what is left of the caller's deadline), whichever is
+    /// shorter. Concurrent callers wait for the same probe.
+    async fn check(&self, time: &TimeSource, limit: Option<Duration>) -> Result<(), ProbeMiss> {
         let mut state = self.state.lock().await;
         if let Some((result, at)) = state.as_ref()
             && (result.is_ok() || time.monotonic() - *at < PROBE_NEGATIVE_TTL)
         {
-            return result.clone();
+            return result.clone().map_err(ProbeMiss::Absent);
         }
+        let timeout = limit.map_or(self.timeout, |l| l.min(self.timeout));
         // No `Metadata` header: a real IMDS answers 400 at once; any answer means it is there.
         let request = self.http.inner().get(&self.url);
-        let result = match self.http.send(request, self.timeout).await {
+        let result = match self.http.send(request, timeout).await {
             Ok(_) => Ok(()),
+            Err(_) if timeout < self.timeout => return Err(ProbeMiss::OutOfTime),
             Err(e) => Err(format!(
                 "IMDS did not answer a probe within {:?} ({e}): not on an Azure VM",
                 self.timeout
@@ -403,7 +415,7 @@ impl Probe {
         };
         tracing::debug!(ok = result.is_ok(), "IMDS probe");
         *state = Some((result.clone(), time.monotonic()));
-        result
+        result.map_err(ProbeMiss::Absent)
     }
 }
 
@@ -438,32 +450,21 @@ impl DefaultCredential {
         self.inner.links.get(w).map(|l| l.kind)
     }
 
-    /// `request` with what is left of the caller's deadline (the whole chain shares it; `until`
-    /// is the deadline and when it ends on the chain's clock), or the error once nothing is.
-    fn within(
-        &self,
-        request: &TokenRequest,
-        until: Option<(Duration, Duration)>,
-        attempts: &[ChainAttempt],
-    ) -> Result<TokenRequest, Error> {
-        let Some((deadline, end)) = until else {
-            return Ok(request.clone());
-        };
-        let left = end.saturating_sub(self.inner.time.monotonic());
-        if left.is_zero() {
-            return Err(Error::DeadlineExceeded {
-                credential: "default".into(),
-                deadline,
-                last: (!attempts.is_empty()).then(|| Box::new(Error::Chain(attempts.to_vec()))),
-            });
+    /// The chain's answer once the caller's deadline has run out, with what each link said.
+    fn out_of_time(until: Until, attempts: &[ChainAttempt]) -> Error {
+        Error::DeadlineExceeded {
+            credential: "default".into(),
+            deadline: until.deadline,
+            last: (!attempts.is_empty()).then(|| Box::new(Error::Chain(attempts.to_vec()))),
         }
-        Ok(request.clone().with_deadline(left))
     }
 
+    /// Tries the links in order. `until` is the caller's deadline, shared by the probe and
+    /// every link: each gets what is left of it.
     async fn walk(
         &self,
         request: &TokenRequest,
-        until: Option<(Duration, Duration)>,
+        until: Option<Until>,
     ) -> Result<AccessToken, Error> {
         let inner = &*self.inner;
         let mut attempts = Vec::new();
@@ -490,17 +491,37 @@ impl DefaultCredential {
                 }
                 Slot::Ready(c) => c,
             };
-            if let Some(probe) = &link.probe
-                && let Err(reason) = probe.check(&inner.time).await
-            {
-                attempts.push(ChainAttempt {
-                    credential: name,
-                    reason,
-                    unavailable: true,
-                });
-                continue;
+            let left = until.map(|u| u.left(&inner.time));
+            if let (Some(until), Some(Duration::ZERO)) = (until, left) {
+                return Err(Self::out_of_time(until, &attempts));
             }
-            let request = self.within(request, until, &attempts)?;
+            if let Some(probe) = &link.probe {
+                match probe.check(&inner.time, left).await {
+                    Ok(()) => {}
+                    Err(ProbeMiss::Absent(reason)) => {
+                        attempts.push(ChainAttempt {
+                            credential: name,
+                            reason,
+                            unavailable: true,
+                        });
+                        continue;
+                    }
+                    // Only a deadline cuts a probe short.
+                    Err(ProbeMiss::OutOfTime) => {
+                        return Err(match until {
+                            Some(u) => Self::out_of_time(u, &attempts),
+                            None => Error::Chain(attempts),
+                        });
+                    }
+                }
+            }
+            let request = match until {
+                Some(u) => match u.left(&inner.time) {
+                    Duration::ZERO => return Err(Self::out_of_time(u, &attempts)),
+                    left => request.clone().with_deadline(left),
+                },
+                None => request.clone(),
+            };
             match cred.get_token(&request).await {
                 Ok(token) => {
                     inner.winner.store(i, Ordering::Release);
@@ -529,14 +550,18 @@ impl DefaultCredential {
                     });
                 }
                 // A configured link that fails — and any failure of a managed-identity endpoint
-                // once it is known to exist — stops the chain.
+                // once it is known to exist — stops the chain; so does the caller's deadline.
                 Err(e) => {
+                    let out_of_time = matches!(e, Error::DeadlineExceeded { .. });
                     attempts.push(ChainAttempt {
                         credential: name,
                         reason: e.to_string(),
                         unavailable: false,
                     });
-                    return Err(Error::Chain(attempts));
+                    return Err(match until {
+                        Some(u) if out_of_time => Self::out_of_time(u, &attempts),
+                        _ => Error::Chain(attempts),
+                    });
                 }
             }
         }
@@ -548,10 +573,7 @@ impl DefaultCredential {
 impl TokenCredential for DefaultCredential {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
         // The caller's deadline bounds the whole call: the remembered link and the walk.
-        let until = request.deadline().map(|d| {
-            let end = self.inner.time.monotonic().saturating_add(d);
-            (d, end)
-        });
+        let until = Until::start(request, &self.inner.time);
         let w = self.inner.winner.load(Ordering::Acquire);
         if let Some(Link {
             slot: Slot::Ready(cred),

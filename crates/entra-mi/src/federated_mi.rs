@@ -14,7 +14,7 @@ use crate::credential::{TokenCredential, TokenRequest};
 use crate::entra::{ClientAuth, ConfidentialClient, EntraOptions, entra_builder_methods};
 use crate::error::{EntraError, Error};
 use crate::managed_identity::ManagedIdentityCredential;
-use crate::time::TimeSource;
+use crate::time::{TimeSource, Until};
 use crate::token::AccessToken;
 
 /// The audience of managed-identity tokens used as federated assertions.
@@ -205,26 +205,6 @@ fn blames_assertion(error: &EntraError) -> bool {
         return error.code.as_deref() == Some("invalid_client");
     }
     error.aadsts.iter().any(|c| ASSERTION_REFUSED.contains(c))
-}
-
-/// The caller's deadline and when it ends on the credential's monotonic clock.
-#[derive(Clone, Copy, Debug)]
-struct Until {
-    deadline: Duration,
-    end: Duration,
-}
-
-impl Until {
-    fn start(request: &TokenRequest, time: &TimeSource) -> Option<Self> {
-        request.deadline().map(|deadline| Until {
-            deadline,
-            end: time.monotonic().saturating_add(deadline),
-        })
-    }
-
-    fn left(self, time: &TimeSource) -> Duration {
-        self.end.saturating_sub(time.monotonic())
-    }
 }
 
 /// The managed identity's assertion and until when it is reused.

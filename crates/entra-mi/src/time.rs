@@ -13,6 +13,31 @@ use std::time::{Duration, SystemTime};
 /// A boxed, `Send` future returned by [`Sleep::sleep`].
 pub type SleepFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// A caller's deadline ([`TokenRequest::with_deadline`](crate::TokenRequest::with_deadline))
+/// as it runs down: the duration asked for, and when it ends on a time source's monotonic
+/// clock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Until {
+    /// The deadline as the caller gave it.
+    pub(crate) deadline: Duration,
+    end: Duration,
+}
+
+impl Until {
+    /// The deadline of `request`, starting now; `None` without one.
+    pub(crate) fn start(request: &crate::TokenRequest, time: &TimeSource) -> Option<Self> {
+        request.deadline().map(|deadline| Until {
+            deadline,
+            end: time.monotonic().saturating_add(deadline),
+        })
+    }
+
+    /// What is left of it (zero once it has passed).
+    pub(crate) fn left(self, time: &TimeSource) -> Duration {
+        self.end.saturating_sub(time.monotonic())
+    }
+}
+
 /// A monotonic and a wall clock.
 ///
 /// The monotonic reading is a [`Duration`] since an arbitrary, fixed origin; it never goes

@@ -743,16 +743,10 @@ impl ManagedIdentityCredential {
         let caller_bound = request
             .deadline()
             .is_some_and(|d| d <= inner.retry.deadline);
-        let out_of_time = |last: Option<Error>, timeout: Error| {
-            if caller_bound {
-                Error::DeadlineExceeded {
-                    credential: inner.name.clone(),
-                    deadline: budget,
-                    last: last.map(Box::new),
-                }
-            } else {
-                last.unwrap_or(timeout)
-            }
+        let out_of_time = |last: Option<Error>| Error::DeadlineExceeded {
+            credential: inner.name.clone(),
+            deadline: budget,
+            last: last.map(Box::new),
         };
         let mut last: Option<Error> = None;
         // At most one switch to the 2017-09-01 protocol per fetch.
@@ -767,11 +761,10 @@ impl ManagedIdentityCredential {
             let now = time.monotonic();
             let remaining = deadline.saturating_sub(now);
             if remaining.is_zero() {
-                let timeout = unavailable(Unavailable::Timeout(budget));
                 return Err(if caller_bound {
-                    out_of_time(last, timeout)
+                    out_of_time(last)
                 } else {
-                    timeout
+                    unavailable(Unavailable::Timeout(budget))
                 });
             }
             let sent = SentAt {
@@ -780,6 +773,8 @@ impl ManagedIdentityCredential {
             };
             let resource = request.audience().resource();
             let sent_2017 = inner.on_2017.load(Ordering::Relaxed);
+            // An attempt the caller's deadline cuts short: its timeout is that deadline's.
+            let cut_by_caller = caller_bound && remaining < inner.attempt_timeout;
             let outcome = self
                 .attempt(request, inner.attempt_timeout.min(remaining))
                 .await?;
@@ -818,10 +813,13 @@ impl ManagedIdentityCredential {
                         gone_since.get_or_insert(now);
                     }
                     (
-                        self.classify_failure(&response, attempts, retryable, self.endpoint()),
+                        self.classify_failure(&response, attempts, retryable),
                         retryable,
                         retry_after,
                     )
+                }
+                Err(reason @ Unavailable::Timeout(_)) if cut_by_caller => {
+                    return Err(out_of_time(Some(unavailable(reason))));
                 }
                 Err(reason) => (unavailable(reason), true, None),
             };
@@ -856,8 +854,11 @@ impl ManagedIdentityCredential {
                     delay_ms = delay.as_millis() as u64,
                     "not retrying: the next attempt would start after the deadline"
                 );
-                let timeout = unavailable(Unavailable::Timeout(budget));
-                return Err(out_of_time(Some(error), timeout));
+                return Err(if caller_bound {
+                    out_of_time(Some(error))
+                } else {
+                    error
+                });
             }
             tracing::debug!(
                 source = %kind,
@@ -872,14 +873,9 @@ impl ManagedIdentityCredential {
         }
     }
 
-    fn classify_failure(
-        &self,
-        response: &RawResponse,
-        attempts: u32,
-        retryable: bool,
-        endpoint: &str,
-    ) -> Error {
+    fn classify_failure(&self, response: &RawResponse, attempts: u32, retryable: bool) -> Error {
         let kind = self.source();
+        let endpoint = self.endpoint();
         let status = response.status;
         let unavailable = |reason| Error::Unavailable {
             source_kind: kind,
