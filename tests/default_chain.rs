@@ -73,11 +73,6 @@ fn chain(env: Environment) -> DefaultCredential {
         .unwrap()
 }
 
-/// A loopback port with nothing listening.
-fn closed_port() -> support::RefusedPort {
-    support::RefusedPort::new()
-}
-
 #[tokio::test]
 async fn links_are_tried_in_order_and_the_first_configured_one_wins() {
     let subject = "system:serviceaccount:ns:app";
@@ -145,7 +140,7 @@ async fn links_are_tried_in_order_and_the_first_configured_one_wins() {
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
 
     // Nothing but the CLI.
-    let closed = closed_port();
+    let closed = support::RefusedPort::new();
     let c = chain(env(vec![
         ("PATH", path_of(&cli)),
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed.url()),
@@ -433,7 +428,7 @@ async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
 #[tokio::test]
 async fn every_link_failing_gives_one_line_per_link() {
     let empty = dir("none");
-    let closed = closed_port();
+    let closed = support::RefusedPort::new();
     let c = chain(env(vec![
         ("PATH", path_of(&empty)),
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", closed.url()),

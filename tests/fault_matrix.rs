@@ -18,7 +18,7 @@
 //! | 5 | IMDS | `400` | `Refused`, 1 request |
 //! | 6 | IMDS | `401` | `Refused`, 1 request |
 //! | 7 | IMDS | `403` without an error body | `UnexpectedStatus { 403 }`, 1 request |
-//! | 8 | IMDS | connection refused (port bound, then freed) | `Connect`, retried to the budget |
+//! | 8 | IMDS | connection refused (a port bound, not listening) | `Connect`, retried to the budget |
 //! | 9 | IMDS | accept, then never answer (deadline 300 ms) | `DeadlineExceeded` (not unavailable) after `Timeout(300 ms)`, 1 request |
 //! | 10 | IMDS | connection closed mid-body | `Transport`, retried to the budget |
 //! | 11 | IMDS | truncated JSON | `NotJson` "truncated", 1 request |
@@ -154,12 +154,6 @@ fn mi(env: Environment, time: TimeSource, retries: u32) -> ManagedIdentityCreden
         .arc_key_directory(std::env::temp_dir())
         .build()
         .unwrap()
-}
-
-/// A port that was bound on loopback and is free again: connecting to it is refused.
-/// A port that refuses connections while the returned value lives.
-fn refused_addr() -> support::RefusedPort {
-    support::RefusedPort::new()
 }
 
 /// Neither `Display` nor `Debug` of `err` shows a secret.
@@ -655,7 +649,7 @@ async fn imds_403() {
 }
 
 async fn imds_connection_refused() {
-    let refused = refused_addr();
+    let refused = support::RefusedPort::new();
     let addr = refused.addr;
     let clock = ManualClock::new();
     let (time, sleeps) = clock.instant_time_source(0.5);
@@ -1465,7 +1459,7 @@ async fn secret_hang() {
 }
 
 async fn secret_connection_refused() {
-    let refused = refused_addr();
+    let refused = support::RefusedPort::new();
     let addr = refused.addr;
     let clock = ManualClock::new();
     let (time, sleeps) = clock.instant_time_source(0.5);

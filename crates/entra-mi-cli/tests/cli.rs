@@ -15,20 +15,7 @@ fn bin<K: AsRef<str>>(env: &[(K, String)]) -> Command {
     common::entra_mi(env)
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run<K: AsRef<str>>(env: &[(K, String)], args: &[&str]) -> Run {
-    let out = bin(env).args(args).output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::run;
 
 fn claims(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).unwrap();

@@ -9,26 +9,7 @@ mod common;
 use entra_mi_emulator::Emulator;
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(env: &[(&str, String)], args: &[&str]) -> Run {
-    let mut cmd = common::entra_mi(env);
-    for v in ["ALL_PROXY", "all_proxy", "http_proxy", "https_proxy"] {
-        if !env.iter().any(|(k, _)| k == &v) {
-            cmd.env_remove(v);
-        }
-    }
-    let out = cmd.args(args).output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::run;
 
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir =

@@ -13,20 +13,7 @@ use serde_json::Value;
 /// The emulator's maximum token lifetime, in seconds (10 years of 365 days).
 const MAX: u64 = 315_360_000;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run<K: AsRef<str>>(env: &[(K, String)], args: &[&str]) -> Run {
-    let out = common::entra_mi(env).args(args).output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::run;
 
 /// Kills the emulator child if a test fails before stopping it.
 struct Running(Child);
@@ -85,6 +72,8 @@ fn out_of_range_token_lifetimes_in_config_files_are_usage_errors() {
 
 /// The maximum is accepted and tokens then live exactly that long. (The token is read over
 /// plain HTTP: the `entra-mi` client itself refuses tokens that live longer than 7 days.)
+// Stopped with SIGINT, as a terminal would.
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_maximum_token_lifetime_is_served() {
     let none: [(&str, String); 0] = [];

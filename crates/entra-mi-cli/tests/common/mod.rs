@@ -23,6 +23,10 @@ pub const STEERING: &[&str] = &[
     "ENTRA_MI_GRAPH_URL",
     "HTTP_PROXY",
     "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
 ];
 
 /// The built `entra-mi` with the steering variables removed and `env` set.
@@ -35,4 +39,21 @@ pub fn entra_mi<K: AsRef<str>>(env: &[(K, String)]) -> Command {
         cmd.env(k.as_ref(), v);
     }
     cmd
+}
+
+/// What a run of the binary printed, and its exit code.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the built `entra-mi` with `env` (see [`entra_mi`]) and `args` to completion.
+pub fn run<K: AsRef<str>>(env: &[(K, String)], args: &[&str]) -> Run {
+    let out = entra_mi(env).args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
