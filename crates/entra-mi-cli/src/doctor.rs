@@ -127,8 +127,8 @@ fn endpoint_report(detected: &Detected, env: &Environment) -> Value {
     })
 }
 
-/// The proxy variables that are set (names only; one spelling per name on Windows, where
-/// variable names are case-insensitive).
+/// The proxy variables that are set (names only, each name once: on Windows, where variable
+/// names are case-insensitive, both spellings read the same variable).
 fn proxy_variables(env: &Environment) -> Vec<&'static str> {
     let mut set: Vec<&'static str> = Vec::new();
     for name in PROXY_VARIABLES {

@@ -144,10 +144,10 @@ impl std::str::FromStr for ManagedIdentityId {
     /// Parses the text forms [`Display`](fmt::Display) writes:
     ///
     /// * `system-assigned` (or `system`);
-    /// * `client_id=<GUID>` and `object_id=<GUID>` (`-` for `_` and `principal_id` are
-    ///   accepted too);
+    /// * `client_id=<GUID>` and `object_id=<GUID>` (also `clientid`, `objectid`,
+    ///   `principal_id`, and `-` for `_`, in any case);
     /// * an ARM resource id, `/subscriptions/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>`,
-    ///   alone or as `resource_id=…`.
+    ///   alone or as `resource_id=…` (or `mi_res_id=`, `msi_res_id=`).
     ///
     /// A GUID alone is refused: a user-assigned identity has a client id *and* an object id,
     /// both GUIDs, and sending one as the other selects nothing (or, with an app
@@ -552,7 +552,8 @@ impl ManagedIdentityCredential {
         &self.inner.id
     }
 
-    /// The token endpoint URL (without query).
+    /// The token endpoint URL (without query): after an App Service switch to the 2017-09-01
+    /// protocol, `MSI_ENDPOINT`'s.
     pub fn endpoint(&self) -> &str {
         match &self.inner.endpoint {
             Endpoint::Imds { token_url } => token_url.as_str(),
