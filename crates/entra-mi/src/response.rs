@@ -115,11 +115,10 @@ pub(crate) fn json_object(response: &RawResponse) -> Result<Map<String, Value>, 
 /// is not judged. A client id is compared as a GUID, ignoring case (App Service answers in
 /// upper case).
 pub(crate) fn answered_for_another(
-    response: &RawResponse,
+    map: &Map<String, Value>,
     requested_resource: &str,
     requested_client_id: Option<&str>,
 ) -> Option<String> {
-    let map = json_object(response).ok()?;
     if let Some(Value::String(got)) = map.get("resource")
         && !same_resource(got, requested_resource)
     {
@@ -217,7 +216,16 @@ pub(crate) fn parse_token(
     received_wall: SystemTime,
     received_mono: Duration,
 ) -> Result<AccessToken, Unavailable> {
-    let map = json_object(response)?;
+    token_from_map(&json_object(response)?, sent, received_wall, received_mono)
+}
+
+/// [`parse_token`] of a body already read as a JSON object.
+pub(crate) fn token_from_map(
+    map: &Map<String, Value>,
+    sent: SentAt,
+    received_wall: SystemTime,
+    received_mono: Duration,
+) -> Result<AccessToken, Unavailable> {
     let invalid = |problem: String| Unavailable::InvalidResponse { problem };
 
     let secret = match map.get("access_token") {

@@ -785,13 +785,13 @@ impl ManagedIdentityCredential {
                         ManagedIdentityId::ClientId(id) => Some(id.as_str()),
                         _ => None,
                     };
-                    if let Some(problem) =
-                        response::answered_for_another(&response, resource, client_id)
+                    let map = response::json_object(&response).map_err(unavailable)?;
+                    if let Some(problem) = response::answered_for_another(&map, resource, client_id)
                     {
                         return Err(unavailable(Unavailable::InvalidResponse { problem }));
                     }
-                    return response::parse_token(
-                        &response,
+                    return response::token_from_map(
+                        &map,
                         sent,
                         time.system_now(),
                         time.monotonic(),
