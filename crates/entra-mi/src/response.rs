@@ -266,8 +266,8 @@ pub(crate) fn token_from_map(
         }
     };
 
-    let expires_in = seconds_field(&map, "expires_in").map_err(invalid)?;
-    let refresh_in = seconds_field(&map, "refresh_in").map_err(invalid)?;
+    let expires_in = seconds_field(map, "expires_in").map_err(invalid)?;
+    let refresh_in = seconds_field(map, "refresh_in").map_err(invalid)?;
 
     // Lifetime measured from the moment the request was sent (conservative: the token was
     // issued after that).
