@@ -446,3 +446,55 @@ fn identity_ids_are_validated() {
         assert!(err.to_string().contains(needle), "{err}");
     }
 }
+
+#[test]
+fn each_detected_source_names_its_api_version() {
+    let url = |s: &str| -> url::Url { s.parse().unwrap() };
+    for (detected, version) in [
+        (
+            Detected::Imds {
+                token_url: url("http://169.254.169.254/metadata/identity/oauth2/token"),
+            },
+            Some("2018-02-01"),
+        ),
+        (
+            Detected::AppService {
+                endpoint: url("http://127.0.0.1:41000/msi/token"),
+            },
+            Some("2019-08-01"),
+        ),
+        (
+            Detected::AzureArc {
+                endpoint: url("http://127.0.0.1:40342/metadata/identity/oauth2/token"),
+            },
+            Some("2020-06-01"),
+        ),
+        (
+            Detected::ServiceFabric {
+                endpoint: url("https://10.0.0.4:2377/metadata/identity/oauth2/token"),
+                thumbprint: [0; 20],
+            },
+            Some("2019-07-01-preview"),
+        ),
+        (
+            Detected::AzureMl {
+                endpoint: url("http://127.0.0.1:8081/msi/auth"),
+            },
+            Some("2017-09-01"),
+        ),
+        (
+            Detected::CloudShell {
+                endpoint: url("http://localhost:50342/oauth2/token"),
+            },
+            None,
+        ),
+    ] {
+        assert_eq!(detected.api_version(), version, "{detected:?}");
+    }
+    if cfg!(target_os = "linux") {
+        assert_eq!(
+            Detected::arc_key_directory(),
+            Some(std::path::PathBuf::from("/var/opt/azcmagent/tokens"))
+        );
+    }
+}
