@@ -485,3 +485,54 @@ async fn workload_identity_retries_once_with_a_rotated_file_after_aadsts700024()
     );
     let _ = std::fs::remove_file(&file);
 }
+
+#[tokio::test]
+async fn client_capabilities_are_declared_and_merged_with_a_challenge() {
+    let token = serde_json::json!({"access_token": "cae.token.x", "expires_in": 86399, "token_type": "Bearer"});
+    let server = RawServer::start(Reply::json(200, token)).await;
+    let build = |caps: &[&str]| {
+        ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
+            .authority_host(server.url(""))
+            .allow_loopback_http(true)
+            .client_capabilities(caps.iter().copied())
+            .build()
+            .unwrap()
+    };
+    let claims_sent = |i: usize| -> Option<serde_json::Value> {
+        let body = server.requests()[i].body.clone();
+        url::form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "claims")
+            .map(|(_, v)| serde_json::from_str(&v).unwrap())
+    };
+
+    let cae = build(&["cp1"]);
+    cae.get_token(&graph()).await.unwrap();
+    assert_eq!(
+        claims_sent(0),
+        Some(serde_json::json!({"access_token": {"xms_cc": {"values": ["cp1"]}}}))
+    );
+    // A challenge's claims keep what they ask for and gain the capabilities.
+    let challenge = r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#;
+    cae.get_token(&graph().with_claims(challenge))
+        .await
+        .unwrap();
+    assert_eq!(
+        claims_sent(1),
+        Some(serde_json::json!({"access_token": {
+            "nbf": {"essential": true, "value": "1700000000"},
+            "xms_cc": {"values": ["cp1"]}
+        }}))
+    );
+    // Without capabilities: no claims, or the challenge's as they came.
+    let plain = build(&[]);
+    plain.get_token(&graph()).await.unwrap();
+    assert_eq!(claims_sent(2), None);
+    plain
+        .get_token(&graph().with_claims(challenge))
+        .await
+        .unwrap();
+    assert_eq!(
+        claims_sent(3),
+        Some(serde_json::from_str::<serde_json::Value>(challenge).unwrap())
+    );
+}

@@ -564,4 +564,13 @@ async fn a_claims_challenge_makes_service_fabric_replace_its_cached_token() {
         "lowercase hex SHA-256"
     );
     assert!(!format!("{named:?}").contains(replaced.secret()));
+    // The example of MSAL.NET's revocation design (protocols §13.3).
+    let example =
+        entra_mi::AccessToken::new("test_token", SystemTime::now() + Duration::from_secs(3600));
+    assert_eq!(
+        graph()
+            .with_token_to_refresh(&example)
+            .token_to_refresh_sha256(),
+        Some("cc0af97287543b65da2c7e1476426021826cab166f1e063ed012b855ff819656")
+    );
 }

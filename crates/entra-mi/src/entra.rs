@@ -48,6 +48,7 @@ pub(crate) struct EntraOptions {
     pub(crate) time: TimeSource,
     pub(crate) attempt_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) client_capabilities: Vec<String>,
 }
 
 impl Default for EntraOptions {
@@ -58,6 +59,7 @@ impl Default for EntraOptions {
             time: TimeSource::system(),
             attempt_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            client_capabilities: Vec::new(),
         }
     }
 }
@@ -101,6 +103,20 @@ macro_rules! entra_builder_methods {
             self.opts.attempt_timeout = d;
             self
         }
+
+        /// Client capabilities declared on every token request, such as `cp1` for Continuous
+        /// Access Evaluation: the app then handles claims challenges (the middlewares do), and
+        /// Entra may issue longer-lived tokens that it can revoke. Sent as
+        /// `claims={"access_token":{"xms_cc":{"values":[…]}}}`, merged with a challenge's
+        /// claims. Default: none.
+        pub fn client_capabilities<I, S>(mut self, capabilities: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.opts.client_capabilities = capabilities.into_iter().map(Into::into).collect();
+            self
+        }
     };
 }
 pub(crate) use entra_builder_methods;
@@ -120,6 +136,7 @@ pub(crate) struct ConfidentialClient {
     http: HttpClient,
     time: TimeSource,
     attempt_timeout: Duration,
+    client_capabilities: Vec<String>,
     pub(crate) name: String,
 }
 
@@ -200,6 +217,7 @@ impl ConfidentialClient {
             http: HttpClient::for_token_endpoint(opts.connect_timeout)?,
             time: opts.time.clone(),
             attempt_timeout: opts.attempt_timeout,
+            client_capabilities: opts.client_capabilities.clone(),
             name: kind.to_owned(),
         })
     }
@@ -244,8 +262,8 @@ impl ConfidentialClient {
                         .append_pair("client_assertion", a);
                 }
             }
-            if let Some(claims) = request.claims() {
-                form.append_pair("claims", claims);
+            if let Some(claims) = with_capabilities(request.claims(), &self.client_capabilities) {
+                form.append_pair("claims", &claims);
             }
             form.finish()
         };
@@ -346,6 +364,31 @@ impl ConfidentialClient {
             reason,
         }
     }
+}
+
+/// The `claims` parameter: a challenge's `claims` with the client `capabilities` added as
+/// `access_token.xms_cc.values` (protocols §13.2). Claims that are not a JSON object are sent
+/// as they came (the API's words; the capabilities are then left out).
+fn with_capabilities(claims: Option<&str>, capabilities: &[String]) -> Option<String> {
+    if capabilities.is_empty() {
+        return claims.map(str::to_owned);
+    }
+    let mut merged = match claims.map(serde_json::from_str::<serde_json::Value>) {
+        None => serde_json::Value::Object(serde_json::Map::new()),
+        Some(Ok(v @ serde_json::Value::Object(_))) => v,
+        Some(_) => return claims.map(str::to_owned),
+    };
+    let access_token = merged
+        .as_object_mut()?
+        .entry("access_token")
+        .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    if let Some(access_token) = access_token.as_object_mut() {
+        access_token.insert(
+            "xms_cc".into(),
+            serde_json::json!({ "values": capabilities }),
+        );
+    }
+    Some(merged.to_string())
 }
 
 /// Reads Entra's error body: `error`, the first line of `error_description`, `error_codes`

@@ -230,6 +230,7 @@ pub struct ManagedIdentityCredentialBuilder {
     allow_http_endpoint: bool,
     arc_key_directory: Option<PathBuf>,
     source: Option<Detected>,
+    client_capabilities: Vec<String>,
 }
 
 impl Default for ManagedIdentityCredentialBuilder {
@@ -244,6 +245,7 @@ impl Default for ManagedIdentityCredentialBuilder {
             allow_http_endpoint: false,
             arc_key_directory: None,
             source: None,
+            client_capabilities: Vec::new(),
         }
     }
 }
@@ -329,6 +331,18 @@ impl ManagedIdentityCredentialBuilder {
     /// ```
     pub fn source(mut self, source: Detected) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Client capabilities, such as `cp1` for Continuous Access Evaluation, declared to the
+    /// sources that take them: Service Fabric, as `xms_cc` (protocols §13.3: the others
+    /// ignore it). Default: none.
+    pub fn client_capabilities<I, S>(mut self, capabilities: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.client_capabilities = capabilities.into_iter().map(Into::into).collect();
         self
     }
 
@@ -449,6 +463,7 @@ impl ManagedIdentityCredentialBuilder {
                 http,
                 name,
                 on_2017: AtomicBool::new(false),
+                client_capabilities: self.client_capabilities.join(","),
             }),
         })
     }
@@ -497,6 +512,8 @@ struct Inner {
     name: String,
     /// Set once App Service refused its 2019-08-01 protocol and `fallback_2017` is used.
     on_2017: AtomicBool,
+    /// `xms_cc` for Service Fabric: the capabilities joined by `,` (empty: none).
+    client_capabilities: String,
 }
 
 #[derive(Debug)]
@@ -609,7 +626,9 @@ impl ManagedIdentityCredential {
                 // With a claims challenge, the token it rejected, so that the service issues a
                 // new one instead of its cached one (protocols §13.3: Service Fabric only).
                 let refresh = request.claims().and(request.token_to_refresh_sha256());
-                service_fabric::request(client, endpoint, resource, &secret, refresh)
+                let capabilities =
+                    Some(self.inner.client_capabilities.as_str()).filter(|c| !c.is_empty());
+                service_fabric::request(client, endpoint, resource, &secret, capabilities, refresh)
             }
             Endpoint::Legacy2017 { endpoint } => self.request_2017(endpoint, resource, true),
             Endpoint::CloudShell { endpoint } => {

@@ -19,6 +19,7 @@ pub(super) fn request(
     endpoint: &url::Url,
     resource: &str,
     secret: &str,
+    client_capabilities: Option<&str>,
     token_sha256_to_refresh: Option<&str>,
 ) -> Result<reqwest::RequestBuilder, Error> {
     let mut url = endpoint.clone();
@@ -27,6 +28,9 @@ pub(super) fn request(
         query
             .append_pair("api-version", API_VERSION)
             .append_pair("resource", resource);
+        if let Some(capabilities) = client_capabilities {
+            query.append_pair("xms_cc", capabilities);
+        }
         if let Some(hash) = token_sha256_to_refresh {
             query.append_pair("token_sha256_to_refresh", hash);
         }
@@ -131,5 +135,43 @@ impl ServerCertVerifier for ThumbprintVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(capabilities: Option<&str>, refresh: Option<&str>) -> Vec<(String, String)> {
+        let endpoint =
+            url::Url::parse("https://10.0.0.4:2377/metadata/identity/oauth2/token").unwrap();
+        let request = request(
+            &reqwest::Client::new(),
+            &endpoint,
+            "https://vault.azure.net",
+            "s",
+            capabilities,
+            refresh,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        request.url().query_pairs().into_owned().collect()
+    }
+
+    #[test]
+    fn capabilities_and_the_token_to_refresh_go_in_the_query() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            query(None, None),
+            [
+                pair("api-version", API_VERSION),
+                pair("resource", "https://vault.azure.net")
+            ]
+        );
+        let hash = "cc0af97287543b65da2c7e1476426021826cab166f1e063ed012b855ff819656";
+        let q = query(Some("cp1,cp2"), Some(hash));
+        assert!(q.contains(&pair("xms_cc", "cp1,cp2")), "{q:?}");
+        assert!(q.contains(&pair("token_sha256_to_refresh", hash)), "{q:?}");
     }
 }
