@@ -588,3 +588,35 @@ async fn azure_client_id_that_the_detected_source_cannot_use_stops_the_chain_whe
         .unwrap_err();
     assert!(matches!(err, Error::Configuration { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn client_capabilities_reach_the_links() {
+    let server = RawServer::start(Reply::json(
+        200,
+        json!({"access_token": "env.token.x", "expires_in": 3599, "token_type": "Bearer"}),
+    ))
+    .await;
+    let c = DefaultCredential::builder()
+        .environment(env(vec![
+            ("AZURE_TENANT_ID", "contoso".to_owned()),
+            (
+                "AZURE_CLIENT_ID",
+                "11111111-2222-3333-4444-555555555555".to_owned(),
+            ),
+            ("AZURE_CLIENT_SECRET", "s".to_owned()),
+        ]))
+        .authority_host(server.url(""))
+        .allow_loopback_http(true)
+        .client_capabilities(["cp1"])
+        .build()
+        .unwrap();
+    c.get_token(&graph()).await.unwrap();
+    let body = server.requests()[0].body.clone();
+    let claims = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "claims")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(
+        claims.as_deref(),
+        Some(r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#)
+    );
+}

@@ -87,6 +87,7 @@ pub struct DefaultCredentialBuilder {
     cli_timeout: Duration,
     authority_host: Option<String>,
     allow_loopback_http: bool,
+    client_capabilities: Vec<String>,
 }
 
 impl DefaultCredentialBuilder {
@@ -141,6 +142,18 @@ impl DefaultCredentialBuilder {
         self
     }
 
+    /// Client capabilities (`cp1` for Continuous Access Evaluation) for every link that
+    /// declares them: the token-endpoint links, and the managed identity where its source
+    /// takes them (Service Fabric). Default: none.
+    pub fn client_capabilities<I, S>(mut self, capabilities: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.client_capabilities = capabilities.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Reads the environment, validates every configured link and builds the chain.
     ///
     /// Fails with [`Error::Configuration`] when `AZURE_TOKEN_CREDENTIALS` has an unknown value
@@ -165,6 +178,7 @@ impl DefaultCredentialBuilder {
                             Slot::Ready(Arc::new(
                                 b.allow_loopback_http(self.allow_loopback_http)
                                     .time_source(self.time.clone())
+                                    .client_capabilities(self.client_capabilities.clone())
                                     .build()?,
                             ))
                         }
@@ -185,6 +199,7 @@ impl DefaultCredentialBuilder {
                     let built = ManagedIdentityCredential::builder()
                         .environment(self.env.clone())
                         .time_source(self.time.clone())
+                        .client_capabilities(self.client_capabilities.clone())
                         .identity(id)
                         .build();
                     let mi = match built {
@@ -258,6 +273,7 @@ impl DefaultCredentialBuilder {
                 let c = b
                     .allow_loopback_http(self.allow_loopback_http)
                     .time_source(self.time.clone())
+                    .client_capabilities(self.client_capabilities.clone())
                     .build()?;
                 return Ok(Slot::Ready(Arc::new(c)));
             }
@@ -272,6 +288,7 @@ impl DefaultCredentialBuilder {
                 let c = b
                     .allow_loopback_http(self.allow_loopback_http)
                     .time_source(self.time.clone())
+                    .client_capabilities(self.client_capabilities.clone())
                     .build()?;
                 Ok(Slot::Ready(Arc::new(c)))
             }
@@ -431,6 +448,7 @@ impl DefaultCredential {
             cli_timeout: Duration::from_secs(10),
             authority_host: None,
             allow_loopback_http: false,
+            client_capabilities: Vec::new(),
         }
     }
 
