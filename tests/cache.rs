@@ -482,3 +482,57 @@ async fn short_tokens_stop_being_served_a_second_before_expiry() {
         "1 s before the computed expiry the token is no longer served"
     );
 }
+
+/// A clock that moves in 50 ms steps, like `CLOCK_MONOTONIC_COARSE` moves in scheduler ticks
+/// (1–4 ms): it can read behind the timer that the cache sleeps on.
+#[derive(Debug)]
+struct SteppedClock(std::time::Instant);
+
+impl Clock for SteppedClock {
+    fn monotonic(&self) -> Duration {
+        let step = Duration::from_millis(50);
+        step * (self.0.elapsed().as_millis() / step.as_millis()) as u32
+    }
+    fn system_now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+}
+
+/// Tokens living 3 s, counting its calls.
+#[derive(Debug, Default)]
+struct ShortLived(AtomicUsize);
+
+#[async_trait]
+impl TokenCredential for ShortLived {
+    async fn get_token(&self, _: &TokenRequest) -> Result<AccessToken, Error> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(AccessToken::new(
+            format!("short.lived.{n}"),
+            std::time::SystemTime::now() + Duration::from_secs(3),
+        ))
+    }
+    fn name(&self) -> &str {
+        "short-lived"
+    }
+}
+
+#[tokio::test]
+async fn an_eager_refresh_is_not_lost_to_a_coarse_clock() {
+    // The timer wakes the refresh at its time by the runtime's clock; the cache's coarse clock
+    // may still read a little earlier. The refresh must run all the same: nothing else would
+    // schedule it, and with no traffic the token would simply expire.
+    let credential = Arc::new(ShortLived::default());
+    let time = entra_mi::time::TimeSource::new(
+        Arc::new(SteppedClock(std::time::Instant::now())),
+        Arc::new(entra_mi::time::TokioSleep),
+        Arc::new(entra_mi::time::RandomJitter),
+    );
+    let provider = TokenProvider::builder(credential.clone())
+        .time_source(time)
+        .eager_refresh(true)
+        .build();
+    provider.header(&Audience::microsoft_graph()).await.unwrap();
+    // Due at about half the 3 s life; no caller asks in between.
+    let refreshed = eventually(3, || credential.0.load(Ordering::SeqCst) >= 2).await;
+    assert!(refreshed, "the eager refresh ran");
+}

@@ -727,7 +727,10 @@ fn schedule_eager(inner: &Arc<Inner>, slot: &Arc<Slot>, at: Duration) {
         let (Some(inner), Some(slot)) = (weak_inner.upgrade(), weak_slot.upgrade()) else {
             return;
         };
-        let now = inner.time.monotonic();
+        // The timer has run its course, so it is at least `at`: the coarse clock can read up
+        // to a tick behind the timer's, and the refresh must not then be judged not yet due
+        // and dropped (nothing would schedule it again).
+        let now = inner.time.monotonic().max(at);
         refresh_now(&inner, &slot, now);
     });
 }
