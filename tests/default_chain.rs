@@ -364,6 +364,23 @@ async fn a_winner_that_becomes_unavailable_is_dropped_and_the_chain_walked_again
     assert_eq!(server.count(), 4);
 }
 
+/// Runs `c` with a deadline of `ms` and returns its error: the chain's `DeadlineExceeded` for
+/// that deadline, within bounded real time.
+async fn past_deadline(c: &DefaultCredential, ms: u64) -> Error {
+    let deadline = Duration::from_millis(ms);
+    let started = std::time::Instant::now();
+    let err = c
+        .get_token(&graph().with_deadline(deadline))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
+    assert!(
+        matches!(&err, Error::DeadlineExceeded { credential, deadline: d, .. } if credential == "default" && *d == deadline),
+        "{err:?}"
+    );
+    err
+}
+
 #[tokio::test]
 async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
     // IMDS answers the probe, then never answers the token request. The caller's deadline,
@@ -377,12 +394,7 @@ async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", server.url("")),
         ("PATH", path_of(&cli)),
     ]));
-    let started = std::time::Instant::now();
-    let err = c
-        .get_token(&graph().with_deadline(Duration::from_millis(700)))
-        .await
-        .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
+    let err = past_deadline(&c, 700).await;
     assert!(!err.is_unavailable(), "{err}");
     let msg = err.to_string();
     assert!(
@@ -393,7 +405,7 @@ async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
 
     assert!(
-        matches!(&err, Error::DeadlineExceeded { credential, deadline, last: Some(_) } if credential == "default" && *deadline == Duration::from_millis(700)),
+        matches!(&err, Error::DeadlineExceeded { last: Some(_), .. }),
         "{err:?}"
     );
 
@@ -404,16 +416,7 @@ async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
         ("AZURE_POD_IDENTITY_AUTHORITY_HOST", silent.url("")),
         ("PATH", path_of(&cli)),
     ]));
-    let started = std::time::Instant::now();
-    let err = c
-        .get_token(&graph().with_deadline(Duration::from_millis(200)))
-        .await
-        .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
-    assert!(
-        matches!(&err, Error::DeadlineExceeded { credential, deadline, .. } if credential == "default" && *deadline == Duration::from_millis(200)),
-        "{err:?}"
-    );
+    past_deadline(&c, 200).await;
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
     // Without a deadline the probe runs again, for its own 300 ms, and the chain moves on.
     let token = c.get_token(&graph()).await.unwrap();

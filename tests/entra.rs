@@ -8,14 +8,29 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use entra_mi::{
-    Audience, ClientSecretCredential, Environment, Error, FederatedManagedIdentityCredential,
-    ManagedIdentityCredential, TOKEN_EXCHANGE_AUDIENCE, TokenCredential, TokenRequest,
-    WorkloadIdentityCredential, authority,
+    Audience, ClientSecretCredential, ClientSecretCredentialBuilder, Environment, Error,
+    FederatedManagedIdentityCredential, ManagedIdentityCredential, TOKEN_EXCHANGE_AUDIENCE,
+    TokenCredential, TokenRequest, WorkloadIdentityCredential, authority,
 };
 use entra_mi_emulator::{App, Emulator, Endpoint, FEDERATED_ISSUER};
 use support::{RawServer, Reply, jwt_claims};
 
 const SECRET: &str = "CANARY-client-secret~value+/=";
+
+/// A client-secret credential whose authority is `server` (plain http on loopback), on a
+/// manual clock whose sleeps return at once (they are recorded in the returned value).
+fn on_loopback(server: &RawServer) -> (ClientSecretCredential, entra_mi::time::InstantSleep) {
+    let (time, sleeps) = entra_mi::time::ManualClock::new().instant_time_source(0.5);
+    let cred = loopback_builder(server).time_source(time).build().unwrap();
+    (cred, sleeps)
+}
+
+/// The builder of [`on_loopback`], for further settings.
+fn loopback_builder(server: &RawServer) -> ClientSecretCredentialBuilder {
+    ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
+        .authority_host(server.url(""))
+        .allow_loopback_http(true)
+}
 
 fn graph() -> TokenRequest {
     TokenRequest::new(Audience::microsoft_graph())
@@ -184,15 +199,7 @@ async fn an_oversized_token_answer_is_not_asked_for_again() {
         format!("{{\"access_token\": \"{}\"}}", "x".repeat(70_000)),
     ))
     .await;
-    let clock = entra_mi::time::ManualClock::new();
-    let (time, sleeps) = clock.instant_time_source(0.5);
-    let cred =
-        ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
-            .authority_host(server.url(""))
-            .allow_loopback_http(true)
-            .time_source(time)
-            .build()
-            .unwrap();
+    let (cred, sleeps) = on_loopback(&server);
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
         matches!(
@@ -211,15 +218,7 @@ async fn an_oversized_token_answer_is_not_asked_for_again() {
 #[tokio::test]
 async fn client_secret_retries_a_5xx_once_on_the_injected_clock() {
     let server = RawServer::start(Reply::json(503, serde_json::json!({"error": "temporarily_unavailable", "error_description": "AADSTS90033: A transient error has occurred.\r\nTrace ID: 1"}))).await;
-    let clock = entra_mi::time::ManualClock::new();
-    let (time, sleeps) = clock.instant_time_source(0.5);
-    let cred =
-        ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
-            .authority_host(server.url(""))
-            .allow_loopback_http(true)
-            .time_source(time)
-            .build()
-            .unwrap();
+    let (cred, sleeps) = on_loopback(&server);
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert_eq!(err.status(), Some(503));
     assert_eq!(server.count(), 2);
@@ -491,9 +490,7 @@ async fn client_capabilities_are_declared_and_merged_with_a_challenge() {
     let token = serde_json::json!({"access_token": "cae.token.x", "expires_in": 86399, "token_type": "Bearer"});
     let server = RawServer::start(Reply::json(200, token)).await;
     let build = |caps: &[&str]| {
-        ClientSecretCredential::builder("contoso", "11111111-2222-3333-4444-555555555555", SECRET)
-            .authority_host(server.url(""))
-            .allow_loopback_http(true)
+        loopback_builder(&server)
             .client_capabilities(caps.iter().copied())
             .build()
             .unwrap()

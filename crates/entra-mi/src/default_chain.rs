@@ -470,11 +470,11 @@ impl DefaultCredential {
 
     /// The chain's answer once the caller's deadline has run out, with what each link said.
     fn out_of_time(until: Until, attempts: &[ChainAttempt]) -> Error {
-        Error::DeadlineExceeded {
-            credential: "default".into(),
-            deadline: until.deadline,
-            last: (!attempts.is_empty()).then(|| Box::new(Error::Chain(attempts.to_vec()))),
-        }
+        Error::deadline_exceeded(
+            "default",
+            until.deadline,
+            (!attempts.is_empty()).then(|| Error::Chain(attempts.to_vec())),
+        )
     }
 
     /// Tries the links in order. `until` is the caller's deadline, shared by the probe and

@@ -273,11 +273,7 @@ impl ConfidentialClient {
         // Running out of the caller's deadline is `DeadlineExceeded` (a chain stops there), not
         // "unavailable" like the credential's own limits.
         let out_of_time = |last: Error| match request.deadline() {
-            Some(deadline) => Error::DeadlineExceeded {
-                credential: self.name.clone(),
-                deadline,
-                last: Some(Box::new(last)),
-            },
+            Some(deadline) => Error::deadline_exceeded(&self.name, deadline, Some(last)),
             None => last,
         };
         let mut attempt = 0;

@@ -206,6 +206,19 @@ impl Error {
         matches!(self, Error::Unavailable { reason, .. } if reason.is_foreign_answer())
     }
 
+    /// [`Error::DeadlineExceeded`] for `credential`, with the last failure if there was one.
+    pub(crate) fn deadline_exceeded(
+        credential: impl Into<String>,
+        deadline: Duration,
+        last: Option<Error>,
+    ) -> Self {
+        Error::DeadlineExceeded {
+            credential: credential.into(),
+            deadline,
+            last: last.map(Box::new),
+        }
+    }
+
     pub(crate) fn configuration(setting: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Configuration {
             setting: setting.into(),

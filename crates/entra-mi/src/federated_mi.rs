@@ -184,11 +184,7 @@ impl FederatedManagedIdentityCredential {
     }
 
     fn out_of_time(&self, until: Until) -> Error {
-        Error::DeadlineExceeded {
-            credential: self.client.name.clone(),
-            deadline: until.deadline,
-            last: None,
-        }
+        Error::deadline_exceeded(&self.client.name, until.deadline, None)
     }
 }
 

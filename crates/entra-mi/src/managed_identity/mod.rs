@@ -763,11 +763,7 @@ impl ManagedIdentityCredential {
         let caller_bound = request
             .deadline()
             .is_some_and(|d| d <= inner.retry.deadline);
-        let out_of_time = |last: Option<Error>| Error::DeadlineExceeded {
-            credential: inner.name.clone(),
-            deadline: budget,
-            last: last.map(Box::new),
-        };
+        let out_of_time = |last| Error::deadline_exceeded(&inner.name, budget, last);
         let mut last: Option<Error> = None;
         // At most one switch to the 2017-09-01 protocol per fetch.
         let mut fell_back = false;
