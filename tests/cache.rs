@@ -467,6 +467,111 @@ async fn per_thread_copies_follow_invalidation_and_replacement_on_other_threads(
     worker.join().unwrap();
 }
 
+/// Tokens named by the audience they are for and a call number (`tok-3 for api://a`), living
+/// an hour.
+#[derive(Debug, Default)]
+struct PerAudience(AtomicUsize);
+
+#[async_trait]
+impl TokenCredential for PerAudience {
+    async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
+        let n = self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(AccessToken::new(
+            format!("tok-{n} for {}", request.audience().resource()),
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        ))
+    }
+    fn name(&self) -> &str {
+        "per-audience"
+    }
+}
+
+/// A thread's copy outlives the thread (thread ids are reused, and with them the copies): a
+/// thread started after the token was replaced must serve the new token, whichever dead
+/// thread's copy it inherits. Each thread first uses another audience, so that it already has
+/// an id (and the dead thread's copy) when it first looks at the replaced one.
+#[tokio::test]
+async fn a_new_thread_never_serves_a_dead_threads_copy_of_a_replaced_token() {
+    let provider = TokenProvider::new(PerAudience::default());
+    let h = provider.handle(&graph());
+    let other = provider.handle(&Audience::azure_resource_manager());
+    other.header().await.unwrap();
+    let first = h.token().await.unwrap();
+    let serve = || {
+        let (h, other) = (h.clone(), other.clone());
+        std::thread::spawn(move || {
+            assert!(other.try_header().is_some());
+            // Past the point where the thread makes its own copy of the header.
+            let seen: Vec<_> = (0..200)
+                .map(|_| h.try_header().map(|v| v.as_bytes().to_vec()))
+                .collect();
+            assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+            seen[0].clone()
+        })
+        .join()
+        .unwrap()
+    };
+    // Several threads in turn, each warming a copy and exiting.
+    for _ in 0..4 {
+        assert_eq!(
+            serve().as_deref(),
+            Some(format!("Bearer {}", first.secret()).as_bytes())
+        );
+    }
+    assert!(h.invalidate_if_current(&first));
+    for _ in 0..4 {
+        assert_eq!(
+            serve(),
+            None,
+            "a dead thread's copy outlived the invalidation"
+        );
+    }
+    let second = h.token().await.unwrap();
+    assert_ne!(second.secret(), first.secret());
+    for _ in 0..4 {
+        assert_eq!(
+            serve().as_deref(),
+            Some(format!("Bearer {}", second.secret()).as_bytes())
+        );
+    }
+}
+
+/// One thread using many audiences serves each from its own copy, never another audience's
+/// token, and every hit is counted.
+#[tokio::test]
+async fn one_thread_serves_many_audiences_each_its_own_token() {
+    let provider = TokenProvider::new(PerAudience::default());
+    let handles: Vec<_> = (0..40)
+        .map(|i| provider.handle(&Audience::new(&format!("api://app-{i}")).unwrap()))
+        .collect();
+    for h in &handles {
+        h.header().await.unwrap();
+    }
+    let before = provider.stats().hits;
+    let served = std::thread::spawn({
+        let handles = handles.clone();
+        move || {
+            let mut served = 0;
+            for round in 0..100 {
+                for (i, h) in handles.iter().enumerate() {
+                    let header = h.try_header().expect("cached");
+                    let text = header.to_str().unwrap();
+                    assert!(
+                        text.ends_with(&format!(" for api://app-{i}")),
+                        "round {round}: audience {i} got {text}"
+                    );
+                    served += 1;
+                }
+            }
+            served
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(served, 4_000);
+    assert_eq!(provider.stats().hits - before, 4_000);
+}
+
 /// `expires_in` counts whole seconds: even a token of a few seconds stops being served at
 /// least a second before its computed expiry (a tenth of 5 s would leave only half a second).
 #[tokio::test]
