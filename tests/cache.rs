@@ -536,6 +536,57 @@ async fn a_new_thread_never_serves_a_dead_threads_copy_of_a_replaced_token() {
     }
 }
 
+/// A thread-local whose destructor uses the cache, registered before the thread first used
+/// the cache: its destructor runs after the cache's per-thread state has been torn down.
+struct UsesCacheOnExit {
+    handle: std::cell::RefCell<Option<entra_mi::TokenHandle>>,
+    seen: std::sync::mpsc::Sender<Option<Vec<u8>>>,
+}
+
+impl Drop for UsesCacheOnExit {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.borrow_mut().take() {
+            let _ = self
+                .seen
+                .send(h.try_header().map(|v| v.as_bytes().to_vec()));
+        }
+    }
+}
+
+thread_local! {
+    static ON_EXIT: std::cell::RefCell<Option<UsesCacheOnExit>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A cache used from a thread-local destructor, at thread exit, still serves the token and
+/// does not panic (a panic there aborts the process).
+#[tokio::test]
+async fn the_cache_works_from_a_thread_local_destructor() {
+    let provider = TokenProvider::new(PerAudience::default());
+    let h = provider.handle(&graph());
+    let first = h.token().await.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn({
+        let h = h.clone();
+        move || {
+            // Registered first, so (destructors run last-registered first) torn down last.
+            ON_EXIT.with(|e| {
+                *e.borrow_mut() = Some(UsesCacheOnExit {
+                    handle: std::cell::RefCell::new(Some(h.clone())),
+                    seen: tx,
+                })
+            });
+            assert!(h.try_header().is_some());
+        }
+    });
+    worker.join().expect("the thread exits cleanly");
+    let seen = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some(format!("Bearer {}", first.secret()).as_bytes())
+    );
+}
+
 /// One thread using many audiences serves each from its own copy, never another audience's
 /// token, and every hit is counted.
 #[tokio::test]

@@ -37,6 +37,26 @@ use super::stats::StripedCounter;
 /// Hits from one copy after which the thread serves its own copy of the header.
 pub(super) const OWN_COPY_AFTER: u32 = 64;
 
+/// Marks the start of this thread's teardown, for [`Lines::remember`]: `thread_local` releases
+/// the thread's id in a thread-local destructor of its own, after which making a line would
+/// allocate a new id and panic (a panic in a thread-local destructor aborts the process). This
+/// one is registered after that guard, and thread-local destructors run last-registered first,
+/// so it runs before it. (A thread whose first use of the cache comes in its teardown, after
+/// the guard that another user of `thread_local` registered has run, is not covered: the same
+/// limit as every user of `thread_local`.)
+struct Teardown;
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        TORN_DOWN.set(true);
+    }
+}
+
+thread_local! {
+    static TORN_DOWN: Cell<bool> = const { Cell::new(false) };
+    static TEARDOWN: Teardown = const { Teardown };
+}
+
 /// A slot's per-thread lines.
 #[derive(Default)]
 pub(super) struct Lines(ThreadLocal<Line>);
@@ -122,10 +142,21 @@ impl Lines {
     /// Remembers `entry`, just loaded from the slot's shared store, as this thread's copy. The
     /// entry the line held before is dropped.
     pub(super) fn remember(&self, entry: Arc<Entry>) {
-        let line = self.0.get_or(|| Line {
-            copy: RefCell::new(None),
-            stripe: super::stats::stripe(),
-        });
+        let line = match self.0.get() {
+            Some(line) => line,
+            // A thread in its teardown makes no line (it is served from the shared store).
+            None if TORN_DOWN.get() => return,
+            None => {
+                let line = self.0.get_or(|| Line {
+                    copy: RefCell::new(None),
+                    stripe: super::stats::stripe(),
+                });
+                // Registered after `thread_local`'s own guard (which `get_or` registered if
+                // nothing had before), so it is torn down first.
+                let _ = TEARDOWN.try_with(|_| ());
+                line
+            }
+        };
         if let Ok(mut copy) = line.copy.try_borrow_mut() {
             // The old entry is dropped with the borrow still held: dropping an entry runs no
             // code that touches these lines.
