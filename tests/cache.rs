@@ -467,22 +467,34 @@ async fn per_thread_copies_follow_invalidation_and_replacement_on_other_threads(
     worker.join().unwrap();
 }
 
-/// Tokens named by the audience they are for and a call number (`tok-3 for api://a`), living
-/// an hour.
-#[derive(Debug, Default)]
-struct PerAudience(AtomicUsize);
+/// Tokens named by a call number and the audience they are for (`tok-3 for api://a`), living
+/// `lifetime`; counts its calls.
+#[derive(Debug)]
+struct Numbered {
+    calls: AtomicUsize,
+    lifetime: Duration,
+}
+
+impl Numbered {
+    fn living(lifetime: Duration) -> Self {
+        Self {
+            calls: AtomicUsize::new(0),
+            lifetime,
+        }
+    }
+}
 
 #[async_trait]
-impl TokenCredential for PerAudience {
+impl TokenCredential for Numbered {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst);
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
         Ok(AccessToken::new(
             format!("tok-{n} for {}", request.audience().resource()),
-            std::time::SystemTime::now() + Duration::from_secs(3600),
+            std::time::SystemTime::now() + self.lifetime,
         ))
     }
     fn name(&self) -> &str {
-        "per-audience"
+        "numbered"
     }
 }
 
@@ -492,7 +504,7 @@ impl TokenCredential for PerAudience {
 /// an id (and the dead thread's copy) when it first looks at the replaced one.
 #[tokio::test]
 async fn a_new_thread_never_serves_a_dead_threads_copy_of_a_replaced_token() {
-    let provider = TokenProvider::new(PerAudience::default());
+    let provider = TokenProvider::new(Numbered::living(Duration::from_secs(3600)));
     let h = provider.handle(&graph());
     let other = provider.handle(&Audience::azure_resource_manager());
     other.header().await.unwrap();
@@ -562,7 +574,7 @@ thread_local! {
 /// does not panic (a panic there aborts the process).
 #[tokio::test]
 async fn the_cache_works_from_a_thread_local_destructor() {
-    let provider = TokenProvider::new(PerAudience::default());
+    let provider = TokenProvider::new(Numbered::living(Duration::from_secs(3600)));
     let h = provider.handle(&graph());
     let first = h.token().await.unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -591,7 +603,7 @@ async fn the_cache_works_from_a_thread_local_destructor() {
 /// token, and every hit is counted.
 #[tokio::test]
 async fn one_thread_serves_many_audiences_each_its_own_token() {
-    let provider = TokenProvider::new(PerAudience::default());
+    let provider = TokenProvider::new(Numbered::living(Duration::from_secs(3600)));
     let handles: Vec<_> = (0..40)
         .map(|i| provider.handle(&Audience::new(&format!("api://app-{i}")).unwrap()))
         .collect();
@@ -654,30 +666,12 @@ impl Clock for SteppedClock {
     }
 }
 
-/// Tokens living 3 s, counting its calls.
-#[derive(Debug, Default)]
-struct ShortLived(AtomicUsize);
-
-#[async_trait]
-impl TokenCredential for ShortLived {
-    async fn get_token(&self, _: &TokenRequest) -> Result<AccessToken, Error> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(AccessToken::new(
-            format!("short.lived.{n}"),
-            std::time::SystemTime::now() + Duration::from_secs(3),
-        ))
-    }
-    fn name(&self) -> &str {
-        "short-lived"
-    }
-}
-
 #[tokio::test]
 async fn an_eager_refresh_is_not_lost_to_a_coarse_clock() {
     // The timer wakes the refresh at its time by the runtime's clock; the cache's coarse clock
     // may still read a little earlier. The refresh must run all the same: nothing else would
     // schedule it, and with no traffic the token would simply expire.
-    let credential = Arc::new(ShortLived::default());
+    let credential = Arc::new(Numbered::living(Duration::from_secs(3)));
     let time = entra_mi::time::TimeSource::new(
         Arc::new(SteppedClock(std::time::Instant::now())),
         Arc::new(entra_mi::time::TokioSleep),
@@ -689,6 +683,6 @@ async fn an_eager_refresh_is_not_lost_to_a_coarse_clock() {
         .build();
     provider.header(&Audience::microsoft_graph()).await.unwrap();
     // Due at about half the 3 s life; no caller asks in between.
-    let refreshed = eventually(3, || credential.0.load(Ordering::SeqCst) >= 2).await;
+    let refreshed = eventually(3, || credential.calls.load(Ordering::SeqCst) >= 2).await;
     assert!(refreshed, "the eager refresh ran");
 }
