@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,8 +33,7 @@ fn dir(tag: &str) -> Dir {
 fn stand_in(tag: &str, body: &str) -> Dir {
     let d = dir(tag);
     let path = d.0.join("az");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    support::script::write_executable(&path, &format!("#!/bin/sh\n{body}\n"));
     d
 }
 

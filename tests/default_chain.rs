@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,12 +42,12 @@ fn az(tag: &str) -> Dir {
         .as_secs()
         + 3600;
     let path = d.0.join("az");
-    std::fs::write(
+    support::script::write_executable(
         &path,
-        format!("#!/bin/sh\ntouch \"$(dirname \"$0\")/ran\"\necho '{{\"accessToken\": \"cli.token.x\", \"expires_on\": {expires_on}, \"tokenType\": \"Bearer\"}}'\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        &format!(
+            "#!/bin/sh\ntouch \"$(dirname \"$0\")/ran\"\necho '{{\"accessToken\": \"cli.token.x\", \"expires_on\": {expires_on}, \"tokenType\": \"Bearer\"}}'\n"
+        ),
+    );
     d
 }
 

@@ -16,7 +16,6 @@
 mod support;
 
 use std::fmt::{Debug, Display};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -249,8 +248,7 @@ async fn refuse_all<C: TokenCredential + Debug>(
 fn stand_in_az(tag: &str, body: &str) -> TempDir {
     let d = TempDir::new(tag);
     let path = d.path().join("az");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    support::script::write_executable(&path, &format!("#!/bin/sh\n{body}\n"));
     d
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod downstream;
+pub mod script;
 
 /// A loopback port that refuses connections for as long as this value lives: its socket is
 /// bound but not listening. (A port bound and then released may be handed to the next server

@@ -456,7 +456,6 @@ fn the_emulator_refuses_bad_config_files() {
 /// clear failures for links that are not configured.
 #[test]
 fn credential_choices() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("entra-mi-cli-az-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let az = dir.join("az");
@@ -465,14 +464,12 @@ fn credential_choices() {
         .unwrap()
         .as_secs()
         + 3600;
-    std::fs::write(
+    common::script::write_executable(
         &az,
-        format!(
+        &format!(
             "#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/args\"\necho '{{\"accessToken\": \"eyJ.az-token.sig\", \"expiresOn\": \"2030-01-01 12:00:00.000000\", \"expires_on\": {exp}, \"tokenType\": \"Bearer\"}}'\n"
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let path = format!("{}:/usr/bin:/bin", dir.display());
     let env = [("PATH", path)];
     let r = run(

@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+#[path = "../../../../tests/support/script.rs"]
+pub mod script;
+
 use assert_cmd::cargo::CommandCargoExt;
 
 /// Variables that would steer the binary elsewhere; removed from every run.
