@@ -152,9 +152,16 @@ async fn hang_never_answers_but_the_server_keeps_serving_and_shuts_down() {
         let url = url.clone();
         async move { client().get(&url).header("Metadata", "true").send().await }
     });
-    while em.requests(Endpoint::Imds) < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        while em.requests(Endpoint::Imds) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_ok(),
+        "the hanging request never reached the emulator"
+    );
     let start = Instant::now();
     em.shutdown().await;
     assert!(
