@@ -22,9 +22,15 @@
 //! A thread's line holds an `Arc<Entry>`: it keeps the entry it used last alive after it was
 //! replaced, until it next uses the slot or the slot is dropped. A line outlives its thread
 //! (thread ids are reused, and the next thread with the id starts from the line, which it
-//! only serves while the version matches). Memory: `ThreadLocal` keeps a bucket per power-of-two
-//! range of thread ids that used the slot, so a slot holds about 80 bytes per thread id up to
-//! the highest id that used it (80 KiB for a thousand threads), plus the own header copies.
+//! only serves while the version matches).
+//!
+//! A line is aligned to 128 bytes: `ThreadLocal` keeps the lines of consecutive thread ids next
+//! to each other, and a hit writes its line (the `RefCell`'s borrow flag), so unpadded lines of
+//! two threads could share a cache line (or an adjacent pair, which x86 prefetches together)
+//! and bounce it between their cores on every hit. Memory: `ThreadLocal` keeps a bucket per
+//! power-of-two range of thread ids that used the slot, so a slot holds 256 bytes (the line and
+//! `ThreadLocal`'s flag) per thread id up to the highest id that used it (256 KiB for a
+//! thousand threads), plus the own header copies.
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::sync::Arc;
@@ -63,6 +69,8 @@ thread_local! {
 #[derive(Default)]
 pub(super) struct Lines(ThreadLocal<Line>);
 
+/// One thread's copy of the slot's entry, on cache lines of its own (see the module docs).
+#[repr(align(128))]
 struct Line {
     copy: RefCell<Option<Held>>,
     /// The thread's stripe of the hit counters.
