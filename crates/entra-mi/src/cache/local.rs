@@ -43,7 +43,7 @@ use super::Entry;
 use super::stats::StripedCounter;
 
 /// Hits from one copy after which the thread serves its own copy of the header.
-pub(super) const OWN_COPY_AFTER: u32 = 64;
+const OWN_COPY_AFTER: u32 = 64;
 
 /// Marks the start of this thread's teardown, for [`Lines::remember`]: `thread_local` releases
 /// the thread's id in a thread-local destructor of its own, after which making a line would
