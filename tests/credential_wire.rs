@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use entra_mi::time::ManualClock;
 use entra_mi::{
     Audience, Environment, Error, ManagedIdentityCredential, RetryOptions, SourceKind,
-    TokenCredential, TokenRequest, Unavailable,
+    TokenCredential, TokenProvider, TokenRequest, Unavailable,
 };
 use serde_json::json;
 use support::{RawServer, Reply, imds_body};
@@ -41,6 +41,16 @@ fn imds(server: &RawServer) -> ManagedIdentityCredential {
         .environment(imds_env(server))
         .retry(RetryOptions::default().max_retries(0))
         .attempt_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+fn imds_with(server: &RawServer, time: entra_mi::TimeSource) -> ManagedIdentityCredential {
+    ManagedIdentityCredential::builder()
+        .environment(imds_env(server))
+        .retry(RetryOptions::default().max_retries(0))
+        .attempt_timeout(Duration::from_secs(5))
+        .time_source(time)
         .build()
         .unwrap()
 }
@@ -241,22 +251,72 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Both expiry fields: the earlier deadline is kept, the server's `expires_on` is reported,
+/// and `refresh_in` is honoured.
 #[tokio::test]
-async fn expires_in_wins_over_a_skewed_expires_on_and_refresh_in_is_kept() {
+async fn the_earlier_of_expires_in_and_expires_on_is_kept_and_refresh_in_honoured() {
     let now = now_unix();
-    // The server's clock is two hours behind: expires_on is already in the past for us.
-    let body = json!({"access_token": CANARY, "expires_in": "3600", "expires_on": (now + 3600 - 7200).to_string(), "refresh_in": "1800"});
+    // The endpoint's clock is half an hour behind ours: its expires_on comes first.
+    let body = json!({"access_token": CANARY, "expires_in": "3600", "expires_on": (now + 3600 - 1800).to_string(), "refresh_in": "1200"});
     let server = RawServer::start(Reply::json(200, body)).await;
     let token = imds(&server).get_token(&graph()).await.unwrap();
-    let lifetime = token.expires_on_unix() as i64 - now as i64;
-    assert!((3595..=3601).contains(&lifetime), "{lifetime}");
+    assert_eq!(token.expires_on_unix(), now + 1800);
     let refresh = token
         .refresh_on()
         .unwrap()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    assert!((1795..=1801).contains(&(refresh - now as i64)));
+    assert!((1195..=1201).contains(&(refresh - now as i64)));
+    // Behind a provider, the earlier deadline is the one the cache schedules by.
+    let clock = ManualClock::with_wall_time(SystemTime::now());
+    let provider = TokenProvider::builder(imds_with(&server, clock.time_source(0.0)))
+        .time_source(clock.time_source(0.0))
+        .build();
+    let token = provider.token(&Audience::microsoft_graph()).await.unwrap();
+    assert_eq!(token.expires_on_unix(), now + 1800);
+    clock.advance(Duration::from_secs(1800 - 30));
+    assert!(
+        provider.try_header(&Audience::microsoft_graph()).is_none(),
+        "served past the earlier deadline"
+    );
+}
+
+/// An `expires_on` already in the past is refused even when `expires_in` is present: the
+/// token is never returned, cached or served.
+#[tokio::test]
+async fn an_already_expired_token_is_refused_even_with_expires_in() {
+    let now = now_unix();
+    // The endpoint's clock is two hours behind ours (or ours ahead): the token it hands out
+    // expired an hour ago.
+    let body = json!({"access_token": CANARY, "expires_in": "3600", "expires_on": (now + 3600 - 7200).to_string()});
+    let server = RawServer::start(Reply::json(200, body)).await;
+    let err = imds(&server).get_token(&graph()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(
+            &err,
+            Error::Unavailable {
+                reason: Unavailable::InvalidResponse { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(text.contains("already-expired token"), "{text}");
+    assert!(!text.contains(CANARY), "{text}");
+    let provider = TokenProvider::new(imds(&server));
+    assert!(provider.header(&Audience::microsoft_graph()).await.is_err());
+    assert!(provider.try_header(&Audience::microsoft_graph()).is_none());
+}
+
+/// A bare `"86400"` in `expires_on` is no point in time and no documented lifetime: refused.
+#[tokio::test]
+async fn a_small_expires_on_without_an_agreeing_expires_in_is_refused() {
+    let body = json!({"access_token": CANARY, "expires_on": "86400"});
+    let server = RawServer::start(Reply::json(200, body)).await;
+    let err = imds(&server).get_token(&graph()).await.unwrap_err();
+    assert!(err.to_string().contains("before 2001"), "{err}");
 }
 
 /// What a bad success answer becomes: always `Unavailable`, with the reason typed.
@@ -338,7 +398,7 @@ async fn bad_answers_get_typed_errors_without_secrets() {
                 200,
                 json!({"access_token": CANARY, "expires_on": (now - 10).to_string()}),
             ),
-            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("past")),
+            |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("already-expired token")),
         ),
         (
             "expires_in zero",

@@ -219,6 +219,7 @@ async fn every_emulated_response_shape_parses() {
             ResponseShape::WithRefreshIn(600),
             ResponseShape::ExpiresOnDate,
             ResponseShape::ExpiresOnOffset(-7200),
+            ResponseShape::ExpiresOnOffset(600),
         ] {
             emu.set_response_shape(endpoint(src), shape);
             let token = credential(&emu, src, ManagedIdentityId::SystemAssigned)
@@ -228,11 +229,11 @@ async fn every_emulated_response_shape_parses() {
             let exp = jwt_claims(token.secret())["exp"].as_i64().unwrap();
             let diff = token.expires_on_unix() as i64 - exp;
             match shape {
-                // A skewed expires_on is ignored in favour of expires_in.
-                ResponseShape::ExpiresOnOffset(_) if matches!(src, Src::Imds) => {
-                    assert!(diff.abs() <= 2, "{src:?} {shape:?}: {diff}")
+                // The server's expires_on is reported as sent, skewed or not (the deadline the
+                // cache keeps is the earlier of it and expires_in).
+                ResponseShape::ExpiresOnOffset(off) => {
+                    assert!((diff - off).abs() <= 2, "{src:?} {shape:?}: {diff}")
                 }
-                ResponseShape::ExpiresOnOffset(off) => assert!((diff - off).abs() <= 2),
                 _ => assert!(diff.abs() <= 2, "{src:?} {shape:?}: {diff}"),
             }
             if let ResponseShape::WithRefreshIn(r) = shape {
@@ -244,6 +245,25 @@ async fn every_emulated_response_shape_parses() {
                 assert!((r - 5..=r).contains(&in_s), "{in_s}");
             }
         }
+        emu.set_response_shape(endpoint(src), ResponseShape::Standard);
+    }
+}
+
+/// An endpoint whose `expires_on` is already past (a badly set clock) gets no token accepted,
+/// whether or not `expires_in` is there to say otherwise.
+#[tokio::test]
+async fn an_already_expired_expires_on_is_refused_on_both_sources() {
+    let (emu, _, _) = emulator().await;
+    for src in [Src::Imds, Src::AppService] {
+        emu.set_response_shape(endpoint(src), ResponseShape::ExpiresOnOffset(-100_000));
+        let err = credential(&emu, src, ManagedIdentityId::SystemAssigned)
+            .get_token(&TokenRequest::new(Audience::storage()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("already-expired token"),
+            "{src:?}: {err}"
+        );
         emu.set_response_shape(endpoint(src), ResponseShape::Standard);
     }
 }

@@ -26,8 +26,8 @@
 //! | 13 | IMDS | token JSON labelled `text/plain` | accepted: the body decides, not the label |
 //! | 14 | IMDS | token JSON labelled `text/html` | `Html`: a page, whatever it contains |
 //! | 15 | IMDS | `access_token` missing | `InvalidResponse` "`access_token` is missing" |
-//! | 16 | IMDS | `expires_on` in the past | `InvalidResponse` "in the past" |
-//! | 17 | IMDS | `expires_on` zero | `InvalidResponse` "lifetime is zero" |
+//! | 16 | IMDS | `expires_on` in the past | `InvalidResponse` "already-expired token" |
+//! | 17 | IMDS | `expires_on` zero | `InvalidResponse` "before 2001" (no `expires_in` to confirm a relative lifetime) |
 //! | 18 | IMDS | `expires_on` 100 years ahead | `InvalidResponse` "longer than" |
 //! | 19 | IMDS | bytes that are not UTF-8 | `NotJson` "not UTF-8" |
 //! | 20 | IMDS | `302` with `Location` | `Redirect { 302 }`; the target got 0 requests |
@@ -43,7 +43,7 @@
 //! | 30 | Cloud Shell | `400 AudienceNotSupported` | `Refused` with the `az login --scope` hint |
 //! | 31 | Cloud Shell | connection closed without an answer | `Transport`, retried to the budget |
 //! | 32 | Azure ML (emulator) | wrong `MSI_SECRET` (`401`) | `Refused { 401 }`, 1 request |
-//! | 33 | Azure ML / 2017 | `expires_on` as a legacy date in the past | `InvalidResponse` "in the past" |
+//! | 33 | Azure ML / 2017 | `expires_on` as a legacy date in the past | `InvalidResponse` "already-expired token" |
 //! | 34 | workload identity (emulator) | token file missing | `Configuration(AZURE_FEDERATED_TOKEN_FILE)`, nothing sent |
 //! | 35 | workload identity (emulator) | Entra `503` twice | one retry, then `TokenEndpoint { 503 }` |
 //! | 36 | client secret (emulator) | wrong secret (`401`) | `TokenEndpoint` AADSTS7000215, 1 request |
@@ -832,8 +832,8 @@ async fn imds_expires_on_past() {
                 json!({"access_token": CANARY, "expires_on": (unix(c) - 60).to_string()}),
             )
         },
-        |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("in the past")),
-        &["`expires_on` is in the past"],
+        |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("already-expired token")),
+        &["the endpoint returned an already-expired token"],
     )
     .await;
 }
@@ -841,8 +841,8 @@ async fn imds_expires_on_past() {
 async fn imds_expires_on_zero() {
     imds_bad_answer(
         |_| Reply::json(200, json!({"access_token": CANARY, "expires_on": "0"})),
-        |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("zero")),
-        &["the token's lifetime is zero"],
+        |u| matches!(u, Unavailable::InvalidResponse { problem } if problem.contains("before 2001")),
+        &["`expires_on` is 0", "there is no `expires_in`"],
     )
     .await;
 }
@@ -1246,7 +1246,7 @@ async fn azure_ml_date_in_the_past() {
     assert!(
         matches!(
             unavailable(&err, SourceKind::AzureMl),
-            Unavailable::InvalidResponse { problem } if problem.contains("in the past")
+            Unavailable::InvalidResponse { problem } if problem.contains("already-expired token")
         ),
         "{err:?}"
     );
@@ -1726,7 +1726,8 @@ fn certificate_files(dir: &Path, password: &str) -> (PathBuf, PathBuf) {
 #[tokio::test]
 async fn bad_and_empty_environment_values() {
     let mut checked: Vec<(&str, &str)> = Vec::new();
-    let clock = ManualClock::new();
+    // The credentials below run on the system clock: the answers' `expires_on` must be real.
+    let clock = ManualClock::with_wall_time(std::time::SystemTime::now());
     let server = RawServer::start(token_reply(&clock, "tok")).await;
     let guid = "11111111-2222-3333-4444-555555555555";
     let tenant = "contoso.onmicrosoft.com";

@@ -83,7 +83,10 @@ fn check_accepted(body: &[u8], parsed: &__fuzz::ParsedToken) {
     assert!(!lifetime.is_zero());
     assert!(t.expires_on() <= c.received_wall + MAX_LIFETIME);
     let at = parsed.expires_at_monotonic.expect("monotonic deadline");
-    assert_eq!(at - c.sent_monotonic, lifetime);
+    // The deadline scheduled by is the earliest the answer states: never after the reported
+    // expiry (which is the server's own `expires_on` when it sent one).
+    assert!(at > c.sent_monotonic);
+    assert!(at - c.sent_monotonic <= lifetime);
     assert_eq!(
         t.refresh_on().is_some(),
         parsed.refresh_at_monotonic.is_some()
@@ -282,10 +285,58 @@ proptest! {
         }
     }
 
+    /// An `expires_on` before 2001 is no point in time: alone it is refused, and with
+    /// `expires_in` it is read as a lifetime only where the two agree.
     #[test]
-    fn relative_expires_on_is_accepted_exactly_within_bounds(secs in 0u64..2 * MAX_LIFETIME.as_secs()) {
-        let body = serde_json::to_vec(&json!({"access_token": "t", "expires_on": secs.to_string()})).unwrap();
-        prop_assert_eq!(parse(&body).is_ok(), secs > 0 && secs <= MAX_LIFETIME.as_secs());
+    fn a_small_expires_on_is_a_lifetime_only_where_expires_in_agrees(
+        secs in 0u64..2 * MAX_LIFETIME.as_secs(),
+        expires_in in proptest::option::of(0u64..2 * MAX_LIFETIME.as_secs()),
+        near: i8,
+    ) {
+        let expires_in = expires_in.map(|e| if near % 2 == 0 { secs.saturating_add_signed(i64::from(near % 7)) } else { e });
+        let mut body = json!({"access_token": "t", "expires_on": secs.to_string()});
+        if let Some(e) = expires_in {
+            body["expires_in"] = json!(e);
+        }
+        let body = serde_json::to_vec(&body).unwrap();
+        let in_bounds = |s: u64| s > 0 && s <= MAX_LIFETIME.as_secs();
+        let ok = expires_in.is_some_and(|e| e.abs_diff(secs) <= 5 && in_bounds(e) && in_bounds(secs));
+        let result = parse(&body);
+        prop_assert_eq!(result.is_ok(), ok, "{:?}", result.as_ref().err());
+        if let Ok(p) = result {
+            check_accepted(&body, &p);
+            let e = expires_in.unwrap();
+            prop_assert_eq!(
+                p.expires_at_monotonic.unwrap() - clocks().sent_monotonic,
+                Duration::from_secs(e.min(secs))
+            );
+        }
+    }
+
+    /// With both fields, the earlier deadline is kept, the server's `expires_on` reported, and
+    /// an `expires_on` at or before the receipt refused whatever `expires_in` says.
+    #[test]
+    fn both_fields_keep_the_earlier_deadline(
+        expires_in in 1u64..MAX_LIFETIME.as_secs(),
+        on_ahead in -7200i64..MAX_LIFETIME.as_secs() as i64,
+    ) {
+        let received = clocks().received_wall.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        let on = SENT_EPOCH.saturating_add_signed(on_ahead);
+        let body = serde_json::to_vec(&json!({"access_token": "t", "expires_in": expires_in, "expires_on": on})).unwrap();
+        let result = parse(&body);
+        if (on as f64) <= received {
+            let err = result.map(|_| ()).unwrap_err().to_string();
+            prop_assert!(err.contains("already-expired token"), "{}", err);
+        } else {
+            let p = result.unwrap();
+            check_accepted(&body, &p);
+            prop_assert_eq!(p.token.expires_on(), UNIX_EPOCH + Duration::from_secs(on));
+            let by_on = on - SENT_EPOCH;
+            prop_assert_eq!(
+                p.expires_at_monotonic.unwrap() - clocks().sent_monotonic,
+                Duration::from_secs(expires_in.min(by_on))
+            );
+        }
     }
 
     #[test]

@@ -238,15 +238,11 @@ impl AssertionCache {
     /// Caches `token` until [`REUSE_MARGIN`] before it expires; one with less life left than
     /// that is used once and not cached.
     ///
-    /// Its remaining life is read on the wall clock once, now, and then counted on the
-    /// monotonic clock, so a later change of the wall clock does not stretch it. Its expiry
-    /// was computed from `expires_in` against the moment the request was sent, so the result
-    /// errs on the short side.
+    /// Its remaining life is its earliest stated deadline on the monotonic clock (computed
+    /// from `expires_in` against the moment the request was sent, so it errs on the short
+    /// side), and is counted on that clock, so a change of the wall clock does not stretch it.
     fn store(&self, token: &AccessToken, time: &TimeSource) {
-        let left = token
-            .expires_on()
-            .duration_since(time.system_now())
-            .unwrap_or_default();
+        let left = token.remaining(time);
         let cached = left
             .checked_sub(REUSE_MARGIN)
             .filter(|reuse| !reuse.is_zero())

@@ -206,10 +206,11 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Turns a success body into an [`AccessToken`] with deadlines on the monotonic clock.
 ///
-/// `expires_in` (relative to `sent`) is preferred; `expires_on` (epoch number or string, the
-/// legacy App Service date strings, RFC 3339) is the fallback. `refresh_in` is honoured when it
-/// falls within the lifetime. Lifetimes that are zero, negative or longer than
-/// [`MAX_LIFETIME`] are refused.
+/// `expires_in` (relative to `sent`) and `expires_on` (epoch number or string, the legacy App
+/// Service date strings, RFC 3339) are both read, and the earlier deadline is kept (see
+/// [`expiry`]); an already-expired token is refused. `refresh_in` is honoured when it falls
+/// within the lifetime. Lifetimes that are zero, negative or longer than [`MAX_LIFETIME`] are
+/// refused.
 pub(crate) fn parse_token(
     response: &RawResponse,
     sent: SentAt,
@@ -268,59 +269,142 @@ pub(crate) fn token_from_map(
 
     let expires_in = seconds_field(map, "expires_in").map_err(invalid)?;
     let refresh_in = seconds_field(map, "refresh_in").map_err(invalid)?;
-
-    // Lifetime measured from the moment the request was sent (conservative: the token was
-    // issued after that).
-    // The bounds are checked before any clock arithmetic: `SystemTime + Duration` panics on
-    // overflow, and the body chooses these numbers.
-    let bounded = |lifetime: Duration| -> Result<Duration, Unavailable> {
-        if lifetime.is_zero() {
-            return Err(invalid("the token's lifetime is zero".into()));
-        }
-        if lifetime > MAX_LIFETIME {
-            return Err(invalid(format!(
-                "the token's lifetime of {} s is longer than the {} s any Entra token lives; the expiry is mis-stated",
-                lifetime.as_secs(),
-                MAX_LIFETIME.as_secs()
-            )));
-        }
-        Ok(lifetime)
+    let expires_on = match map.get("expires_on") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_expires_on(v).map_err(invalid)?),
     };
-    let (lifetime, expires_on_wall, expires_at_mono) = if let Some(expires_in) = expires_in {
-        let lifetime = bounded(Duration::from_secs(expires_in))?;
-        (lifetime, sent.wall + lifetime, sent.monotonic + lifetime)
-    } else {
-        let expires_on = match map.get("expires_on") {
-            None | Some(Value::Null) => {
-                return Err(invalid(
-                    "neither `expires_in` nor `expires_on` is present".into(),
-                ));
-            }
-            Some(v) => parse_expires_on(v).map_err(invalid)?,
-        };
-        let expires_on = match expires_on {
-            ExpiresOn::Relative(secs) => sent.wall + Duration::from_secs(secs),
-            ExpiresOn::Absolute(t) => t,
-        };
-        let remaining = expires_on.duration_since(received_wall).map_err(|_| {
-            invalid("`expires_on` is in the past: the token has already expired (or the clocks disagree)".into())
-        })?;
-        let remaining = bounded(remaining)?;
-        (remaining, expires_on, received_mono + remaining)
-    };
+    let expiry = expiry(expires_in, expires_on, sent, received_wall, received_mono)?;
+    let lifetime = expiry.expires_at_mono.saturating_sub(sent.monotonic);
     let refresh_at = refresh_in
         .map(Duration::from_secs)
         .filter(|r| !r.is_zero() && *r < lifetime);
-    let mut token = AccessToken::new(secret.clone(), expires_on_wall)
+    let mut token = AccessToken::new(secret.clone(), expiry.expires_on_wall)
         .with_token_type(token_type)
         .with_monotonic(MonotonicDeadlines {
-            expires_at: expires_at_mono,
+            expires_at: expiry.expires_at_mono,
             refresh_at: refresh_at.map(|r| sent.monotonic + r),
         });
     if let Some(r) = refresh_at {
         token.set_refresh_on(sent.wall + r);
     }
     Ok(token)
+}
+
+/// How far apart a relative `expires_on` and `expires_in` may be and still agree: both count
+/// whole seconds of one lifetime, rounded by the endpoint.
+const RELATIVE_AGREEMENT: u64 = 5;
+
+/// When a token expires: the expiry to report, and the deadline to schedule by.
+struct Expiry {
+    /// The server's `expires_on` when it sent an absolute one; otherwise the send time plus
+    /// the lifetime it gave.
+    expires_on_wall: SystemTime,
+    /// The earliest deadline the answer states, on the monotonic clock.
+    expires_at_mono: Duration,
+}
+
+/// Reads the answer's expiry fields.
+///
+/// * `expires_in` counts from the moment the request was sent (the token was issued after
+///   that); an absolute `expires_on` is a point in time, measured against the wall clock at
+///   receipt. When both are present, the **earlier** deadline is kept: an endpoint's own cache
+///   can make `expires_in` stale, and a skewed clock can make `expires_on` misleading.
+/// * An absolute `expires_on` at or before the receipt is an already-expired token: refused.
+/// * An `expires_on` before 2001 is no point in time; MSAL.NET reads such a number as a
+///   relative lifetime, but no managed-identity source is documented to send one, so it is
+///   read so only where `expires_in` states the same lifetime, and refused otherwise.
+/// * Every stated lifetime must be positive and at most [`MAX_LIFETIME`]; the bounds are
+///   checked before any clock arithmetic (`SystemTime + Duration` panics on overflow, and the
+///   body chooses these numbers).
+fn expiry(
+    expires_in: Option<u64>,
+    expires_on: Option<ExpiresOn>,
+    sent: SentAt,
+    received_wall: SystemTime,
+    received_mono: Duration,
+) -> Result<Expiry, Unavailable> {
+    let invalid = |problem: String| Unavailable::InvalidResponse { problem };
+    // Each candidate: the field, the expiry to report, and the lifetime from the send (from
+    // the receipt for an absolute `expires_on`, with the monotonic base to match).
+    let from_in = expires_in.map(|secs| ("expires_in", None, sent.monotonic, secs));
+    let from_on = match expires_on {
+        None => None,
+        Some(ExpiresOn::Relative(secs)) => {
+            if !expires_in.is_some_and(|e| e.abs_diff(secs) <= RELATIVE_AGREEMENT) {
+                return Err(invalid(format!(
+                    "`expires_on` is {secs}, which as epoch seconds lies before 2001; it would be a relative lifetime only if `expires_in` stated the same, and {}",
+                    if expires_in.is_some() {
+                        "it states another"
+                    } else {
+                        "there is no `expires_in`"
+                    }
+                )));
+            }
+            Some(("expires_on", None, sent.monotonic, secs))
+        }
+        Some(ExpiresOn::Absolute(at)) => {
+            let remaining = at.duration_since(received_wall).unwrap_or_default();
+            if remaining.is_zero() {
+                return Err(invalid(
+                    "the endpoint returned an already-expired token: its `expires_on` is at or before the time the answer arrived (a badly set clock, on this machine or the endpoint's, is the usual cause)".into(),
+                ));
+            }
+            // Whole seconds, rounded up: the absolute time is the deadline, never later.
+            let secs = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+            Some(("expires_on", Some(at), received_mono, secs))
+        }
+    };
+    // The earlier deadline wins; only it must be a sane lifetime (a far-off `expires_on` next
+    // to a sane `expires_in` is the endpoint's clock running ahead).
+    let deadline = |(_, _, base, secs): &(&str, Option<SystemTime>, Duration, u64)| {
+        base.as_secs().saturating_add(*secs)
+    };
+    let earlier = match (from_in, from_on) {
+        (None, None) => {
+            return Err(invalid(
+                "neither `expires_in` nor `expires_on` is present".into(),
+            ));
+        }
+        (Some(a), None) | (None, Some(a)) => a,
+        (Some(a), Some(b)) => {
+            if deadline(&b) < deadline(&a) {
+                b
+            } else {
+                a
+            }
+        }
+    };
+    let (field, _, base, secs) = earlier;
+    if secs == 0 {
+        return Err(invalid(format!(
+            "`{field}` gives the token a lifetime of zero"
+        )));
+    }
+    if secs > MAX_LIFETIME.as_secs() {
+        return Err(invalid(format!(
+            "`{field}` gives the token a lifetime of {secs} s, longer than the {} s any Entra token lives; the expiry is mis-stated",
+            MAX_LIFETIME.as_secs()
+        )));
+    }
+    // Bounded now, so the clock arithmetic below cannot overflow.
+    let lifetime = Duration::from_secs(secs);
+    let expires_at_mono = match earlier.1 {
+        // An absolute expiry: exactly it, on the monotonic clock.
+        Some(at) => base + at.duration_since(received_wall).unwrap_or_default(),
+        None => base + lifetime,
+    };
+    // What to report: the server's absolute `expires_on` when it sent one, else the send time
+    // plus the (earlier) lifetime.
+    let expires_on_wall = match from_on {
+        Some((_, Some(at), _, _)) => at,
+        // Before 2001, so the sum cannot overflow.
+        Some((_, None, _, on_secs)) => sent.wall + Duration::from_secs(on_secs),
+        None => sent.wall + lifetime,
+    };
+    Ok(Expiry {
+        expires_on_wall,
+        expires_at_mono,
+    })
 }
 
 /// A field holding whole seconds as a number or a digit string. Absent, null or `""` ⇒ None.
@@ -679,6 +763,92 @@ mod tests {
                 "{body}: {err}"
             );
         }
+    }
+
+    fn parse_at(body: &str, sent: SentAt) -> Result<AccessToken, Unavailable> {
+        let response = RawResponse {
+            status: 200,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            www_authenticate: None,
+            body: bytes::Bytes::from(body.to_owned()),
+        };
+        parse_token(&response, sent, sent.wall, sent.monotonic)
+    }
+
+    fn sent_at(wall: u64) -> SentAt {
+        SentAt {
+            monotonic: Duration::from_secs(1_000),
+            wall: at(wall),
+        }
+    }
+
+    /// Both fields: the earlier deadline is scheduled, the server's `expires_on` reported.
+    #[test]
+    fn both_fields_keep_the_earlier_deadline_and_report_the_servers_expiry() {
+        let now = 1_700_000_000;
+        let sent = sent_at(now);
+        // expires_on earlier than expires_in (an endpoint clock behind ours, or a cached token).
+        let body = format!(
+            r#"{{"access_token":"t","expires_in":"3600","expires_on":"{}"}}"#,
+            now + 1800
+        );
+        let t = parse_at(&body, sent).unwrap();
+        assert_eq!(t.expires_on(), at(now + 1800));
+        assert_eq!(
+            t.monotonic.unwrap().expires_at,
+            Duration::from_secs(1_000 + 1800)
+        );
+        // expires_in earlier (an endpoint's cache made it stale, or its clock is ahead): the
+        // deadline is expires_in's, the reported expiry still the server's own value.
+        let body = format!(
+            r#"{{"access_token":"t","expires_in":1200,"expires_on":{}}}"#,
+            now + 3600
+        );
+        let t = parse_at(&body, sent).unwrap();
+        assert_eq!(t.expires_on(), at(now + 3600));
+        assert_eq!(
+            t.monotonic.unwrap().expires_at,
+            Duration::from_secs(1_000 + 1200)
+        );
+    }
+
+    #[test]
+    fn an_already_expired_expires_on_is_refused_even_with_expires_in() {
+        let now = 1_700_000_000;
+        for expires_on in [now - 3600, now - 1, now] {
+            let body = format!(
+                r#"{{"access_token":"t","expires_in":"3600","expires_on":"{expires_on}"}}"#
+            );
+            let err = parse_at(&body, sent_at(now)).map(|_| ()).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Unavailable::InvalidResponse { .. }), "{text}");
+            assert!(text.contains("already-expired token"), "{text}");
+            assert!(text.contains("clock"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_small_expires_on_is_a_lifetime_only_when_expires_in_agrees() {
+        let sent = sent_at(1_700_000_000);
+        for body in [
+            r#"{"access_token":"t","expires_on":"86400"}"#,
+            r#"{"access_token":"t","expires_on":3599}"#,
+            r#"{"access_token":"t","expires_in":600,"expires_on":"3600"}"#,
+        ] {
+            let err = parse_at(body, sent).map(|_| ()).unwrap_err();
+            assert!(err.to_string().contains("before 2001"), "{body}: {err}");
+        }
+        let t = parse_at(
+            r#"{"access_token":"t","expires_in":"3599","expires_on":"3600"}"#,
+            sent,
+        )
+        .unwrap();
+        assert_eq!(
+            t.monotonic.unwrap().expires_at,
+            Duration::from_secs(1_000 + 3599)
+        );
+        assert_eq!(t.expires_on(), at(1_700_000_000 + 3600));
     }
 
     #[test]

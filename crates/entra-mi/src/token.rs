@@ -102,6 +102,19 @@ impl AccessToken {
         value
     }
 
+    /// How long the token stays valid from now: by the deadline on `time`'s monotonic clock
+    /// when a parser of this crate set one (the earliest the answer stated), else by
+    /// `expires_on` on the wall clock.
+    pub(crate) fn remaining(&self, time: &crate::time::TimeSource) -> Duration {
+        match self.monotonic {
+            Some(m) => m.expires_at.saturating_sub(time.monotonic()),
+            None => self
+                .expires_on
+                .duration_since(time.system_now())
+                .unwrap_or_default(),
+        }
+    }
+
     pub(crate) fn with_monotonic(mut self, deadlines: MonotonicDeadlines) -> Self {
         self.monotonic = Some(deadlines);
         self
