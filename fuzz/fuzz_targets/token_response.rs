@@ -55,13 +55,13 @@ fn check(data: &[u8], content_type: Option<&str>) {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             );
 
-            // Wall clock: after the send, at most MAX_LIFETIME after the receipt.
+            // Wall clock: the reported expiry (the server's own `expires_on` when it sent one,
+            // however far off) is after the send.
             let expires_on = token.expires_on();
             let lifetime = expires_on
                 .duration_since(c.sent_wall)
                 .expect("an accepted token expires after the request was sent");
             assert!(!lifetime.is_zero());
-            assert!(expires_on <= c.received_wall + MAX_LIFETIME);
 
             // Monotonic clock: the earliest deadline the answer states, never after the
             // reported expiry (the server's own `expires_on` when it sent one).

@@ -144,12 +144,28 @@ pub enum Error {
         reason: String,
     },
 
-    /// The token fetch stopped unexpectedly (the task running it panicked or its runtime shut
-    /// down).
-    #[error("the token fetch for {audience} ended without a result")]
+    /// The token fetch stopped unexpectedly (the credential panicked, or the runtime running
+    /// the fetch shut down).
+    #[error(
+        "the token fetch for {audience} ended without a result (the credential panicked or its runtime shut down)"
+    )]
     FetchAborted {
         /// The audience of the fetch.
         audience: String,
+    },
+
+    /// A [`crate::TokenProvider`]'s fetch did not finish within its fetch timeout
+    /// ([`crate::TokenProviderBuilder::fetch_timeout`]); every caller waiting for it gets this.
+    #[error(
+        "{credential}: no token for {audience} within the provider's fetch timeout of {timeout:?}"
+    )]
+    FetchTimeout {
+        /// Which credential was asked.
+        credential: String,
+        /// The audience of the fetch.
+        audience: String,
+        /// The timeout that ran out.
+        timeout: Duration,
     },
 
     /// The caller's deadline ([`TokenRequest::with_deadline`](crate::TokenRequest::with_deadline))

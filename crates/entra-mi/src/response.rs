@@ -330,7 +330,7 @@ fn expiry(
     let from_on = match expires_on {
         None => None,
         Some(ExpiresOn::Relative(secs)) => {
-            if !expires_in.is_some_and(|e| e.abs_diff(secs) <= RELATIVE_AGREEMENT) {
+            if expires_in.is_none_or(|e| e.abs_diff(secs) > RELATIVE_AGREEMENT) {
                 return Err(invalid(format!(
                     "`expires_on` is {secs}, which as epoch seconds lies before 2001; it would be a relative lifetime only if `expires_in` stated the same, and {}",
                     if expires_in.is_some() {

@@ -48,6 +48,15 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn monotonic(&self) -> Duration;
     /// The current wall-clock time.
     fn system_now(&self) -> SystemTime;
+    /// The wall clock as time since the Unix epoch (zero before it). It may be coarse (a
+    /// scheduler tick): the cache's hot path reads it once per hit to notice that the machine
+    /// slept, which the monotonic clock of most platforms does not count. The default reads
+    /// [`Clock::system_now`].
+    fn wall(&self) -> Duration {
+        self.system_now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
 }
 
 /// Something that can wait for a while (a timer).
@@ -64,9 +73,14 @@ pub trait Jitter: Send + Sync + fmt::Debug + 'static {
 
 /// The system clock.
 ///
-/// On Linux the monotonic reading comes from `CLOCK_MONOTONIC_COARSE` (a few nanoseconds
-/// through the vDSO, resolution of one scheduler tick, ~1–4 ms — ample for token deadlines
-/// measured in minutes); elsewhere from [`std::time::Instant`].
+/// On Linux the monotonic reading comes from `CLOCK_MONOTONIC_COARSE` and the coarse wall
+/// reading ([`Clock::wall`]) from `CLOCK_REALTIME_COARSE` (a few nanoseconds each through the
+/// vDSO, resolution of one scheduler tick, ~1–4 ms — ample for token deadlines measured in
+/// minutes); elsewhere from [`std::time::Instant`] and [`SystemTime`].
+///
+/// The monotonic clock stops while the machine is suspended (`CLOCK_MONOTONIC` on Linux,
+/// `Instant` on macOS); the wall clock does not. The cache therefore judges freshness on both:
+/// a laptop or VM that slept past a token's expiry never serves it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
@@ -80,6 +94,12 @@ impl Clock for SystemClock {
     }
     fn system_now(&self) -> SystemTime {
         SystemTime::now()
+    }
+    #[inline]
+    fn wall(&self) -> Duration {
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        // A clock set before 1970 reads as the epoch.
+        Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), ts.tv_nsec as u32)
     }
 }
 
@@ -170,6 +190,18 @@ impl TimeSource {
         self.clock.system_now()
     }
 
+    /// The (possibly coarse) wall clock in nanoseconds since the Unix epoch: what the cache's
+    /// hot path compares against a token's wall-clock refresh point.
+    #[inline]
+    pub(crate) fn wall_nanos(&self) -> u64 {
+        let wall = if self.system_clock {
+            SystemClock.wall()
+        } else {
+            self.clock.wall()
+        };
+        u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// Waits for `duration` on this source's timer.
     pub fn sleep(&self, duration: Duration) -> SleepFuture {
         self.sleep.sleep(duration)
@@ -204,6 +236,8 @@ mod manual {
     #[derive(Debug)]
     struct ManualInner {
         mono_nanos: AtomicU64,
+        /// Time spent suspended: on the wall clock, not on the monotonic one.
+        suspended_nanos: AtomicU64,
         wall_origin: SystemTime,
         mono_origin: Duration,
         sleepers: Mutex<Vec<(Duration, oneshot::Sender<()>)>>,
@@ -227,6 +261,7 @@ mod manual {
             Self {
                 inner: Arc::new(ManualInner {
                     mono_nanos: AtomicU64::new(mono_origin.as_nanos() as u64),
+                    suspended_nanos: AtomicU64::new(0),
                     wall_origin: wall,
                     mono_origin,
                     sleepers: Mutex::new(Vec::new()),
@@ -257,13 +292,25 @@ mod manual {
             }
         }
 
-        /// How many sleeps are waiting for the clock to move.
-        pub fn pending_sleeps(&self) -> usize {
+        /// Models a suspend of the machine for `by`: the wall clock moves forward, the
+        /// monotonic clock (and so every sleep on it) does not, as `CLOCK_MONOTONIC` on Linux
+        /// and `Instant` on macOS stand still while the machine sleeps.
+        pub fn suspend(&self, by: Duration) {
             self.inner
+                .suspended_nanos
+                .fetch_add(by.as_nanos() as u64, Ordering::SeqCst);
+        }
+
+        /// How many sleeps are waiting for the clock to move (sleeps whose future was dropped
+        /// do not count).
+        pub fn pending_sleeps(&self) -> usize {
+            let mut sleepers = self
+                .inner
                 .sleepers
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len()
+                .unwrap_or_else(|e| e.into_inner());
+            sleepers.retain(|(_, tx)| !tx.is_closed());
+            sleepers.len()
         }
 
         /// A [`TimeSource`] whose clock and timer are this clock, with the given jitter.
@@ -298,7 +345,9 @@ mod manual {
             Duration::from_nanos(self.inner.mono_nanos.load(Ordering::SeqCst))
         }
         fn system_now(&self) -> SystemTime {
-            self.inner.wall_origin + (self.monotonic() - self.inner.mono_origin)
+            self.inner.wall_origin
+                + (self.monotonic() - self.inner.mono_origin)
+                + Duration::from_nanos(self.inner.suspended_nanos.load(Ordering::SeqCst))
         }
     }
 

@@ -88,18 +88,20 @@ impl AccessToken {
     }
 
     /// `Authorization` header value (`Bearer <token>`), marked sensitive so `http`'s `Debug`
-    /// and well-behaved loggers redact it.
-    pub fn header_value(&self) -> HeaderValue {
+    /// and well-behaved loggers redact it. `None` when the token or its type holds characters
+    /// an HTTP header cannot carry, or the type is empty: only a token built by hand (a custom
+    /// credential's) can be so, since this crate's parsers refuse such answers.
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        if !Self::is_header_safe(&self.secret) || !Self::is_header_safe(&self.token_type) {
+            return None;
+        }
         let mut bytes = Vec::with_capacity(self.token_type.len() + 1 + self.secret.len());
         bytes.extend_from_slice(self.token_type.as_bytes());
         bytes.push(b' ');
         bytes.extend_from_slice(self.secret.as_bytes());
-        // Token strings from our parsers are validated as header-safe; a custom credential's
-        // odd token degrades to an empty (never leaking) header value.
-        let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes))
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok()?;
         value.set_sensitive(true);
-        value
+        Some(value)
     }
 
     /// How long the token stays valid from now: by the deadline on `time`'s monotonic clock
@@ -171,9 +173,24 @@ mod tests {
             "eyJ.canary-secret.sig",
             UNIX_EPOCH + Duration::from_secs(10),
         );
-        let shown = format!("{t:?} {t} {:?}", t.header_value());
+        let header = t.header_value().unwrap();
+        let shown = format!("{t:?} {t} {header:?}");
         assert!(!shown.contains("canary"), "{shown}");
-        assert!(t.header_value().is_sensitive());
-        assert_eq!(t.header_value().as_bytes(), b"Bearer eyJ.canary-secret.sig");
+        assert!(header.is_sensitive());
+        assert_eq!(header.as_bytes(), b"Bearer eyJ.canary-secret.sig");
+    }
+
+    #[test]
+    fn a_token_a_header_cannot_carry_has_no_header_value() {
+        let at = UNIX_EPOCH + Duration::from_secs(10);
+        for t in [
+            AccessToken::new("two words", at),
+            AccessToken::new("line\nbreak", at),
+            AccessToken::new("", at),
+            AccessToken::new("ok", at).with_token_type(""),
+            AccessToken::new("ok", at).with_token_type("Bear er"),
+        ] {
+            assert!(t.header_value().is_none(), "{t:?}");
+        }
     }
 }

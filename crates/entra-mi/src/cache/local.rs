@@ -8,7 +8,11 @@
 //! while the slot's version is still the entry's: once a replacement or an invalidation has
 //! been published, no thread serves the old entry again. The cost of a hit is a thread-id read
 //! (a thread-local without a destructor), one load of the thread's bucket and a plain atomic
-//! load, instead of the `ArcSwap` load's store and compare-and-swap on its debt slot.
+//! load, instead of the `ArcSwap` load's store and compare-and-swap on its debt slot. A copy is
+//! judged fresh on the coarse wall clock alone (one vDSO read, like the coarse monotonic clock
+//! it replaces), against the fresh period moved onto the wall clock when the copy was made:
+//! the wall clock keeps counting while the machine is suspended, and a wall clock set back
+//! since the thread's last hit sends it to the shared path, which judges on both clocks.
 //!
 //! The copies live in the slot (`thread_local::ThreadLocal`), not in a `thread_local!` of
 //! ours: a thread-local with a destructor is reached through `LocalKey::try_with`, whose
@@ -34,12 +38,11 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::HeaderValue;
 use thread_local::ThreadLocal;
 
-use super::Entry;
+use super::slot::Entry;
 use super::stats::StripedCounter;
 
 /// Hits from one copy after which the thread serves its own copy of the header.
@@ -79,6 +82,13 @@ struct Line {
 
 struct Held {
     entry: Arc<Entry>,
+    /// The wall clock (nanoseconds since the epoch) until which this copy is fresh: see
+    /// `Entry::fresh_until_wall`.
+    fresh_until: u64,
+    /// The wall clock at the last hit (or when the copy was made): a reading below it means
+    /// the wall clock was set back, and the copy is not trusted until the shared path has
+    /// judged the entry on both clocks again.
+    last_wall: Cell<u64>,
     /// Hits served from this copy, counted until the own header is made.
     hits: Cell<u32>,
     /// This thread's own copy of `entry`'s header.
@@ -111,8 +121,9 @@ impl Held {
 impl Lines {
     /// A hit from this thread's copy: the header to serve (the thread's own copy once made),
     /// counted on `hits`, when the copy is still the slot's current entry (`version` is the
-    /// slot's published version, read by the caller just now) and still fresh by the clock
-    /// `now` reads. `None` sends the caller to the shared store.
+    /// slot's published version, read by the caller just now) and still fresh by the wall
+    /// clock `wall` reads (nanoseconds since the epoch), which has not gone back since the last
+    /// hit. `None` sends the caller to the shared store.
     ///
     /// The clone is the return value itself (no tuple around it), so it is written once into
     /// the caller's slot: moving a header through a nested `Option` cost a store-forwarding
@@ -121,7 +132,7 @@ impl Lines {
     pub(super) fn hit(
         &self,
         version: u64,
-        now: impl FnOnce() -> Duration,
+        wall: impl FnOnce() -> u64,
         hits: &StripedCounter,
     ) -> Option<HeaderValue> {
         let line = self.0.get()?;
@@ -135,13 +146,15 @@ impl Lines {
         // The clock is read after the clone: the clone's result is written to the stack by an
         // out-of-line call (the `Bytes` vtable) and then moved with wider loads than its
         // stores, which stalls until those stores drain; the clock read fills that time.
-        // Past `refresh_at` the clone is dropped again and the caller takes the shared path,
-        // which serves the stale token and starts the refresh: only until that refresh
+        // Past the fresh period the clone is dropped again and the caller takes the shared
+        // path, which serves the stale token and starts the refresh: only until that refresh
         // publishes a new version. Only hits count towards the thread's own copy, so a stale
         // entry never gets one.
-        if now() >= copy.entry.refresh_at {
+        let wall = wall();
+        if wall >= copy.fresh_until || wall < copy.last_wall.get() {
             return None;
         }
+        copy.last_wall.set(wall);
         if own.is_none() {
             copy.count();
         }
@@ -149,9 +162,10 @@ impl Lines {
         Some(header)
     }
 
-    /// Remembers `entry`, just loaded from the slot's shared store, as this thread's copy. The
-    /// entry the line held before is dropped.
-    pub(super) fn remember(&self, entry: Arc<Entry>) {
+    /// Remembers `entry`, just loaded from the slot's shared store and judged fresh at the
+    /// wall-clock reading `wall`, as this thread's copy, fresh until `fresh_until` on the wall
+    /// clock. The entry the line held before is dropped.
+    pub(super) fn remember(&self, entry: Arc<Entry>, fresh_until: u64, wall: u64) {
         let line = match self.0.get() {
             Some(line) => line,
             // A thread in its teardown makes no line (it is served from the shared store).
@@ -172,6 +186,8 @@ impl Lines {
             // code that touches these lines.
             *copy = Some(Held {
                 entry,
+                fresh_until,
+                last_wall: Cell::new(wall),
                 hits: Cell::new(0),
                 own: OnceCell::new(),
             });
