@@ -220,7 +220,7 @@ pub use manual::{FixedJitter, InstantSleep, ManualClock};
 mod manual {
     use super::*;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
     use tokio::sync::oneshot;
 
     /// A clock that only moves when told to, and a timer driven by it.
@@ -236,8 +236,9 @@ mod manual {
     #[derive(Debug)]
     struct ManualInner {
         mono_nanos: AtomicU64,
-        /// Time spent suspended: on the wall clock, not on the monotonic one.
-        suspended_nanos: AtomicU64,
+        /// How far the wall clock was moved on its own (suspends forward, settings back), in
+        /// nanoseconds.
+        wall_shift_nanos: AtomicI64,
         wall_origin: SystemTime,
         mono_origin: Duration,
         sleepers: Mutex<Vec<(Duration, oneshot::Sender<()>)>>,
@@ -261,7 +262,7 @@ mod manual {
             Self {
                 inner: Arc::new(ManualInner {
                     mono_nanos: AtomicU64::new(mono_origin.as_nanos() as u64),
-                    suspended_nanos: AtomicU64::new(0),
+                    wall_shift_nanos: AtomicI64::new(0),
                     wall_origin: wall,
                     mono_origin,
                     sleepers: Mutex::new(Vec::new()),
@@ -297,8 +298,16 @@ mod manual {
         /// and `Instant` on macOS stand still while the machine sleeps.
         pub fn suspend(&self, by: Duration) {
             self.inner
-                .suspended_nanos
-                .fetch_add(by.as_nanos() as u64, Ordering::SeqCst);
+                .wall_shift_nanos
+                .fetch_add(by.as_nanos() as i64, Ordering::SeqCst);
+        }
+
+        /// Sets the wall clock back by `by` (an administrator or a time service correcting it);
+        /// the monotonic clock is unaffected.
+        pub fn set_wall_back(&self, by: Duration) {
+            self.inner
+                .wall_shift_nanos
+                .fetch_sub(by.as_nanos() as i64, Ordering::SeqCst);
         }
 
         /// How many sleeps are waiting for the clock to move (sleeps whose future was dropped
@@ -345,9 +354,10 @@ mod manual {
             Duration::from_nanos(self.inner.mono_nanos.load(Ordering::SeqCst))
         }
         fn system_now(&self) -> SystemTime {
-            self.inner.wall_origin
-                + (self.monotonic() - self.inner.mono_origin)
-                + Duration::from_nanos(self.inner.suspended_nanos.load(Ordering::SeqCst))
+            let wall = self.inner.wall_origin + (self.monotonic() - self.inner.mono_origin);
+            let shift = self.inner.wall_shift_nanos.load(Ordering::SeqCst);
+            let by = Duration::from_nanos(shift.unsigned_abs());
+            if shift >= 0 { wall + by } else { wall - by }
         }
     }
 
