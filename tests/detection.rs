@@ -150,7 +150,7 @@ fn bad_values_of_the_other_sources_name_the_variable() {
                 ("IMDS_ENDPOINT", "http://203.0.113.9"),
             ],
             "IDENTITY_ENDPOINT",
-            "neither loopback nor link-local",
+            "must be a loopback address",
         ),
         (
             &[
@@ -366,6 +366,57 @@ fn a_password_in_an_endpoint_url_is_never_quoted() {
     let shown = format!("{err} {err:?}");
     assert!(shown.contains("not an absolute URL"), "{shown}");
     assert!(!shown.contains("PW-CANARY"), "{shown}");
+}
+
+/// The Arc agent runs on the machine, and its second request carries a local key file's
+/// content: an Arc endpoint that is not a loopback address is refused whatever its scheme, and
+/// `allow_http_endpoint` does not relax it.
+#[test]
+fn an_arc_endpoint_must_be_loopback_whatever_its_scheme() {
+    for endpoint in [
+        "https://arc.example.com/metadata/identity/oauth2/token",
+        "http://10.0.0.4:40342/metadata/identity/oauth2/token",
+        "http://169.254.169.254/metadata/identity/oauth2/token",
+        "https://[2001:db8::1]/token",
+    ] {
+        for allow in [false, true] {
+            let err = ManagedIdentityCredential::builder()
+                .environment(env(&[
+                    ("IDENTITY_ENDPOINT", endpoint),
+                    ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+                ]))
+                .allow_http_endpoint(allow)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Configuration { setting, reason } if setting == "IDENTITY_ENDPOINT" && reason.contains("loopback")),
+                "{endpoint}: {err}"
+            );
+            let err = ManagedIdentityCredential::builder()
+                .source(Detected::AzureArc {
+                    endpoint: endpoint.parse().unwrap(),
+                })
+                .allow_http_endpoint(allow)
+                .build()
+                .unwrap_err();
+            assert!(err.to_string().contains("loopback"), "{endpoint}: {err}");
+        }
+    }
+    for endpoint in [
+        "http://127.0.0.1:40342/metadata/identity/oauth2/token",
+        "http://127.8.9.10:40342/t",
+        "https://localhost:40342/t",
+        "http://[::1]:40342/t",
+    ] {
+        ManagedIdentityCredential::builder()
+            .environment(env(&[
+                ("IDENTITY_ENDPOINT", endpoint),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:40342"),
+            ]))
+            .arc_key_directory(std::env::temp_dir())
+            .build()
+            .unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+    }
 }
 
 #[test]

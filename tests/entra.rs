@@ -260,6 +260,39 @@ async fn client_secret_retries_a_5xx_once_on_the_injected_clock() {
     assert_hidden(&format!("{err} {err:?}"), &["CANARY"]);
 }
 
+/// A FIFO (or any other non-regular file) where the token file should be is refused at once:
+/// opening it never waits for a writer, and nothing is sent.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn workload_identity_refuses_a_fifo_without_blocking() {
+    let emu = Emulator::builder().start().await.unwrap();
+    let fifo = temp_file("wi-fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cred = WorkloadIdentityCredential::builder(
+        emu.tenant_id(),
+        "11111111-2222-3333-4444-555555555555",
+        &fifo,
+    )
+    .authority_host(emu.authority_host())
+    .allow_loopback_http(true)
+    .build()
+    .unwrap();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(10), cred.get_token(&graph()))
+        .await
+        .expect("reading a FIFO blocked")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Configuration { setting, reason } if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("not a regular file")),
+        "{err}"
+    );
+    assert_eq!(emu.requests(entra_mi_emulator::Endpoint::EntraToken), 0);
+    let _ = std::fs::remove_file(&fifo);
+}
+
 #[tokio::test]
 async fn workload_identity_rereads_the_rotated_token_file() {
     let subject = "system:serviceaccount:default:worker";

@@ -337,6 +337,12 @@ async fn arc_key_file_checks_come_before_reading() {
         std::fs::write(&inside_txt, CANARY).unwrap();
         std::os::unix::fs::symlink(&inside_txt, &link_txt).unwrap();
         cases.push((link_txt, "resolves to a file that does not end in `.key`"));
+        // A FIFO: opening it for reading must not wait for a writer.
+        let fifo = dir.path().join("pipe.key");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            cases.push((fifo, "not a regular file"));
+        }
     }
     for (path, needle) in cases {
         emu.reset_counts();

@@ -56,6 +56,7 @@ mod entra;
 mod env;
 mod error;
 mod federated_mi;
+mod fs;
 mod hash;
 mod http;
 mod managed_identity;

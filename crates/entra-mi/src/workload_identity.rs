@@ -1,7 +1,6 @@
 //! Workload identity: a federated token from a file (Kubernetes projects it and rotates it)
 //! exchanged at the v2.0 token endpoint.
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -120,21 +119,29 @@ impl WorkloadIdentityCredential {
                 format!("{}: {reason}", path.display()),
             )
         };
-        let meta = tokio::fs::metadata(path)
+        // Opened once without blocking (a FIFO in its place must not hang the caller), checked
+        // on the opened handle, and read no further than the limit. Kubernetes projects the
+        // file as a symbolic link into a `..data` directory, so links are followed.
+        let limits = crate::fs::Limits {
+            max: MAX_TOKEN_FILE,
+            follow_symlinks: true,
+        };
+        let bytes = crate::fs::read_regular_async(path.clone(), limits)
             .await
-            .map_err(|e| match e.kind() {
-                ErrorKind::NotFound => fail("the file does not exist".into()),
-                ErrorKind::PermissionDenied => fail("permission denied".into()),
-                k => fail(format!("cannot be read ({k})")),
+            .map_err(|failure| {
+                use crate::fs::ReadFailure;
+                fail(match failure {
+                    ReadFailure::NotFound => "the file does not exist".into(),
+                    ReadFailure::PermissionDenied => "permission denied".into(),
+                    ReadFailure::NotRegular | ReadFailure::Symlink | ReadFailure::Replaced => {
+                        "not a regular file".into()
+                    }
+                    ReadFailure::TooLarge => {
+                        format!("larger than {MAX_TOKEN_FILE} bytes: not a federated token")
+                    }
+                    ReadFailure::Other(k) => format!("cannot be read ({k})"),
+                })
             })?;
-        if meta.len() > MAX_TOKEN_FILE {
-            return Err(fail(format!(
-                "larger than {MAX_TOKEN_FILE} bytes: not a federated token"
-            )));
-        }
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| fail(format!("cannot be read ({})", e.kind())))?;
         let text = String::from_utf8(bytes).map_err(|_| fail("the content is not text".into()))?;
         let token = text.trim();
         if token.is_empty() {

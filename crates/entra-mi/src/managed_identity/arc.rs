@@ -73,7 +73,9 @@ pub(crate) fn challenge_path(header: Option<&str>) -> Result<String, String> {
 }
 
 /// Checks the challenge's path, then reads it: absolute, ends in `.key`, after resolving `..`
-/// and symbolic links directly inside `key_dir`, a regular file of at most 4096 bytes.
+/// and symbolic links directly inside `key_dir`, and — checked on the file once opened, at
+/// its resolved path and without following a link there — a regular file of at most 4096
+/// bytes that is still the file at that path.
 pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error> {
     let fail = |reason: String| Error::ArcKeyFile {
         path: path.to_owned(),
@@ -112,22 +114,28 @@ pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error
             "it resolves to a file that does not end in `.key`".into(),
         ));
     }
-    let meta = tokio::fs::metadata(&real)
+    // Opened once, without following a link and without blocking on a FIFO; the checks are
+    // made on the opened handle, which must still be the file at the checked path.
+    let limits = crate::fs::Limits {
+        max: MAX_KEY_FILE,
+        follow_symlinks: false,
+    };
+    let bytes = crate::fs::read_regular_async(real, limits)
         .await
-        .map_err(|e| fail(format!("its metadata cannot be read ({})", e.kind())))?;
-    if !meta.is_file() {
-        return Err(fail("it is not a regular file".into()));
-    }
-    if meta.len() > MAX_KEY_FILE {
-        return Err(fail(format!("it is larger than {MAX_KEY_FILE} bytes")));
-    }
-    let bytes = tokio::fs::read(&real).await.map_err(|e| match e.kind() {
-        ErrorKind::PermissionDenied => fail(permission_hint()),
-        k => fail(format!("it cannot be read ({k})")),
-    })?;
-    if bytes.len() as u64 > MAX_KEY_FILE {
-        return Err(fail(format!("it is larger than {MAX_KEY_FILE} bytes")));
-    }
+        .map_err(|failure| {
+            use crate::fs::ReadFailure;
+            fail(match failure {
+                ReadFailure::NotFound => "it does not exist".into(),
+                ReadFailure::PermissionDenied => permission_hint(),
+                ReadFailure::Symlink | ReadFailure::Replaced => {
+                    "it was replaced after it was checked (by a symbolic link or another file)"
+                        .into()
+                }
+                ReadFailure::NotRegular => "it is not a regular file".into(),
+                ReadFailure::TooLarge => format!("it is larger than {MAX_KEY_FILE} bytes"),
+                ReadFailure::Other(k) => format!("it cannot be read ({k})"),
+            })
+        })?;
     let text = String::from_utf8(bytes).map_err(|_| fail("its content is not text".into()))?;
     let key = text.trim();
     if key.is_empty() {

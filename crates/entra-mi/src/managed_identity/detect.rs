@@ -1,6 +1,6 @@
 //! Which managed-identity source the environment selects.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use super::SourceKind;
 use super::imds;
@@ -170,7 +170,7 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
         let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
         // Only its presence selects Arc, but a value that is no URL is a broken setup.
         endpoint_url(env, IMDS_ENDPOINT)?;
-        check_plain_http(&endpoint, IDENTITY_ENDPOINT, allow_http_endpoint)?;
+        check_arc_loopback(&endpoint, IDENTITY_ENDPOINT)?;
         return Ok(Detected::AzureArc { endpoint });
     }
     if has(IDENTITY_ENDPOINT) {
@@ -302,7 +302,30 @@ pub(crate) fn check_explicit(source: &Detected, allow_http_endpoint: bool) -> Re
             "Service Fabric's endpoint is reached over https only (its certificate is pinned)",
         ));
     }
+    if matches!(source, Detected::AzureArc { .. }) {
+        check_arc_loopback(&url, NAME)?;
+    }
     check_plain_http(&url, NAME, allow_http_endpoint)
+}
+
+/// The Arc agent listens on the machine itself, and its second leg sends the content of a
+/// local key file: its endpoint must be a loopback address whatever the scheme, and no
+/// builder option relaxes that.
+fn check_arc_loopback(url: &url::Url, name: &str) -> Result<(), Error> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(Error::configuration(
+            name,
+            "the Azure Arc agent's endpoint must be a loopback address (127.0.0.0/8, ::1 or localhost): its second request carries the content of a local key file",
+        ))
+    }
 }
 
 /// Secrets go over plain `http` only to loopback or link-local endpoints (where the platform
@@ -319,7 +342,6 @@ fn check_plain_http(url: &url::Url, name: &str, allow: bool) -> Result<(), Error
         }
         None => false,
     };
-    let _ = Ipv4Addr::LOCALHOST;
     if local {
         Ok(())
     } else {
