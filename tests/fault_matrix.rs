@@ -37,7 +37,7 @@
 //! | 24 | App Service | HTML page with `200` | `Html { 200 }` |
 //! | 25 | Azure Arc | `200` on the first leg, no challenge | `InvalidResponse` naming the missing `401` challenge |
 //! | 26 | Azure Arc (emulator) | `500` on the challenge leg | retried, then challenge and key file, token |
-//! | 27 | Service Fabric (emulator) | certificate does not match the pinned thumbprint | `Connect`/`Transport`; no request got through |
+//! | 27 | Service Fabric (emulator) | certificate does not match the pinned thumbprint | `TlsVerification`, not retried; no request got through |
 //! | 28 | Service Fabric (emulator) | `503` twice, then a token | retried, token |
 //! | 29 | Service Fabric (emulator) | `400` | `Refused`, 1 request |
 //! | 30 | Cloud Shell | `400 AudienceNotSupported` | `Refused` with the `az login --scope` hint |
@@ -1088,7 +1088,7 @@ async fn sf_wrong_thumbprint() {
     wrong[0] = if wrong[0] == b'0' { b'1' } else { b'0' };
     let wrong = String::from_utf8(wrong).unwrap();
     let clock = ManualClock::with_wall_time(SystemTime::now());
-    let (time, _) = clock.instant_time_source(0.5);
+    let (time, sleeps) = clock.instant_time_source(0.5);
     let err = sf_credential(&emu, &wrong, time)
         .get_token(&graph())
         .await
@@ -1096,11 +1096,23 @@ async fn sf_wrong_thumbprint() {
     assert!(
         matches!(
             unavailable(&err, SourceKind::ServiceFabric),
-            Unavailable::Connect { .. } | Unavailable::Transport { .. }
+            Unavailable::TlsVerification { .. }
         ),
         "{err:?}"
     );
-    assert_names(&err, &["Service Fabric"]);
+    assert_names(
+        &err,
+        &[
+            "Service Fabric",
+            "certificate verification failed",
+            "not retried",
+        ],
+    );
+    assert!(
+        sleeps.sleeps().is_empty(),
+        "a certificate that fails verification is not retried: {:?}",
+        sleeps.sleeps()
+    );
     assert_eq!(
         emu.requests(Endpoint::ServiceFabric),
         0,
@@ -1957,7 +1969,7 @@ async fn bad_and_empty_environment_values() {
     std::fs::write(&not_jwt, "CANARY not a jwt").unwrap();
     for (file, needle) in [
         (dir.path().join("missing"), "does not exist"),
-        (dir.path().to_path_buf(), "cannot be read"),
+        (dir.path().to_path_buf(), "not a regular file"),
         (not_jwt, "not a JWT"),
     ] {
         let err = wi(&file.display().to_string())

@@ -307,7 +307,9 @@ impl ConfidentialClient {
             // broken connection). An answer that was too large is not asked for again.
             let retry = match &outcome {
                 Ok(r) => (500..600).contains(&r.status) && r.retry_after.is_none(),
-                Err(reason) => !matches!(reason, Unavailable::BodyTooLarge { .. }),
+                Err(reason) => {
+                    !matches!(reason, Unavailable::BodyTooLarge { .. }) && !reason.is_permanent()
+                }
             };
             if retry
                 && attempt == 1

@@ -262,6 +262,16 @@ pub enum Unavailable {
         /// The transport's description.
         detail: String,
     },
+    /// The endpoint's TLS certificate failed verification: it is not the certificate trusted
+    /// for it (for Service Fabric, not the one `IDENTITY_SERVER_THUMBPRINT` pins). Permanent:
+    /// never retried.
+    #[error(
+        "TLS certificate verification failed ({detail}); not retried, since the endpoint presents a certificate that is not trusted for it"
+    )]
+    TlsVerification {
+        /// The TLS library's description.
+        detail: String,
+    },
     /// The endpoint answered with a redirect; identity endpoints are never redirected.
     #[error("HTTP {status} redirect, which is not followed for identity endpoints")]
     Redirect {
@@ -313,6 +323,11 @@ pub enum Unavailable {
 }
 
 impl Unavailable {
+    /// True when retrying cannot help: a certificate that failed verification.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self, Unavailable::TlsVerification { .. })
+    }
+
     /// True when the answer shows that what answered is no managed-identity endpoint at all:
     /// a redirect, an HTML page, a body that is not JSON (but not JSON cut short or an empty
     /// body, which a real endpoint can send), an error status without a token service's error

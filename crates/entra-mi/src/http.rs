@@ -121,6 +121,9 @@ impl HttpClient {
 }
 
 fn transport_error(e: reqwest::Error) -> Unavailable {
+    if let Some(detail) = tls_verification_failure(&e) {
+        return Unavailable::TlsVerification { detail };
+    }
     let connect = e.is_connect();
     let timeout = e.is_timeout();
     let detail = error_chain(&e.without_url());
@@ -147,4 +150,32 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// The TLS library's description of a failed certificate verification somewhere in `e`'s
+/// chain, if there is one. `io::Error` hides the error it wraps from `source()` (and the TLS
+/// stack nests one in another), so those are looked into as well.
+fn tls_verification_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let mut candidate = Some(err);
+        while let Some(c) = candidate {
+            if let Some(tls) = c.downcast_ref::<rustls::Error>()
+                && matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_)
+                        | rustls::Error::InvalidCertRevocationList(_)
+                        | rustls::Error::UnsupportedNameType
+                )
+            {
+                return Some(tls.to_string());
+            }
+            candidate = c
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+        }
+        next = err.source();
+    }
+    None
 }

@@ -837,7 +837,10 @@ impl ManagedIdentityCredential {
                 Err(reason @ Unavailable::Timeout(_)) if cut_by_caller => {
                     return Err(out_of_time(Some(unavailable(reason))));
                 }
-                Err(reason) => (unavailable(reason), true, None),
+                Err(reason) => {
+                    let retryable = !reason.is_permanent();
+                    (unavailable(reason), retryable, None)
+                }
             };
             if !retryable {
                 return Err(error);
