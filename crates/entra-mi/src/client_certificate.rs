@@ -20,6 +20,7 @@ use crate::entra::{
 };
 use crate::env::Environment;
 use crate::error::Error;
+use crate::secret::Secret;
 use crate::token::AccessToken;
 
 pub(crate) const AZURE_CLIENT_CERTIFICATE_PATH: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
@@ -194,7 +195,7 @@ impl ClientCertificate {
         audience: &str,
         now: SystemTime,
         send_chain: bool,
-    ) -> Result<String, Error> {
+    ) -> Result<Secret, Error> {
         let mut header =
             serde_json::json!({ "alg": "PS256", "typ": "JWT", "x5t#S256": self.thumbprint_s256 });
         if send_chain {
@@ -225,10 +226,10 @@ impl ClientCertificate {
                 &mut signature,
             )
             .map_err(|_| cert_error("signing the client assertion failed"))?;
-        Ok(format!(
+        Ok(Secret::new(format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature)
-        ))
+        )))
     }
 }
 
@@ -363,7 +364,7 @@ impl TokenCredential for ClientCertificateCredential {
             self.send_chain,
         )?;
         self.client
-            .get_token(request, ClientAuth::Assertion(&assertion))
+            .get_token(request, ClientAuth::Assertion(assertion.expose()))
             .await
     }
 

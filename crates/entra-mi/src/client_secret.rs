@@ -4,11 +4,12 @@ use async_trait::async_trait;
 
 use crate::credential::{TokenCredential, TokenRequest};
 use crate::entra::{
-    AZURE_CLIENT_ID, AZURE_TENANT_ID, ClientAuth, ConfidentialClient, EntraOptions, Secret,
+    AZURE_CLIENT_ID, AZURE_TENANT_ID, ClientAuth, ConfidentialClient, EntraOptions,
     entra_builder_methods,
 };
 use crate::env::Environment;
 use crate::error::Error;
+use crate::secret::Secret;
 use crate::token::AccessToken;
 
 pub(crate) const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
@@ -50,7 +51,7 @@ impl ClientSecretCredentialBuilder {
 
     /// Validates the settings.
     pub fn build(self) -> Result<ClientSecretCredential, Error> {
-        if self.secret.0.is_empty() {
+        if self.secret.expose().is_empty() {
             return Err(Error::configuration(
                 AZURE_CLIENT_SECRET,
                 "the client secret is empty",
@@ -78,7 +79,7 @@ impl ClientSecretCredential {
         ClientSecretCredentialBuilder {
             tenant: tenant.into(),
             client_id: client_id.into(),
-            secret: Secret(secret.into()),
+            secret: Secret::new(secret),
             opts: EntraOptions::default(),
         }
     }
@@ -138,7 +139,7 @@ pub(crate) fn missing(vars: &[(&str, bool)]) -> String {
 impl TokenCredential for ClientSecretCredential {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
         self.client
-            .get_token(request, ClientAuth::Secret(&self.secret.0))
+            .get_token(request, ClientAuth::Secret(self.secret.expose()))
             .await
     }
 

@@ -2,7 +2,6 @@
 //! the client-secret, workload-identity and federated managed-identity credentials, and
 //! Entra's error bodies.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -29,16 +28,6 @@ pub(crate) const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
 pub(crate) const AZURE_TENANT_ID: &str = "AZURE_TENANT_ID";
 pub(crate) const AZURE_CLIENT_ID: &str = "AZURE_CLIENT_ID";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone)]
-pub(crate) struct Secret(pub(crate) String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// Options shared by the credentials that use the token endpoint.
 #[derive(Clone, Debug)]

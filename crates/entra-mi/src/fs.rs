@@ -1,11 +1,13 @@
 //! Reading small secret files (the Azure Arc key, the workload-identity token) safely: the
 //! file is opened once, without blocking (a FIFO in its place must not hang the caller) and,
 //! where asked, without following a symbolic link; every check is made on the opened handle,
-//! and at most one byte more than the limit is read.
+//! and at most one byte more than the limit is read, into a buffer zeroized when dropped.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 /// Why a file could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +54,7 @@ pub(crate) struct Limits {
 
 /// Opens `path` once and reads it whole if it is a regular file of at most `limits.max` bytes.
 /// Blocking I/O: run it on a blocking thread.
-pub(crate) fn read_regular(path: &Path, limits: Limits) -> Result<Vec<u8>, ReadFailure> {
+pub(crate) fn read_regular(path: &Path, limits: Limits) -> Result<Zeroizing<Vec<u8>>, ReadFailure> {
     let file = open(path, limits.follow_symlinks).map_err(|e| ReadFailure::from_io(&e))?;
     let meta = file.metadata().map_err(|e| ReadFailure::from_io(&e))?;
     if meta.file_type().is_symlink() {
@@ -67,7 +69,10 @@ pub(crate) fn read_regular(path: &Path, limits: Limits) -> Result<Vec<u8>, ReadF
     if !limits.follow_symlinks && !same_file(path, &meta) {
         return Err(ReadFailure::Replaced);
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // Room for the whole read up front: a buffer that grew would leave copies behind that
+    // are not zeroized.
+    let room = usize::try_from(limits.max + 1).unwrap_or(usize::MAX);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(room));
     file.take(limits.max + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| ReadFailure::from_io(&e))?;
@@ -81,7 +86,7 @@ pub(crate) fn read_regular(path: &Path, limits: Limits) -> Result<Vec<u8>, ReadF
 pub(crate) async fn read_regular_async(
     path: PathBuf,
     limits: Limits,
-) -> Result<Vec<u8>, ReadFailure> {
+) -> Result<Zeroizing<Vec<u8>>, ReadFailure> {
     tokio::task::spawn_blocking(move || read_regular(&path, limits))
         .await
         .unwrap_or(Err(ReadFailure::Other(ErrorKind::Interrupted)))
@@ -153,7 +158,7 @@ mod tests {
         let d = dir();
         let f = d.join("a.key");
         std::fs::write(&f, b"12345678").unwrap();
-        assert_eq!(read_regular(&f, NO_LINKS).unwrap(), b"12345678");
+        assert_eq!(*read_regular(&f, NO_LINKS).unwrap(), b"12345678");
         std::fs::write(&f, b"123456789").unwrap();
         assert_eq!(read_regular(&f, NO_LINKS), Err(ReadFailure::TooLarge));
         assert_eq!(
@@ -176,7 +181,7 @@ mod tests {
             follow_symlinks: true,
             ..NO_LINKS
         };
-        assert_eq!(read_regular(&link, follow).unwrap(), b"abc");
+        assert_eq!(*read_regular(&link, follow).unwrap(), b"abc");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

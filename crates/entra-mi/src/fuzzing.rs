@@ -82,7 +82,9 @@ pub fn arc_challenge_path(header: Option<&str>) -> Result<String, String> {
 /// Checks an Azure Arc challenge's key-file path against the agent's token directory
 /// `key_dir` and reads the key, exactly as the Arc source does.
 pub async fn arc_read_key(path: &str, key_dir: &Path) -> Result<String, Error> {
-    arc::read_key(path, key_dir).await
+    arc::read_key(path, key_dir)
+        .await
+        .map(|key| key.expose().to_owned())
 }
 
 /// The largest Arc key file read, in bytes.

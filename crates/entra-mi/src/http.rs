@@ -9,14 +9,24 @@ use crate::error::{Error, Unavailable};
 /// Largest response body read from a token endpoint. Real token responses are 2–5 KiB.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
-/// What came back from one request.
-#[derive(Debug)]
+/// What came back from one request. Its `Debug` shows the status, content type and body
+/// length, never the body (a token response holds the token).
 pub(crate) struct RawResponse {
     pub(crate) status: u16,
     pub(crate) content_type: Option<String>,
     pub(crate) retry_after: Option<String>,
     pub(crate) www_authenticate: Option<String>,
     pub(crate) body: Bytes,
+}
+
+impl std::fmt::Debug for RawResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawResponse")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One pooled client per credential.
@@ -178,4 +188,27 @@ fn tls_verification_failure(e: &(dyn std::error::Error + 'static)) -> Option<Str
         next = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raw_response_never_shows_its_body() {
+        let r = RawResponse {
+            status: 200,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            www_authenticate: Some("Basic realm=/x".into()),
+            body: Bytes::from_static(br#"{"access_token":"eyJ-canary-secret"}"#),
+        };
+        let shown = format!("{r:?} {r:#?}");
+        assert!(!shown.contains("canary"), "{shown}");
+        assert!(
+            shown.contains("200") && shown.contains("application/json"),
+            "{shown}"
+        );
+        assert!(shown.contains("body_len: 36"), "{shown}");
+    }
 }

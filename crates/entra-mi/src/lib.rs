@@ -63,6 +63,7 @@ mod managed_identity;
 mod response;
 mod retry;
 mod routing;
+mod secret;
 pub mod time;
 mod token;
 mod workload_identity;

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 
+use crate::secret::Secret;
+
 /// An access token: the secret string, its type and when it expires.
 ///
 /// `Debug` and `Display` never show the secret; read it with [`AccessToken::secret`] where it
@@ -13,7 +15,7 @@ use http::HeaderValue;
 /// [`AccessToken::header_value`]. Cloning is cheap (the secret is shared).
 #[derive(Clone)]
 pub struct AccessToken {
-    secret: Arc<str>,
+    secret: Arc<Secret>,
     token_type: Arc<str>,
     expires_on: SystemTime,
     refresh_on: Option<SystemTime>,
@@ -33,7 +35,7 @@ impl AccessToken {
     /// A bearer token expiring at `expires_on`.
     pub fn new(secret: impl Into<String>, expires_on: SystemTime) -> Self {
         Self {
-            secret: Arc::from(secret.into()),
+            secret: Arc::new(Secret::new(secret)),
             token_type: Arc::from("Bearer"),
             expires_on,
             refresh_on: None,
@@ -55,7 +57,7 @@ impl AccessToken {
 
     /// The secret token string. Handle with care: never log it.
     pub fn secret(&self) -> &str {
-        &self.secret
+        self.secret.expose()
     }
 
     /// The token type, `Bearer` unless the source said otherwise.
@@ -84,7 +86,7 @@ impl AccessToken {
 
     /// True when `other` carries the same secret.
     pub fn is_same_token(&self, other: &AccessToken) -> bool {
-        Arc::ptr_eq(&self.secret, &other.secret) || self.secret == other.secret
+        Arc::ptr_eq(&self.secret, &other.secret) || self.secret() == other.secret()
     }
 
     /// `Authorization` header value (`Bearer <token>`), marked sensitive so `http`'s `Debug`
@@ -92,13 +94,14 @@ impl AccessToken {
     /// an HTTP header cannot carry, or the type is empty: only a token built by hand (a custom
     /// credential's) can be so, since this crate's parsers refuse such answers.
     pub fn header_value(&self) -> Option<HeaderValue> {
-        if !Self::is_header_safe(&self.secret) || !Self::is_header_safe(&self.token_type) {
+        if !Self::is_header_safe(self.secret()) || !Self::is_header_safe(&self.token_type) {
             return None;
         }
-        let mut bytes = Vec::with_capacity(self.token_type.len() + 1 + self.secret.len());
+        let secret = self.secret();
+        let mut bytes = Vec::with_capacity(self.token_type.len() + 1 + secret.len());
         bytes.extend_from_slice(self.token_type.as_bytes());
         bytes.push(b' ');
-        bytes.extend_from_slice(self.secret.as_bytes());
+        bytes.extend_from_slice(secret.as_bytes());
         let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok()?;
         value.set_sensitive(true);
         Some(value)
@@ -137,7 +140,7 @@ impl fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field(
                 "token",
-                &format_args!("<redacted {} chars>", self.secret.len()),
+                &format_args!("<redacted {} chars>", self.secret().len()),
             )
             .field("token_type", &&*self.token_type)
             .field("expires_on_unix", &self.expires_on_unix())

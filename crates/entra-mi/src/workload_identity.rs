@@ -13,6 +13,7 @@ use crate::entra::{
 };
 use crate::env::Environment;
 use crate::error::Error;
+use crate::secret::Secret;
 use crate::token::AccessToken;
 
 pub(crate) const AZURE_FEDERATED_TOKEN_FILE: &str = "AZURE_FEDERATED_TOKEN_FILE";
@@ -111,7 +112,7 @@ impl WorkloadIdentityCredential {
         &self.token_file
     }
 
-    async fn read_assertion(&self) -> Result<String, Error> {
+    async fn read_assertion(&self) -> Result<Secret, Error> {
         let path = &self.token_file;
         let fail = |reason: String| {
             Error::configuration(
@@ -142,7 +143,8 @@ impl WorkloadIdentityCredential {
                     ReadFailure::Other(k) => format!("cannot be read ({k})"),
                 })
             })?;
-        let text = String::from_utf8(bytes).map_err(|_| fail("the content is not text".into()))?;
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| fail("the content is not text".into()))?;
         let token = text.trim();
         if token.is_empty() {
             return Err(fail("the file is empty".into()));
@@ -150,7 +152,7 @@ impl WorkloadIdentityCredential {
         if token.split('.').count() != 3 || token.contains(char::is_whitespace) {
             return Err(fail("the content is not a JWT".into()));
         }
-        Ok(token.to_owned())
+        Ok(Secret::new(token))
     }
 }
 
@@ -160,7 +162,7 @@ impl TokenCredential for WorkloadIdentityCredential {
         let assertion = self.read_assertion().await?;
         let result = self
             .client
-            .get_token(request, ClientAuth::Assertion(&assertion))
+            .get_token(request, ClientAuth::Assertion(assertion.expose()))
             .await;
         match result {
             Err(Error::TokenEndpoint { ref error, .. }) if error.aadsts.contains(&700024) => {
@@ -172,7 +174,7 @@ impl TokenCredential for WorkloadIdentityCredential {
                     "federated token expired; the file has been rotated, retrying once"
                 );
                 self.client
-                    .get_token(request, ClientAuth::Assertion(&fresh))
+                    .get_token(request, ClientAuth::Assertion(fresh.expose()))
                     .await
             }
             other => other,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use http::HeaderValue;
 
 use crate::error::Error;
+use crate::secret::Secret;
 
 pub(super) const API_VERSION: &str = "2020-06-01";
 pub(super) const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:40342/metadata/identity/oauth2/token";
@@ -76,7 +77,7 @@ pub(crate) fn challenge_path(header: Option<&str>) -> Result<String, String> {
 /// and symbolic links directly inside `key_dir`, and — checked on the file once opened, at
 /// its resolved path and without following a link there — a regular file of at most 4096
 /// bytes that is still the file at that path.
-pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error> {
+pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<Secret, Error> {
     let fail = |reason: String| Error::ArcKeyFile {
         path: path.to_owned(),
         reason,
@@ -136,12 +137,12 @@ pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<String, Error
                 ReadFailure::Other(k) => format!("it cannot be read ({k})"),
             })
         })?;
-    let text = String::from_utf8(bytes).map_err(|_| fail("its content is not text".into()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| fail("its content is not text".into()))?;
     let key = text.trim();
     if key.is_empty() {
         return Err(fail("it is empty".into()));
     }
-    Ok(key.to_owned())
+    Ok(Secret::new(key))
 }
 
 fn permission_hint() -> String {

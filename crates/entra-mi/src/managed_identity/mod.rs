@@ -22,6 +22,7 @@ use crate::error::{Error, Unavailable};
 use crate::http::{HttpClient, RawResponse};
 use crate::response::{self, ErrorBody, SentAt};
 use crate::retry::{RetryClass, RetryOptions};
+use crate::secret::Secret;
 use crate::time::TimeSource;
 use crate::token::AccessToken;
 
@@ -597,10 +598,11 @@ impl ManagedIdentityCredential {
     }
 
     /// A secret from the environment, read per request: the platform rotates it.
-    fn secret(&self, name: &str) -> Result<String, Error> {
+    fn secret(&self, name: &str) -> Result<Secret, Error> {
         self.inner
             .env
             .get(name)
+            .map(Secret::new)
             .ok_or_else(|| Error::configuration(name, "it is no longer set"))
     }
 
@@ -619,7 +621,7 @@ impl ManagedIdentityCredential {
             }
             Endpoint::AppService { endpoint, .. } => {
                 let secret = self.secret(detect::IDENTITY_HEADER)?;
-                app_service::request(client, endpoint, resource, &self.inner.id, &secret)
+                app_service::request(client, endpoint, resource, &self.inner.id, secret.expose())
             }
             Endpoint::ServiceFabric { endpoint } => {
                 let secret = self.secret(detect::IDENTITY_HEADER)?;
@@ -628,7 +630,14 @@ impl ManagedIdentityCredential {
                 let refresh = request.claims().and(request.token_to_refresh_sha256());
                 let capabilities =
                     Some(self.inner.client_capabilities.as_str()).filter(|c| !c.is_empty());
-                service_fabric::request(client, endpoint, resource, &secret, capabilities, refresh)
+                service_fabric::request(
+                    client,
+                    endpoint,
+                    resource,
+                    secret.expose(),
+                    capabilities,
+                    refresh,
+                )
             }
             Endpoint::Legacy2017 { endpoint } => self.request_2017(endpoint, resource, true),
             Endpoint::CloudShell { endpoint } => {
@@ -659,7 +668,7 @@ impl ManagedIdentityCredential {
             endpoint,
             resource,
             client_id.as_deref(),
-            &secret,
+            secret.expose(),
         )
     }
 
@@ -733,12 +742,10 @@ impl ManagedIdentityCredential {
                 }
             })?;
         let key = arc::read_key(&path, key_dir).await?;
-        let second =
-            arc::request(inner.http.inner(), endpoint, resource, Some(&key)).map_err(|_| {
-                Error::ArcKeyFile {
-                    path: path.clone(),
-                    reason: "its content cannot be sent in an HTTP header".into(),
-                }
+        let second = arc::request(inner.http.inner(), endpoint, resource, Some(key.expose()))
+            .map_err(|_| Error::ArcKeyFile {
+                path: path.clone(),
+                reason: "its content cannot be sent in an HTTP header".into(),
             })?;
         Ok(inner.http.send(second, timeout).await)
     }
