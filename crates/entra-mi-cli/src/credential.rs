@@ -135,15 +135,18 @@ pub(crate) fn build(
     if kind != CredentialKind::Auto || chosen.id == ManagedIdentityId::SystemAssigned {
         return Ok(chosen);
     }
+    if !chosen.chain.links().contains(&ChainLink::ManagedIdentity) {
+        return Err(Failure::new(
+            "--client-id/--object-id/--resource-id select a managed identity, but AZURE_TOKEN_CREDENTIALS leaves no managed identity in the chain; pass --credential managed-identity",
+        ));
+    }
     match chosen.serving_link() {
-        Some(ChainLink::ManagedIdentity) => chosen.narrowed_to(ChainLink::ManagedIdentity),
-        Some(link) => Err(Failure::new(format!(
-            "--client-id/--object-id/--resource-id select a managed identity, but the {link} credential comes before it in the chain and would answer instead ({}); pass --credential managed-identity, or unset the {link} credential's variables",
+        Some(link) if link != ChainLink::ManagedIdentity => Err(Failure::new(format!(
+            "--client-id/--object-id/--resource-id select a managed identity, but the {link} credential comes before it in the chain and would answer instead (it gets its tokens {}); pass --credential managed-identity, or unset the {link} credential's variables",
             chosen.origin(link).description
         ))),
-        None => Err(Failure::new(
-            "--client-id/--object-id/--resource-id select a managed identity, but AZURE_TOKEN_CREDENTIALS leaves no managed identity in the chain; pass --credential managed-identity",
-        )),
+        // The managed identity answers (it is always configured, so there is an answer).
+        _ => chosen.narrowed_to(ChainLink::ManagedIdentity),
     }
 }
 

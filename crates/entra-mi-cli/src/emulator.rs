@@ -235,6 +235,15 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
             ("IDENTITY_HEADER", emulator.identity_header()),
         ],
     };
+    // Listening before the environment is printed: whoever reads it may press Ctrl-C (or send
+    // SIGINT) at once, and that must stop the emulator, not kill the process.
+    let interrupted = match ctrl_c() {
+        Ok(interrupted) => interrupted,
+        Err(e) => {
+            emulator.shutdown().await;
+            return Err(Failure::new(format!("cannot wait for Ctrl-C: {e}")));
+        }
+    };
     let text = if args.print_env {
         env.iter()
             .map(|(k, v)| format!("{k}={v}\n"))
@@ -273,11 +282,21 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
         emulator.shutdown().await;
         return Err(failure);
     }
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| Failure::new(format!("cannot wait for Ctrl-C: {e}")))?;
+    interrupted.await;
     emulator.shutdown().await;
     // Nothing is left to report to if standard error is gone.
     let _ = writeln!(std::io::stderr(), "entra-mi emulator stopped");
     Ok(())
+}
+
+/// Listens for Ctrl-C (SIGINT) from now on; the future ends when it comes. (Tokio's
+/// `signal::ctrl_c` starts listening only when first polled, which leaves a window.)
+fn ctrl_c() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    #[cfg(windows)]
+    let mut signal = tokio::signal::windows::ctrl_c()?;
+    Ok(async move {
+        signal.recv().await;
+    })
 }
