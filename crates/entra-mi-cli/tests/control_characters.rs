@@ -11,7 +11,7 @@ use entra_mi_emulator::{ApiApp, Emulator, Identity};
 use serde_json::{Value, json};
 
 use common::server::Canned;
-use common::{Run, run};
+use common::{run_async, strings};
 
 /// The escape sequence and the carriage return of the brief, plus C1 CSI and RLO.
 const EVIL: &str = "\x1b[31mred\rover\u{9b}2J\u{202E}rlo";
@@ -29,19 +29,6 @@ fn assert_terminal_safe(what: &str, out: &str) {
             c as u32
         );
     }
-}
-
-async fn run_async(env: Vec<(&'static str, String)>, args: Vec<String>) -> Run {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&env, &args)
-    })
-    .await
-    .unwrap()
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
 
 /// An IMDS that refuses every request with `error_description` carrying [`EVIL`].

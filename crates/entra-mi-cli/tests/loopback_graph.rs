@@ -10,7 +10,7 @@ use entra_mi_emulator::{Emulator, Identity};
 use serde_json::Value;
 
 use common::server::Canned;
-use common::{Run, run};
+use common::{run_async, strings};
 
 /// An emulator whose system-assigned identity may read app-role assignments, and an app.
 async fn emulator() -> (Emulator, Identity) {
@@ -28,19 +28,6 @@ async fn emulator() -> (Emulator, Identity) {
         .await
         .unwrap();
     (emu, app)
-}
-
-async fn run_async(env: Vec<(&'static str, String)>, args: Vec<String>) -> Run {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(&env, &args)
-    })
-    .await
-    .unwrap()
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

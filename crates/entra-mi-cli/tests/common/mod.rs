@@ -143,3 +143,48 @@ pub fn stand_in_az(dir: &std::path::Path) -> String {
     );
     format!("{}:/usr/bin:/bin", dir.display())
 }
+
+/// [`run`] from async tests (on a blocking thread, so the test's servers keep serving).
+pub async fn run_async(env: Vec<(&'static str, String)>, args: Vec<String>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&env, &args)
+    })
+    .await
+    .unwrap()
+}
+
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// A loopback port that refuses connections, for as long as the socket lives (a port released
+/// at once could be taken by another test's server meanwhile).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// Asserts `code` with the output in the message, and that a failure says why on stderr, with
+/// the command's prefix.
+pub fn expect(r: &Run, code: i32, what: &str) {
+    assert_eq!(
+        r.code, code,
+        "{what}\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    if code == 1 {
+        assert!(r.stderr.starts_with("entra-mi: "), "{what}: {}", r.stderr);
+    }
+    if code == 2 {
+        // clap's error, or its help when no subcommand is given at all.
+        assert!(
+            r.stderr.starts_with("error: ") || r.stderr.contains("Usage: entra-mi <COMMAND>"),
+            "{what}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{what}: {}", r.stdout);
+    }
+}
