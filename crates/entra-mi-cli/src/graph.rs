@@ -204,10 +204,19 @@ impl From<GraphError> for Failure {
 /// A Microsoft Graph base URL (`--graph-url`, `ENTRA_MI_GRAPH_URL`): absolute, `https` (plain
 /// `http` only to a loopback host, the emulator), without query or credentials; `/v1.0` is
 /// appended unless it is there.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct GraphUrl {
     /// The base with `/v1.0`, no trailing slash.
     url: url::Url,
+    /// Its origin and the audience of the tokens it gets: Graph of that cloud
+    /// (`https://<host>`), or the public cloud's Graph for a loopback URL (the emulator).
+    route: Route,
+}
+
+impl std::fmt::Debug for GraphUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GraphUrl").field(&self.url.as_str()).finish()
+    }
 }
 
 impl GraphUrl {
@@ -237,7 +246,16 @@ impl GraphUrl {
             format!("{path}/v1.0")
         };
         url.set_path(&path);
-        Ok(GraphUrl { url })
+        let host = url.host_str().unwrap_or_default();
+        let origin = format!("{}://{host}", url.scheme())
+            + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let audience = if is_loopback(&url) {
+            Audience::microsoft_graph()
+        } else {
+            Audience::new(&format!("https://{host}")).map_err(|e| e.to_string())?
+        };
+        let route = Route::new(&origin, audience).map_err(|e| e.to_string())?;
+        Ok(GraphUrl { url, route })
     }
 
     /// True when the host is on loopback (the emulator, or any local program).
@@ -260,23 +278,14 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    /// A client for the Graph at `base`. Tokens are for the Graph of that cloud
-    /// (`https://<host>`); a loopback URL (the emulator) is the public cloud's Graph and may be
-    /// plain `http`: the caller makes sure such a token comes from a loopback source too.
+    /// A client for the Graph at `base`, with tokens for its audience. A loopback URL (the
+    /// emulator) is the public cloud's Graph and may be plain `http`: the caller makes sure
+    /// such a token comes from a loopback source too.
     pub(crate) fn new(base: &GraphUrl, provider: &TokenProvider) -> Result<Graph, Failure> {
         let url = &base.url;
-        let loopback = base.is_loopback();
-        let origin_url = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default())
-            + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let audience = if loopback {
-            Audience::microsoft_graph()
-        } else {
-            Audience::new(&format!("https://{}", url.host_str().unwrap_or_default()))?
-        };
-        let route = Route::new(&origin_url, audience)?;
         let middleware = BearerAuthMiddleware::builder(provider)
-            .route(route)
-            .allow_http_loopback(loopback)
+            .route(base.route.clone())
+            .allow_http_loopback(base.is_loopback())
             .build()?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -479,5 +488,36 @@ impl Graph {
             }
         }
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_urls() {
+        let public = GraphUrl::parse(GraphUrl::PUBLIC).unwrap();
+        assert_eq!(public.to_string(), "https://graph.microsoft.com/v1.0");
+        assert!(!public.is_loopback());
+        let china = GraphUrl::parse("https://microsoftgraph.chinacloudapi.cn/v1.0/").unwrap();
+        assert_eq!(
+            china.to_string(),
+            "https://microsoftgraph.chinacloudapi.cn/v1.0"
+        );
+        let emulator = GraphUrl::parse("http://127.0.0.1:8080").unwrap();
+        assert!(emulator.is_loopback());
+        for (bad, why) in [
+            ("graph.microsoft.com", "absolute"),
+            ("http://graph.microsoft.com", "https"),
+            ("http://0.0.0.0:8080", "https"),
+            ("https://graph.microsoft.com/?$top=1", "query"),
+            ("https://graph.microsoft.com/#x", "fragment"),
+            ("https://user:pw@graph.microsoft.com", "credentials"),
+        ] {
+            let e = GraphUrl::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("pw"), "{e}");
+        }
     }
 }
