@@ -1,5 +1,6 @@
 //! `entra-mi emulator`: the managed-identity endpoints on loopback, for local development.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use clap::{Args, ValueEnum};
 use entra_mi_emulator::{Emulator, Identity, MAX_TOKEN_LIFETIME};
 use serde_json::Value;
 
-use crate::Failure;
+use crate::{Failure, output, printable, values};
 
 /// Arguments of `entra-mi emulator`.
 #[derive(Args, Debug)]
@@ -17,15 +18,20 @@ pub(crate) struct EmulatorArgs {
     port: u16,
     /// Token lifetime in seconds, from 1 to 315360000 (10 years); real managed-identity
     /// tokens live about 24 h, and `entra-mi` itself refuses tokens that live over 7 days.
-    #[arg(long, value_name = "SECONDS", default_value_t = 86_399)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 86_399,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_LIFETIME.as_secs())
+    )]
     token_lifetime: u64,
     /// Add a user-assigned identity with this name (repeatable).
-    #[arg(long = "identity", value_name = "NAME")]
+    #[arg(long = "identity", value_name = "NAME", value_parser = values::non_empty)]
     identities: Vec<String>,
     /// Give an identity an app role on an API: `IDENTITY,AUDIENCE,ROLE`, where IDENTITY is a
     /// user-assigned identity's name or `system` (repeatable).
-    #[arg(long = "role", value_name = "IDENTITY,AUDIENCE,ROLE")]
-    roles: Vec<String>,
+    #[arg(long = "role", value_name = "IDENTITY,AUDIENCE,ROLE", value_parser = parse_role)]
+    roles: Vec<RoleArg>,
     /// Read identities, roles, port and lifetime from a JSON file:
     /// `{"port": 0, "token_lifetime": 3600, "identities": ["orders-api"],
     ///   "roles": [{"identity": "orders-api", "audience": "https://graph.microsoft.com", "roles": ["User.Read.All"]}]}`
@@ -47,9 +53,56 @@ enum EnvFor {
     AppService,
 }
 
+/// `--role IDENTITY,AUDIENCE,ROLE`.
+#[derive(Clone, Debug)]
+pub(crate) struct RoleArg {
+    identity: String,
+    audience: String,
+    role: String,
+}
+
+/// `--role`: three non-empty parts (a clap value parser).
+fn parse_role(value: &str) -> Result<RoleArg, String> {
+    match value.split(',').collect::<Vec<_>>().as_slice() {
+        [i, a, r] if !i.is_empty() && !a.is_empty() && !r.is_empty() => Ok(RoleArg {
+            identity: (*i).to_owned(),
+            audience: (*a).to_owned(),
+            role: (*r).to_owned(),
+        }),
+        _ => Err("expected IDENTITY,AUDIENCE,ROLE".into()),
+    }
+}
+
 /// The allowed token lifetimes, in seconds: 1 to the emulator's maximum (10 years).
 fn lifetime_in_range(seconds: u64) -> bool {
     (1..=MAX_TOKEN_LIFETIME.as_secs()).contains(&seconds)
+}
+
+impl EmulatorArgs {
+    /// What the command line alone shows wrong: without `--config`, the identities are
+    /// exactly the `--identity` names, so a `--role` naming another one is a usage error.
+    /// (With `--config`, the file may name it: that is checked when the file is read.)
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.config.is_some() {
+            return Ok(());
+        }
+        match self
+            .roles
+            .iter()
+            .find(|r| r.identity != "system" && !self.identities.contains(&r.identity))
+        {
+            Some(r) => Err(unknown_identity(&r.identity)),
+            None => Ok(()),
+        }
+    }
+}
+
+fn unknown_identity(who: &str) -> String {
+    format!(
+        "--role names unknown identity {:?}; add it with --identity {}",
+        printable::text(who),
+        printable::text(who)
+    )
 }
 
 struct Settings {
@@ -59,14 +112,10 @@ struct Settings {
     roles: Vec<(String, String, String)>,
 }
 
+/// The settings from the flags and the `--config` file. The file is part of the environment:
+/// what is wrong with it is a failure (exit 1), not a usage error.
 fn settings(args: &EmulatorArgs) -> Result<Settings, Failure> {
     let max = MAX_TOKEN_LIFETIME.as_secs();
-    if !lifetime_in_range(args.token_lifetime) {
-        return Err(Failure::usage(format!(
-            "--token-lifetime {}: must be from 1 to {max} seconds (10 years)",
-            args.token_lifetime
-        )));
-    }
     let mut s = Settings {
         port: args.port,
         lifetime: args.token_lifetime,
@@ -74,21 +123,21 @@ fn settings(args: &EmulatorArgs) -> Result<Settings, Failure> {
         roles: Vec::new(),
     };
     if let Some(path) = &args.config {
-        let shown = path.display();
+        let shown = printable::text(&path.display().to_string()).into_owned();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("--config {shown}: {e}")))?;
+            .map_err(|e| Failure::new(format!("--config {shown}: {e}")))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| {
-            Failure::usage(format!(
+            Failure::new(format!(
                 "--config {shown}: not valid JSON at line {} column {}",
                 e.line(),
                 e.column()
             ))
         })?;
-        let bad = |what: &str| Failure::usage(format!("--config {shown}: {what}"));
+        let bad = |what: &str| Failure::new(format!("--config {shown}: {what}"));
         let obj = v.as_object().ok_or_else(|| bad("expected a JSON object"))?;
         for key in obj.keys() {
             if !["port", "token_lifetime", "identities", "roles"].contains(&key.as_str()) {
-                return Err(bad(&format!("unknown key {key:?}")));
+                return Err(bad(&format!("unknown key {:?}", printable::text(key))));
             }
         }
         if let Some(p) = obj.get("port") {
@@ -111,7 +160,8 @@ fn settings(args: &EmulatorArgs) -> Result<Settings, Failure> {
             {
                 s.identities.push(
                     id.as_str()
-                        .ok_or_else(|| bad("`identities` must hold strings"))?
+                        .filter(|n| !n.trim().is_empty())
+                        .ok_or_else(|| bad("`identities` must hold non-empty strings"))?
                         .to_owned(),
                 );
             }
@@ -141,18 +191,8 @@ fn settings(args: &EmulatorArgs) -> Result<Settings, Failure> {
         }
     }
     for r in &args.roles {
-        let parts: Vec<&str> = r.split(',').collect();
-        match parts.as_slice() {
-            [i, a, role] if !i.is_empty() && !a.is_empty() && !role.is_empty() => {
-                s.roles
-                    .push(((*i).to_owned(), (*a).to_owned(), (*role).to_owned()))
-            }
-            _ => {
-                return Err(Failure::usage(format!(
-                    "--role {r:?}: expected IDENTITY,AUDIENCE,ROLE"
-                )));
-            }
-        }
+        s.roles
+            .push((r.identity.clone(), r.audience.clone(), r.role.clone()));
     }
     Ok(s)
 }
@@ -179,11 +219,7 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
             &identities
                 .iter()
                 .find(|i| i.display_name == *who || i.client_id == *who || i.object_id == *who)
-                .ok_or_else(|| {
-                    Failure::usage(format!(
-                        "--role names unknown identity {who:?}; add it with --identity {who}"
-                    ))
-                })?
+                .ok_or_else(|| Failure::new(unknown_identity(who)))?
                 .object_id
         };
         builder = builder.roles(object_id, audience, &[role.as_str()]);
@@ -191,7 +227,7 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
     let emulator = builder
         .start()
         .await
-        .map_err(|e| Failure::auth(format!("cannot start the emulator: {e}")))?;
+        .map_err(|e| Failure::new(format!("cannot start the emulator: {e}")))?;
     let env: Vec<(&str, String)> = match args.env_for {
         EnvFor::Imds => vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", emulator.imds_host())],
         EnvFor::AppService => vec![
@@ -199,39 +235,68 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
             ("IDENTITY_HEADER", emulator.identity_header()),
         ],
     };
-    if args.print_env {
-        for (k, v) in &env {
-            println!("{k}={v}");
+    // Listening before the environment is printed: whoever reads it may press Ctrl-C (or send
+    // SIGINT) at once, and that must stop the emulator, not kill the process.
+    let interrupted = match ctrl_c() {
+        Ok(interrupted) => interrupted,
+        Err(e) => {
+            emulator.shutdown().await;
+            return Err(Failure::new(format!("cannot wait for Ctrl-C: {e}")));
         }
+    };
+    let text = if args.print_env {
+        env.iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect::<String>()
     } else {
-        println!("entra-mi emulator listening on {}", emulator.base_url());
-        println!("  IMDS:         {}", emulator.imds_token_url());
-        println!("  App Service:  {}", emulator.app_service_endpoint());
-        println!("  JWKS:         {}", emulator.jwks_url());
-        println!("  tenant:       {}", emulator.tenant_id());
-        println!("identities:");
-        println!(
-            "  system-assigned  object id {}  client id {}",
-            system.object_id, system.client_id
-        );
+        let mut lines = vec![
+            format!("entra-mi emulator listening on {}", emulator.base_url()),
+            format!("  IMDS:         {}", emulator.imds_token_url()),
+            format!("  App Service:  {}", emulator.app_service_endpoint()),
+            format!("  JWKS:         {}", emulator.jwks_url()),
+            format!("  tenant:       {}", emulator.tenant_id()),
+            "identities:".to_owned(),
+            format!(
+                "  system-assigned  object id {}  client id {}",
+                system.object_id, system.client_id
+            ),
+        ];
         for id in &identities {
-            println!(
+            // Names may come from a configuration file.
+            lines.push(format!(
                 "  {}  object id {}  client id {}\n    resource id {}",
-                id.display_name, id.object_id, id.client_id, id.resource_id
-            );
+                printable::text(&id.display_name),
+                id.object_id,
+                id.client_id,
+                printable::text(&id.resource_id)
+            ));
         }
-        println!("point an unmodified app at it (this shell):");
+        lines.push("point an unmodified app at it (this shell):".to_owned());
         for (k, v) in &env {
-            println!("  export {k}={v}");
+            lines.push(format!("  export {k}={v}"));
         }
-        println!("Ctrl-C stops it.");
+        lines.push("Ctrl-C stops it.".to_owned());
+        lines.join("\n") + "\n"
+    };
+    if let Err(failure) = output::emit(text) {
+        emulator.shutdown().await;
+        return Err(failure);
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| Failure::auth(format!("cannot wait for Ctrl-C: {e}")))?;
+    interrupted.await;
     emulator.shutdown().await;
-    eprintln!("entra-mi emulator stopped");
+    // Nothing is left to report to if standard error is gone.
+    let _ = writeln!(std::io::stderr(), "entra-mi emulator stopped");
     Ok(())
+}
+
+/// Listens for Ctrl-C (SIGINT) from now on; the future ends when it comes. (Tokio's
+/// `signal::ctrl_c` starts listening only when first polled, which leaves a window.)
+fn ctrl_c() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    #[cfg(windows)]
+    let mut signal = tokio::signal::windows::ctrl_c()?;
+    Ok(async move {
+        signal.recv().await;
+    })
 }

@@ -10,7 +10,8 @@ use entra_mi_reqwest::BearerAuthMiddleware;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::Failure;
+use crate::loopback::is_loopback;
+use crate::{Failure, printable};
 
 /// At most this many attempts per request when Graph throttles.
 const MAX_ATTEMPTS: u32 = 5;
@@ -36,7 +37,8 @@ const MAX_LISTING: usize = 64 * 1024 * 1024;
 #[derive(Debug)]
 #[non_exhaustive]
 pub(crate) enum GraphError {
-    /// Graph answered with an error.
+    /// Graph answered with an error (its code and message with control characters
+    /// replaced: see [`printable`]).
     Api {
         status: u16,
         code: String,
@@ -195,7 +197,76 @@ async fn read_capped(
 
 impl From<GraphError> for Failure {
     fn from(e: GraphError) -> Self {
-        Failure::auth(e.to_string())
+        Failure::new(e.to_string())
+    }
+}
+
+/// A Microsoft Graph base URL (`--graph-url`, `ENTRA_MI_GRAPH_URL`): absolute, `https` (plain
+/// `http` only to a loopback host, the emulator), without query or credentials; `/v1.0` is
+/// appended unless it is there.
+#[derive(Clone)]
+pub(crate) struct GraphUrl {
+    /// The base with `/v1.0`, no trailing slash.
+    url: url::Url,
+    /// Its origin and the audience of the tokens it gets: Graph of that cloud
+    /// (`https://<host>`), or the public cloud's Graph for a loopback URL (the emulator).
+    route: Route,
+}
+
+impl std::fmt::Debug for GraphUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GraphUrl").field(&self.url.as_str()).finish()
+    }
+}
+
+impl GraphUrl {
+    /// Microsoft Graph in the public cloud.
+    pub(crate) const PUBLIC: &str = "https://graph.microsoft.com";
+
+    /// Checks `value` (a clap value parser: its errors are usage errors).
+    pub(crate) fn parse(value: &str) -> Result<GraphUrl, String> {
+        let mut url = url::Url::parse(value).map_err(|e| format!("not an absolute URL ({e})"))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("the URL has no host".into());
+        }
+        if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
+            return Err("must be https (plain http only for a loopback emulator)".into());
+        }
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err("must not carry a query, fragment or credentials".into());
+        }
+        let path = url.path().trim_end_matches('/').to_owned();
+        let path = if path.ends_with("/v1.0") {
+            path
+        } else {
+            format!("{path}/v1.0")
+        };
+        url.set_path(&path);
+        let host = url.host_str().unwrap_or_default();
+        let origin = format!("{}://{host}", url.scheme())
+            + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let audience = if is_loopback(&url) {
+            Audience::microsoft_graph()
+        } else {
+            Audience::new(&format!("https://{host}")).map_err(|e| e.to_string())?
+        };
+        let route = Route::new(&origin, audience).map_err(|e| e.to_string())?;
+        Ok(GraphUrl { url, route })
+    }
+
+    /// True when the host is on loopback (the emulator, or any local program).
+    pub(crate) fn is_loopback(&self) -> bool {
+        is_loopback(&self.url)
+    }
+}
+
+impl std::fmt::Display for GraphUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.url.as_str())
     }
 }
 
@@ -206,55 +277,21 @@ pub(crate) struct Graph {
     origin: url::Origin,
 }
 
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 impl Graph {
-    /// A client for the Graph at `base_url` (`https://graph.microsoft.com`, with or without
-    /// `/v1.0`). Tokens are for the Graph of that cloud (`https://<host>`); a loopback URL (the
-    /// emulator) is the public cloud's Graph and may be plain `http`.
-    pub(crate) fn new(base_url: &str, provider: &TokenProvider) -> Result<Graph, Failure> {
-        let bad = |why: &str| Failure::usage(format!("Graph URL {base_url:?}: {why}"));
-        let mut url = url::Url::parse(base_url).map_err(|_| bad("not an absolute URL"))?;
-        let loopback = is_loopback(&url);
-        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
-            return Err(bad(
-                "must be https (plain http only for a loopback emulator)",
-            ));
-        }
-        if url.query().is_some() || !url.username().is_empty() {
-            return Err(bad("must not carry a query or credentials"));
-        }
-        let path = url.path().trim_end_matches('/').to_owned();
-        let path = if path.ends_with("/v1.0") {
-            path
-        } else {
-            format!("{path}/v1.0")
-        };
-        url.set_path(&path);
-        let origin_url = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default())
-            + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
-        let audience = if loopback {
-            Audience::microsoft_graph()
-        } else {
-            Audience::new(&format!("https://{}", url.host_str().unwrap_or_default()))?
-        };
-        let route = Route::new(&origin_url, audience)?;
+    /// A client for the Graph at `base`, with tokens for its audience. A loopback URL (the
+    /// emulator) is the public cloud's Graph and may be plain `http`: the caller makes sure
+    /// such a token comes from a loopback source too.
+    pub(crate) fn new(base: &GraphUrl, provider: &TokenProvider) -> Result<Graph, Failure> {
+        let url = &base.url;
         let middleware = BearerAuthMiddleware::builder(provider)
-            .route(route)
-            .allow_http_loopback(loopback)
+            .route(base.route.clone())
+            .allow_http_loopback(base.is_loopback())
             .build()?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| Failure::auth(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| Failure::new(format!("cannot build the HTTP client: {e}")))?;
         Ok(Graph {
             http: reqwest_middleware::ClientBuilder::new(client)
                 .with(middleware)
@@ -386,7 +423,11 @@ impl Graph {
             }
             let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
             let err = parsed.as_ref().map(|v| &v["error"]);
-            let text = |k: &str| err.and_then(|e| e[k].as_str()).map(str::to_owned);
+            // Graph's own words, made safe to print.
+            let text = |k: &str| {
+                err.and_then(|e| e[k].as_str())
+                    .map(|s| printable::text(s).into_owned())
+            };
             return Err(Capped::Graph(GraphError::Api {
                 status,
                 code: text("code").unwrap_or_else(|| "(no error code)".into()),
@@ -447,5 +488,36 @@ impl Graph {
             }
         }
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_urls() {
+        let public = GraphUrl::parse(GraphUrl::PUBLIC).unwrap();
+        assert_eq!(public.to_string(), "https://graph.microsoft.com/v1.0");
+        assert!(!public.is_loopback());
+        let china = GraphUrl::parse("https://microsoftgraph.chinacloudapi.cn/v1.0/").unwrap();
+        assert_eq!(
+            china.to_string(),
+            "https://microsoftgraph.chinacloudapi.cn/v1.0"
+        );
+        let emulator = GraphUrl::parse("http://127.0.0.1:8080").unwrap();
+        assert!(emulator.is_loopback());
+        for (bad, why) in [
+            ("graph.microsoft.com", "absolute"),
+            ("http://graph.microsoft.com", "https"),
+            ("http://0.0.0.0:8080", "https"),
+            ("https://graph.microsoft.com/?$top=1", "query"),
+            ("https://graph.microsoft.com/#x", "fragment"),
+            ("https://user:pw@graph.microsoft.com", "credentials"),
+        ] {
+            let e = GraphUrl::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("pw"), "{e}");
+        }
     }
 }

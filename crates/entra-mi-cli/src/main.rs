@@ -1,26 +1,40 @@
 //! `entra-mi`: managed-identity tokens from the command line, a diagnosis of the environment,
-//! and a local emulator of the managed-identity endpoints.
+//! app-role permissions, and a local emulator of the managed-identity endpoints.
 //!
-//! Exit codes: 0 success, 1 authentication or endpoint failure (message on stderr, never a
-//! secret), 2 usage error.
+//! Exit codes, the same for every subcommand (messages on stderr, prefixed `entra-mi: `,
+//! never a secret):
+//!
+//! | code | when |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | anything that depends on the environment: no token, an unreachable or refusing endpoint, an expired token, a user-assigned selector the detected source cannot honour, an app role the API does not define, an invalid token given to `validate` |
+//! | 2 | only what the command line alone shows wrong: a missing, conflicting or malformed flag (clap usage errors) |
+//!
+//! So flag values the command line alone can judge (a malformed GUID, audience, URL, range)
+//! are checked by clap's value parsers, and every failure at run time is 1: the same command
+//! line is never 2 in one environment and 0 in another.
 
 mod claims;
 mod credential;
 mod doctor;
 mod emulator;
 mod graph;
+mod loopback;
+mod output;
 mod perms;
+mod printable;
 mod progress;
 mod token;
+mod values;
 
+use std::io::Write;
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 
-/// Exit code for a failure to get a token or reach an endpoint.
+/// Exit code for every failure that depends on the environment (clap's usage errors exit 2).
 const EXIT_FAILURE: u8 = 1;
-/// Exit code for a usage error (clap uses the same).
-const EXIT_USAGE: u8 = 2;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -29,7 +43,15 @@ Examples:
   entra-mi doctor --resource api://11111111-2222-3333-4444-555555555555
   entra-mi perms grant --identity orders-api --api graph --role User.Read.All
   entra-mi emulator --identity orders-api --print-env
-  entra-mi completions bash > /etc/bash_completion.d/entra-mi";
+  entra-mi completions bash > /etc/bash_completion.d/entra-mi
+
+Exit codes (every subcommand):
+  0  success
+  1  anything that depends on the environment: no token, an unreachable or refusing
+     endpoint, an expired token, a user-assigned selector the detected source cannot
+     honour, an app role the API does not define, an invalid token given to `validate`
+  2  only what the command line alone shows wrong: a missing, conflicting or malformed
+     flag (clap usage errors)";
 
 /// Managed-identity tokens for Microsoft Entra ID protected APIs.
 #[derive(Parser, Debug)]
@@ -70,24 +92,54 @@ enum Command {
     },
 }
 
-/// A failure that ends the command: what to print and which exit code to use.
+impl Command {
+    /// What the command line alone shows wrong beyond what clap's declarations catch (a
+    /// combination of flags): a usage error, exit 2.
+    fn check(&self) -> Result<(), clap::Error> {
+        let conflict = |path: &[&str], message: String| {
+            usage_error(path, ErrorKind::ArgumentConflict, message)
+        };
+        match self {
+            Command::Token(args) => args.check().map_err(|m| conflict(&["token"], m)),
+            Command::Doctor(args) => args.check().map_err(|m| conflict(&["doctor"], m)),
+            Command::Perms(cmd) => cmd
+                .check()
+                .map_err(|(name, m)| conflict(&["perms", name], m)),
+            Command::Emulator(args) => args
+                .check()
+                .map_err(|m| usage_error(&["emulator"], ErrorKind::ValueValidation, m)),
+            Command::Completions { .. } => Ok(()),
+        }
+    }
+}
+
+/// A clap usage error of the subcommand at `path`, formatted and exiting (2) like the errors
+/// clap finds itself.
+fn usage_error(path: &[&str], kind: ErrorKind, message: String) -> clap::Error {
+    fn at(cmd: &mut clap::Command, path: &[&str], kind: ErrorKind, message: String) -> clap::Error {
+        match path.split_first() {
+            Some((name, rest)) => match cmd.find_subcommand_mut(name) {
+                Some(sub) => at(sub, rest, kind, message),
+                None => cmd.error(kind, message),
+            },
+            None => cmd.error(kind, message),
+        }
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    at(&mut cmd, path, kind, message)
+}
+
+/// A failure at run time: what to print on stderr. Every one exits 1; what the command line
+/// alone shows wrong is found by clap before anything runs (exit 2).
 #[derive(Debug)]
 pub(crate) struct Failure {
-    code: u8,
     message: String,
 }
 
 impl Failure {
-    pub(crate) fn auth(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
-            code: EXIT_FAILURE,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn usage(message: impl Into<String>) -> Self {
-        Self {
-            code: EXIT_USAGE,
             message: message.into(),
         }
     }
@@ -95,36 +147,38 @@ impl Failure {
 
 impl From<entra_mi::Error> for Failure {
     fn from(e: entra_mi::Error) -> Self {
-        match e {
-            entra_mi::Error::InvalidAudience { .. } => Failure::usage(e.to_string()),
-            other => Failure::auth(other.to_string()),
-        }
+        Failure::new(e.to_string())
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = cli.command.check() {
+        e.exit();
+    }
     let result = match cli.command {
         Command::Token(args) => token::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Emulator(args) => emulator::run(args).await,
         Command::Perms(cmd) => perms::run(cmd).await,
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "entra-mi",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            // Into memory first: the generator panics when a write fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "entra-mi", &mut script);
+            output::emit(script)
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("entra-mi: {}", failure.message);
-            ExitCode::from(failure.code)
+            // Nothing is left to report to if standard error is gone too.
+            let _ = writeln!(
+                std::io::stderr(),
+                "entra-mi: {}",
+                printable::lines(&failure.message)
+            );
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

@@ -8,13 +8,14 @@ use entra_mi::{Environment, TokenProvider};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::Failure;
 use crate::credential::{self, CredentialKind, IdentityArgs};
-use crate::graph::{Graph, GraphError};
-use crate::progress;
+use crate::graph::{Graph, GraphError, GraphUrl};
+use crate::{Failure, output, printable, progress, values};
 
 const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 const ARM_APP_ID: &str = "797f4846-ba00-4fd7-ba43-dac1f8f63013";
+/// The variable that gives the Graph URL when `--graph-url` does not.
+const ENTRA_MI_GRAPH_URL: &str = "ENTRA_MI_GRAPH_URL";
 
 /// `entra-mi perms …`
 #[derive(Subcommand, Debug)]
@@ -38,7 +39,7 @@ pub(crate) enum PermsCommand {
 #[derive(Args, Debug)]
 pub(crate) struct Common {
     /// The managed identity: its object (principal) id, or its display name when unique.
-    #[arg(long, value_name = "OBJECT-ID|NAME")]
+    #[arg(long, value_name = "OBJECT-ID|NAME", value_parser = values::non_empty)]
     identity: String,
     /// The credential that talks to Graph (it needs AppRoleAssignment.ReadWrite.All to change
     /// assignments, Application.Read.All to read them).
@@ -46,13 +47,11 @@ pub(crate) struct Common {
     credential: CredentialKind,
     #[command(flatten)]
     admin_identity: IdentityArgs,
-    /// Microsoft Graph's base URL (sovereign clouds, the emulator).
-    #[arg(
-        long,
-        env = "ENTRA_MI_GRAPH_URL",
-        default_value = "https://graph.microsoft.com"
-    )]
-    graph_url: String,
+    /// Microsoft Graph's base URL (sovereign clouds, the emulator) [default: $ENTRA_MI_GRAPH_URL,
+    /// else https://graph.microsoft.com]. A loopback URL is used only with a token source on
+    /// loopback too (the emulator).
+    #[arg(long, value_name = "URL", value_parser = GraphUrl::parse)]
+    graph_url: Option<GraphUrl>,
     /// `human` (default) or `json`.
     #[arg(long, value_enum, default_value_t = PermsOutput::Human)]
     output: PermsOutput,
@@ -70,7 +69,7 @@ pub(crate) struct ListArgs {
     #[command(flatten)]
     common: Common,
     /// Only roles on this API: an application id, `graph` or `arm`.
-    #[arg(long, value_name = "APP-ID|graph|arm")]
+    #[arg(long, value_name = "APP-ID|graph|arm", value_parser = api_app_id)]
     api: Option<String>,
 }
 
@@ -80,10 +79,15 @@ pub(crate) struct ChangeArgs {
     #[command(flatten)]
     common: Common,
     /// The API: an application id, `graph` or `arm`.
-    #[arg(long, value_name = "APP-ID|graph|arm")]
+    #[arg(long, value_name = "APP-ID|graph|arm", value_parser = api_app_id)]
     api: String,
     /// A role value such as `User.Read.All` (repeatable).
-    #[arg(long = "role", value_name = "VALUE", required = true)]
+    #[arg(
+        long = "role",
+        value_name = "VALUE",
+        required = true,
+        value_parser = values::non_empty
+    )]
     roles: Vec<String>,
     /// Show the exact changes without making them.
     #[arg(long)]
@@ -98,19 +102,36 @@ fn is_guid(s: &str) -> bool {
         })
 }
 
-fn api_app_id(api: &str) -> Result<&str, Failure> {
+/// `--api`: the application id it names (a clap value parser).
+fn api_app_id(api: &str) -> Result<String, String> {
     match api.to_ascii_lowercase().as_str() {
-        "graph" => Ok(GRAPH_APP_ID),
-        "arm" => Ok(ARM_APP_ID),
-        _ if is_guid(api) => Ok(api),
-        _ => Err(Failure::usage(format!(
-            "--api {api:?}: expected an application id (GUID), `graph` or `arm`"
-        ))),
+        "graph" => Ok(GRAPH_APP_ID.to_owned()),
+        "arm" => Ok(ARM_APP_ID.to_owned()),
+        _ if is_guid(api) => Ok(api.to_owned()),
+        _ => Err("expected an application id (GUID), `graph` or `arm`".into()),
     }
 }
 
+impl PermsCommand {
+    /// Flag combinations clap cannot express: the subcommand's name and what is wrong.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        let (name, common) = match self {
+            PermsCommand::List(a) => ("list", &a.common),
+            PermsCommand::Grant(a) => ("grant", &a.common),
+            PermsCommand::Revoke(a) => ("revoke", &a.common),
+        };
+        credential::check_selector(common.credential, &common.admin_identity).map_err(|m| (name, m))
+    }
+}
+
+/// The string `k` of a Graph object, as Graph sent it (for requests and comparisons).
 fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_default().to_owned()
+}
+
+/// The string `k` of a Graph object, safe to print (see [`printable`]).
+fn shown(v: &Value, k: &str) -> String {
+    printable::text(v[k].as_str().unwrap_or_default()).into_owned()
 }
 
 struct Session {
@@ -120,10 +141,24 @@ struct Session {
 impl Session {
     fn open(common: &Common) -> Result<Self, Failure> {
         let env = Environment::process();
-        let chosen = credential::build(common.credential, &common.admin_identity, &env)?;
+        // The flag was checked by clap; the variable is part of the environment.
+        let graph_url = match (&common.graph_url, env.get(ENTRA_MI_GRAPH_URL)) {
+            (Some(url), _) => url.clone(),
+            (None, Some(value)) => GraphUrl::parse(&value).map_err(|why| {
+                Failure::new(format!(
+                    "{ENTRA_MI_GRAPH_URL} {:?}: {why}",
+                    printable::text(&value)
+                ))
+            })?,
+            (None, None) => GraphUrl::parse(GraphUrl::PUBLIC).map_err(Failure::new)?,
+        };
+        let mut chosen = credential::build(common.credential, &common.admin_identity, &env)?;
+        if graph_url.is_loopback() {
+            chosen = chosen.for_loopback_graph(&graph_url.to_string())?;
+        }
         let provider = TokenProvider::builder_shared(chosen.credential()).build();
         Ok(Session {
-            graph: Graph::new(&common.graph_url, &provider)?,
+            graph: Graph::new(&graph_url, &provider)?,
         })
     }
 
@@ -150,11 +185,11 @@ impl Session {
                         Some(sp) => {
                             progress::note(&format!(
                                 "{wanted} is a client id; using its service principal {}",
-                                s(&sp, "id")
+                                shown(&sp, "id")
                             ));
                             Ok(sp)
                         }
-                        None => Err(Failure::auth(format!(
+                        None => Err(Failure::new(format!(
                             "no service principal has object id or client id {wanted} (is the identity in this tenant?)"
                         ))),
                     };
@@ -168,29 +203,28 @@ impl Session {
             .await?;
         match found.len() {
             1 => Ok(found.into_iter().next().unwrap_or_default()),
-            0 => Err(Failure::auth(format!(
+            0 => Err(Failure::new(format!(
                 "no service principal is named {wanted:?}"
             ))),
-            n => Err(Failure::usage(format!(
+            n => Err(Failure::new(format!(
                 "{n} service principals are named {wanted:?}; pass one object id: {}",
                 found
                     .iter()
-                    .map(|sp| s(sp, "id"))
+                    .map(|sp| shown(sp, "id"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
         }
     }
 
-    async fn api(&self, api: &str) -> Result<Value, Failure> {
-        let app_id = api_app_id(api)?;
+    async fn api(&self, app_id: &str) -> Result<Value, Failure> {
         let g = &self.graph;
         let filter = format!("appId eq '{app_id}'");
         let found = g
             .get_all(&g.url("servicePrincipals", &[("$filter", &filter)]))
             .await?;
         found.into_iter().next().ok_or_else(|| {
-            Failure::auth(format!(
+            Failure::new(format!(
                 "no service principal for application {app_id} in this tenant (has the API been consented to or instantiated here?)"
             ))
         })
@@ -287,31 +321,41 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
             "createdDateTime": s(a, "createdDateTime"),
         }));
     }
-    match args.common.output {
-        PermsOutput::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "identity": {"id": identity_id, "displayName": s(&identity, "displayName")},
-                "assignments": rows,
-            }))
-            .unwrap_or_default()
-        ),
+    let mut doc = json!({
+        "identity": {"id": identity_id, "displayName": s(&identity, "displayName")},
+        "assignments": rows,
+    });
+    // Everything below came from Graph: shown only once made safe for a terminal.
+    printable::json(&mut doc);
+    let text = match args.common.output {
+        PermsOutput::Json => pretty(&doc)?,
         PermsOutput::Human => {
-            println!("{} ({identity_id}):", s(&identity, "displayName"));
+            let mut lines = vec![format!(
+                "{} ({}):",
+                s(&doc["identity"], "displayName"),
+                s(&doc["identity"], "id")
+            )];
+            let rows = doc["assignments"].as_array().map_or(&[][..], Vec::as_slice);
             if rows.is_empty() {
-                println!("  no app roles");
+                lines.push("  no app roles".into());
             }
-            for r in &rows {
-                println!(
+            for r in rows {
+                lines.push(format!(
                     "  {:<32} on {} ({})",
                     s(r, "role"),
                     s(r, "api"),
                     s(r, "apiAppId")
-                );
+                ));
             }
+            lines.join("\n")
         }
-    }
-    Ok(())
+    };
+    output::emit(text + "\n")
+}
+
+/// `doc` as indented JSON.
+fn pretty(doc: &Value) -> Result<String, Failure> {
+    serde_json::to_string_pretty(doc).map_err(|e| Failure::new(e.to_string()))
 }
 
 async fn change(args: ChangeArgs, grant: bool) -> Result<(), Failure> {
@@ -339,14 +383,15 @@ async fn change(args: ChangeArgs, grant: bool) -> Result<(), Failure> {
                         "valid ones: {}",
                         names
                             .iter()
-                            .map(|n| n.as_str())
+                            .map(|n| printable::text(n))
                             .collect::<Vec<_>>()
                             .join(", ")
                     )
                 };
-                return Err(Failure::usage(format!(
+                // The API does not define it: that depends on the tenant, not the command line.
+                return Err(Failure::new(format!(
                     "{} has no application role {role:?}; {list}",
-                    s(&api, "displayName")
+                    shown(&api, "displayName")
                 )));
             }
         }
@@ -406,37 +451,50 @@ async fn change(args: ChangeArgs, grant: bool) -> Result<(), Failure> {
     } else {
         None
     };
-    match args.common.output {
-        PermsOutput::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "identity": {"id": identity_id, "displayName": s(&identity, "displayName")},
-                "api": {"id": api_id, "appId": s(&api, "appId"), "displayName": s(&api, "displayName")},
-                "dryRun": args.dry_run,
-                "changes": changes,
-                "note": note,
-            }))
-            .unwrap_or_default()
-        ),
+    let mut doc = json!({
+        "identity": {"id": identity_id, "displayName": s(&identity, "displayName")},
+        "api": {"id": api_id, "appId": s(&api, "appId"), "displayName": s(&api, "displayName")},
+        "dryRun": args.dry_run,
+        "changes": changes,
+        "note": note,
+    });
+    // Names and ids came from Graph: shown only once made safe for a terminal.
+    printable::json(&mut doc);
+    let text = match args.common.output {
+        PermsOutput::Json => pretty(&doc)?,
         PermsOutput::Human => {
-            let who = format!("{} ({identity_id})", s(&identity, "displayName"));
-            for c in &changes {
-                let role = s(c, "role");
-                let api_name = s(&api, "displayName");
-                let line = match c["action"].as_str().unwrap_or_default() {
-                    "granted" => format!("granted {role} on {api_name} to {who}"),
-                    "already-granted" => format!("no change: {who} already has {role} on {api_name}"),
-                    "would-grant" => format!("would grant {role} on {api_name} to {who} (dry run)"),
-                    "revoked" => format!("revoked {role} on {api_name} from {who}"),
-                    "not-granted" => format!("no change: {who} does not have {role} on {api_name}"),
-                    _ => format!("would revoke {role} on {api_name} from {who} (dry run)"),
-                };
-                println!("{line}");
-            }
+            let who = format!(
+                "{} ({})",
+                s(&doc["identity"], "displayName"),
+                s(&doc["identity"], "id")
+            );
+            let api_name = s(&doc["api"], "displayName");
+            let changes = doc["changes"].as_array().map_or(&[][..], Vec::as_slice);
+            let mut lines: Vec<String> = changes
+                .iter()
+                .map(|c| {
+                    let role = s(c, "role");
+                    match c["action"].as_str().unwrap_or_default() {
+                        "granted" => format!("granted {role} on {api_name} to {who}"),
+                        "already-granted" => {
+                            format!("no change: {who} already has {role} on {api_name}")
+                        }
+                        "would-grant" => {
+                            format!("would grant {role} on {api_name} to {who} (dry run)")
+                        }
+                        "revoked" => format!("revoked {role} on {api_name} from {who}"),
+                        "not-granted" => {
+                            format!("no change: {who} does not have {role} on {api_name}")
+                        }
+                        _ => format!("would revoke {role} on {api_name} from {who} (dry run)"),
+                    }
+                })
+                .collect();
             if let Some(n) = note {
-                println!("note: {n}");
+                lines.push(format!("note: {n}"));
             }
+            lines.join("\n")
         }
-    }
-    Ok(())
+    };
+    output::emit(text + "\n")
 }

@@ -29,9 +29,9 @@ pub(crate) async fn step<T>(label: &str, work: impl Future<Output = T>) -> T {
     out
 }
 
-/// A one-line note on stderr (terminals only).
+/// A one-line note on stderr (terminals only), made safe to print: it may quote Graph.
 pub(crate) fn note(message: &str) {
     if interactive() {
-        eprintln!("\r\x1b[2K{message}");
+        eprintln!("\r\x1b[2K{}", crate::printable::text(message));
     }
 }

@@ -414,7 +414,7 @@ fn the_emulator_subcommand_serves_an_unmodified_client_and_stops_on_ctrl_c() {
 }
 
 #[test]
-fn the_emulator_refuses_bad_config_files() {
+fn the_emulator_refuses_bad_config_files_with_exit_1() {
     let none: [(&str, String); 0] = [];
     let dir = std::env::temp_dir().join(format!("entra-mi-cli-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -429,14 +429,15 @@ fn the_emulator_refuses_bad_config_files() {
         let path = dir.join("c.json");
         std::fs::write(&path, body).unwrap();
         let r = run(&none, &["emulator", "--config", path.to_str().unwrap()]);
-        assert_eq!(r.code, 2, "{body}");
+        // The file is part of the environment: exit 1, not a usage error.
+        assert_eq!(r.code, 1, "{body}");
         assert!(r.stderr.contains(needle), "{body}: {}", r.stderr);
     }
     let r = run(
         &none,
         &["emulator", "--config", "/nonexistent/entra-mi.json"],
     );
-    assert_eq!(r.code, 2);
+    assert_eq!(r.code, 1);
     let r = run(
         &none,
         &[

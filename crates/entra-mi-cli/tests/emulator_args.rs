@@ -1,5 +1,6 @@
-//! `entra-mi emulator`: the token lifetime is bounded (1 s to 10 years) on the command line and
-//! in `--config` files, with a usage error naming the option and the range.
+//! `entra-mi emulator`: the token lifetime is bounded (1 s to 10 years) on the command line (a
+//! usage error, exit 2) and in `--config` files (a failure, exit 1: the file is part of the
+//! environment), with an error naming the option and the range.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -49,7 +50,7 @@ fn out_of_range_token_lifetimes_are_usage_errors() {
 }
 
 #[test]
-fn out_of_range_token_lifetimes_in_config_files_are_usage_errors() {
+fn out_of_range_token_lifetimes_in_config_files_exit_1() {
     let none: [(&str, String); 0] = [];
     let dir = std::env::temp_dir().join(format!("entra-mi-cli-lifetime-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -63,7 +64,7 @@ fn out_of_range_token_lifetimes_in_config_files_are_usage_errors() {
     ] {
         std::fs::write(&path, body).unwrap();
         let r = run(&none, &["emulator", "--config", path.to_str().unwrap()]);
-        assert_eq!(r.code, 2, "{body}: {}", r.stderr);
+        assert_eq!(r.code, 1, "{body}: {}", r.stderr);
         assert!(r.stderr.contains("token_lifetime"), "{body}: {}", r.stderr);
         assert!(r.stderr.contains(&MAX.to_string()), "{body}: {}", r.stderr);
     }

@@ -277,7 +277,7 @@ async fn unknown_roles_list_the_valid_ones() {
             "User.Read.Everything",
         ])
         .await;
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr
             .contains("valid ones: AppRoleAssignment.ReadWrite.All, Application.Read.All"),
@@ -297,7 +297,7 @@ async fn unknown_roles_list_the_valid_ones() {
             "Orders.Approve",
         ])
         .await;
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         !out.stderr.contains("valid ones: Orders.Approve"),
         "{}",
@@ -315,7 +315,7 @@ async fn unknown_roles_list_the_valid_ones() {
             "Reader",
         ])
         .await;
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("defines none"), "{}", out.stderr);
     let out = f
         .run(&[
@@ -329,14 +329,18 @@ async fn unknown_roles_list_the_valid_ones() {
             "X",
         ])
         .await;
-    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.code, 2,
+        "a malformed --api is a usage error: {}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn identities_by_name_client_id_and_ambiguity() {
     let f = Fixture::new().await;
     let out = f.run(&["perms", "list", "--identity", "twin"]).await;
-    assert_eq!(out.code, 2);
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr
             .contains("2 service principals are named \"twin\""),
