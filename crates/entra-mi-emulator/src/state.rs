@@ -48,6 +48,7 @@ pub(crate) struct Shared {
     shapes: Mutex<[ResponseShape; Endpoint::COUNT]>,
     pub(crate) graph: crate::graph::GraphState,
     pub(crate) perms: crate::graph_perms::PermsState,
+    pub(crate) key_vault: crate::keyvault::VaultSlot,
 }
 
 /// The inputs of [`Shared::new`].
@@ -124,6 +125,7 @@ impl Shared {
             shapes: Mutex::new(Default::default()),
             graph: Default::default(),
             perms: crate::graph_perms::PermsState::new(config.apis),
+            key_vault: Default::default(),
         }
     }
 
