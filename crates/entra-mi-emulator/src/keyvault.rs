@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -140,8 +140,12 @@ pub(crate) struct Vault {
     authorized: AtomicUsize,
 }
 
-/// The key vault slot of the shared state: set once at start when a vault is configured.
-pub(crate) type VaultSlot = OnceLock<Vault>;
+/// What the vault's handlers see.
+#[derive(Clone)]
+struct VaultState {
+    shared: Arc<Shared>,
+    vault: Arc<Vault>,
+}
 
 impl EmulatorBuilder {
     /// Serves `vault` over TLS on a second loopback port (see [`Emulator::key_vault`]).
@@ -154,19 +158,14 @@ impl EmulatorBuilder {
 impl Emulator {
     /// Where the key vault is served, if the builder configured one.
     pub fn key_vault(&self) -> Option<KeyVaultEndpoint> {
-        self.inner
-            .shared
-            .key_vault
-            .get()
-            .map(|v| v.endpoint.clone())
+        self.inner.key_vault.as_ref().map(|v| v.endpoint.clone())
     }
 
     /// The key vault's request counters (all zero when there is no vault).
     pub fn key_vault_counts(&self) -> KeyVaultCounts {
         self.inner
-            .shared
             .key_vault
-            .get()
+            .as_ref()
             .map(|v| KeyVaultCounts {
                 requests: v.requests.load(Ordering::SeqCst),
                 challenged: v.challenged.load(Ordering::SeqCst),
@@ -177,12 +176,12 @@ impl Emulator {
     }
 }
 
-/// Binds the vault's TLS listener, puts the vault in `shared`, and returns the listener and
-/// the router to serve on it (the vault's routes plus every other endpoint).
+/// Binds the vault's TLS listener and returns it, the router to serve on it (the vault's
+/// routes plus every other endpoint) and the vault.
 pub(crate) async fn start(
     config: KeyVault,
     shared: &Arc<Shared>,
-) -> Result<(crate::tls::TlsListener, Router), crate::EmulatorError> {
+) -> Result<(crate::tls::TlsListener, Router, Arc<Vault>), crate::EmulatorError> {
     let host = format!("{}.vault.azure.net", config.name);
     let tls = crate::tls::bind(&[&host, "localhost", "127.0.0.1"]).await?;
     let url = format!("https://{host}:{}", tls.addr.port());
@@ -194,7 +193,7 @@ pub(crate) async fn start(
             .or_insert_with(|| (name.clone(), Vec::new()));
         entry.1.push(new_version(value, None, None, now));
     }
-    let vault = Vault {
+    let vault = Arc::new(Vault {
         endpoint: KeyVaultEndpoint {
             url,
             host,
@@ -207,16 +206,17 @@ pub(crate) async fn start(
         challenged: AtomicUsize::new(0),
         rejected: AtomicUsize::new(0),
         authorized: AtomicUsize::new(0),
-    };
-    // `start` runs once per emulator, so the slot is empty here.
-    let _ = shared.key_vault.set(vault);
+    });
     let router = Router::new()
         .route("/secrets/{name}", any(secret))
         .route("/secrets/{name}/", any(secret))
         .route("/secrets/{name}/{version}", any(secret_version))
-        .with_state(shared.clone())
+        .with_state(VaultState {
+            shared: shared.clone(),
+            vault: vault.clone(),
+        })
         .merge(crate::routes::router(shared.clone()));
-    Ok((tls, router))
+    Ok((tls, router, vault))
 }
 
 fn new_version(
@@ -236,7 +236,7 @@ fn new_version(
 }
 
 async fn secret(
-    State(s): State<Arc<Shared>>,
+    State(s): State<VaultState>,
     axum::extract::Path(name): axum::extract::Path<String>,
     req: Request,
 ) -> Response {
@@ -244,23 +244,17 @@ async fn secret(
 }
 
 async fn secret_version(
-    State(s): State<Arc<Shared>>,
+    State(s): State<VaultState>,
     axum::extract::Path((name, version)): axum::extract::Path<(String, String)>,
     req: Request,
 ) -> Response {
     handle(&s, &name, Some(&version), req).await
 }
 
-async fn handle(s: &Shared, name: &str, version: Option<&str>, req: Request) -> Response {
-    let Some(vault) = s.key_vault.get() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "No key vault is emulated.",
-        );
-    };
+async fn handle(s: &VaultState, name: &str, version: Option<&str>, req: Request) -> Response {
+    let vault = &*s.vault;
     vault.requests.fetch_add(1, Ordering::SeqCst);
-    if let Err(resp) = check_token(s, vault, &req) {
+    if let Err(resp) = check_token(&s.shared, vault, &req) {
         return resp;
     }
     if !has_api_version(&req) {

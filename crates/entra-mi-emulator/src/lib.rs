@@ -319,9 +319,12 @@ impl EmulatorBuilder {
         ));
         let sf_router = sources::service_fabric_router(shared.clone());
         let tls_stop = stop_rx.clone();
-        let vault = match self.key_vault {
-            Some(config) => Some(keyvault::start(config, &shared).await?),
-            None => None,
+        let (vault, key_vault) = match self.key_vault {
+            Some(config) => {
+                let (listener, router, vault) = keyvault::start(config, &shared).await?;
+                (Some((listener, router)), Some(vault))
+            }
+            None => (None, None),
         };
         let vault_stop = stop_rx.clone();
         let task = tokio::spawn(async move {
@@ -340,6 +343,7 @@ impl EmulatorBuilder {
             inner: Arc::new(Inner {
                 shared,
                 addr,
+                key_vault,
                 stop,
                 task: Mutex::new(Some(task)),
             }),
@@ -357,6 +361,7 @@ pub struct Emulator {
 struct Inner {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    key_vault: Option<Arc<keyvault::Vault>>,
     /// Dropping it (with the last `Emulator`) stops the server too.
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,

@@ -48,7 +48,6 @@ pub(crate) struct Shared {
     shapes: Mutex<[ResponseShape; Endpoint::COUNT]>,
     pub(crate) graph: crate::graph::GraphState,
     pub(crate) perms: crate::graph_perms::PermsState,
-    pub(crate) key_vault: crate::keyvault::VaultSlot,
 }
 
 /// The inputs of [`Shared::new`].
@@ -125,7 +124,6 @@ impl Shared {
             shapes: Mutex::new(Default::default()),
             graph: Default::default(),
             perms: crate::graph_perms::PermsState::new(config.apis),
-            key_vault: Default::default(),
         }
     }
 
