@@ -24,9 +24,13 @@ use crate::error::to_azure;
 /// any scope is accepted unless [`only_audiences`](Self::only_audiences) restricts them.
 ///
 /// The token carries its **real** `expires_on`. The official bearer-token policy keeps the
-/// token and calls `get_token` again only within 5 minutes of that expiry; by then the
-/// provider has normally refreshed in the background (its refresh point is earlier), so that
-/// call returns the new token without waiting.
+/// token and calls `get_token` again only within 5 minutes of that expiry, on every request
+/// until it holds a token that expires later. The provider's refresh point is earlier (half
+/// the lifetime of a 24 h managed-identity token): with
+/// [`eager_refresh(true)`](entra_mi::TokenProviderBuilder::eager_refresh) the new token is
+/// already cached then; without it, that first call finds the token stale, is served it at
+/// once and starts the refresh in the background, and a call moments later gets the new
+/// token. No call waits for the endpoint while a valid token is cached.
 ///
 /// Resolving a scope to its cache handle happens once per scope; later calls cost a
 /// lock-free map lookup, the cache hit, and a copy of the token string (the `azure_core`

@@ -62,6 +62,26 @@ async fn the_first_call_follows_the_challenge_and_later_calls_hit_the_cache() {
 }
 
 #[tokio::test]
+async fn inside_the_policys_five_minute_window_each_request_is_a_cache_hit() {
+    // Tokens that live 4 minutes: the official policy asks its credential again on every
+    // request (it refreshes within 5 minutes of expiry); the adapter answers from the cache.
+    let (em, kv) = crate::support::emulator_with(
+        entra_mi_emulator::Emulator::builder().token_lifetime(std::time::Duration::from_secs(240)),
+    )
+    .await;
+    let provider = provider(&em);
+    let client = secret_client(&kv, Arc::new(TokenProviderCredential::new(provider.clone())));
+    for _ in 0..5 {
+        assert_eq!(read(&client, SECRET_NAME).await.unwrap().as_deref(), Some(SECRET_VALUE));
+    }
+    assert_eq!(em.key_vault_counts().authorized, 5);
+    assert_eq!(em.requests(Endpoint::AppService), 1);
+    let stats = provider.stats();
+    assert_eq!(stats.fetches, 1);
+    assert!(stats.hits >= 4, "{stats:?}");
+}
+
+#[tokio::test]
 async fn a_put_first_call_is_resent_with_its_body_after_the_challenge() {
     let (em, kv) = emulator().await;
     let client = secret_client(&kv, Arc::new(TokenProviderCredential::new(provider(&em))));
