@@ -70,9 +70,15 @@ async fn inside_the_policys_five_minute_window_each_request_is_a_cache_hit() {
     )
     .await;
     let provider = provider(&em);
-    let client = secret_client(&kv, Arc::new(TokenProviderCredential::new(provider.clone())));
+    let client = secret_client(
+        &kv,
+        Arc::new(TokenProviderCredential::new(provider.clone())),
+    );
     for _ in 0..5 {
-        assert_eq!(read(&client, SECRET_NAME).await.unwrap().as_deref(), Some(SECRET_VALUE));
+        assert_eq!(
+            read(&client, SECRET_NAME).await.unwrap().as_deref(),
+            Some(SECRET_VALUE)
+        );
     }
     assert_eq!(em.key_vault_counts().authorized, 5);
     assert_eq!(em.requests(Endpoint::AppService), 1);
