@@ -15,6 +15,8 @@
 //!   ([`Emulator::service_fabric_thumbprint`]), `Secret` header, nested error bodies;
 //! - **2017-09-01** (Azure ML, legacy App Service: `GET /MSI/auth`, `secret` header,
 //!   `clientid`) and **Cloud Shell** (`POST /oauth2/token` with a form body);
+//! - a **Key Vault** with secrets ([`KeyVault`], opt-in): over TLS on a third port, behind
+//!   Key Vault's bearer challenge, for the official Azure SDK clients;
 //! - the **Entra v2.0 token endpoint** (`POST /<tenant>/oauth2/v2.0/token`) for registered
 //!   [`App`]s, which really checks client secrets, certificate assertions (signature against
 //!   the registered certificate, `aud`, `iss`/`sub`, `exp`, `jti` replay) and federated
@@ -76,6 +78,7 @@ mod entra;
 mod graph;
 mod graph_perms;
 mod keys;
+mod keyvault;
 mod model;
 mod routes;
 mod server;
@@ -96,6 +99,7 @@ use tokio::task::JoinHandle;
 pub use entra::{App, FEDERATED_ISSUER, TOKEN_EXCHANGE_AUDIENCE};
 pub use graph::GraphRejection;
 pub use graph_perms::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, AppRole, MICROSOFT_GRAPH_APP_ID};
+pub use keyvault::{KEY_VAULT_RESOURCE, KeyVault, KeyVaultCounts, KeyVaultEndpoint};
 pub use model::{Endpoint, Fault, Identity, ResponseShape};
 
 use crate::keys::SigningKey;
@@ -151,6 +155,7 @@ pub struct EmulatorBuilder {
     apis: Vec<ApiApp>,
     sources: sources::SourcesConfig,
     entra: entra::EntraConfig,
+    key_vault: Option<KeyVault>,
 }
 
 impl Default for EmulatorBuilder {
@@ -167,6 +172,7 @@ impl Default for EmulatorBuilder {
             apis: Vec::new(),
             sources: Default::default(),
             entra: Default::default(),
+            key_vault: None,
         }
     }
 }
@@ -191,6 +197,7 @@ impl std::fmt::Debug for EmulatorBuilder {
             .field("apis", &self.apis)
             .field("sources", &self.sources)
             .field("entra", &self.entra)
+            .field("key_vault", &self.key_vault)
             .finish()
     }
 }
@@ -305,23 +312,38 @@ impl EmulatorBuilder {
         let shared = Arc::new(Shared::new(config, key, stop_rx.clone()));
         let router = routes::router(shared.clone());
         // Service Fabric's endpoint: TLS with a certificate generated for this emulator.
-        let tls = tls::bind().await?;
+        let tls = tls::bind(&["localhost", "127.0.0.1"]).await?;
         *lock(&shared.sources.service_fabric) = Some((
             format!("{}/metadata/identity/oauth2/token", tls.base_url),
             tls.thumbprint.clone(),
         ));
         let sf_router = sources::service_fabric_router(shared.clone());
         let tls_stop = stop_rx.clone();
+        let (vault, key_vault) = match self.key_vault {
+            Some(config) => {
+                let (listener, router, vault) = keyvault::start(config, &shared).await?;
+                (Some((listener, router)), Some(vault))
+            }
+            None => (None, None),
+        };
+        let vault_stop = stop_rx.clone();
         let task = tokio::spawn(async move {
+            let vault = async move {
+                if let Some((listener, router)) = vault {
+                    tls::serve(listener, router, vault_stop).await;
+                }
+            };
             tokio::join!(
                 server::serve(listener, router, stop_rx),
-                tls::serve(tls, sf_router, tls_stop)
+                tls::serve(tls, sf_router, tls_stop),
+                vault
             );
         });
         Ok(Emulator {
             inner: Arc::new(Inner {
                 shared,
                 addr,
+                key_vault,
                 stop,
                 task: Mutex::new(Some(task)),
             }),
@@ -339,6 +361,7 @@ pub struct Emulator {
 struct Inner {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    key_vault: Option<Arc<keyvault::Vault>>,
     /// Dropping it (with the last `Emulator`) stops the server too.
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,

@@ -1,5 +1,7 @@
-//! The TLS listener of the Service Fabric endpoint: a self-signed certificate generated at
-//! start (`rcgen`), served with `tokio-rustls`; clients pin its SHA-1 thumbprint.
+//! The TLS listeners (Service Fabric's, and the Key Vault's when one is configured): a
+//! self-signed certificate generated at start (`rcgen`) for the given names, served with
+//! `tokio-rustls`. Service Fabric clients pin its SHA-1 thumbprint; Key Vault clients trust
+//! the certificate itself (its PEM).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +20,24 @@ use crate::server::{serve_conn, shutdown_requested};
 pub(crate) struct TlsListener {
     listener: TcpListener,
     acceptor: TlsAcceptor,
+    /// The bound address (`127.0.0.1:<port>`).
+    pub(crate) addr: std::net::SocketAddr,
     /// `https://127.0.0.1:<port>`.
     pub(crate) base_url: String,
     /// SHA-1 of the certificate, uppercase hex.
     pub(crate) thumbprint: String,
+    /// The certificate, PEM.
+    pub(crate) cert_pem: String,
 }
 
-pub(crate) async fn bind() -> Result<TlsListener, EmulatorError> {
+/// Binds `127.0.0.1:0` with a new self-signed certificate for `names` (DNS names or IP
+/// addresses).
+pub(crate) async fn bind(names: &[&str]) -> Result<TlsListener, EmulatorError> {
     let tls_err = |e: String| EmulatorError::KeyGeneration(format!("TLS certificate: {e}"));
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(|e| tls_err(e.to_string()))?;
+        rcgen::generate_simple_self_signed(names).map_err(|e| tls_err(e.to_string()))?;
+    let cert_pem = certified.cert.pem();
     let cert_der = certified.cert.der().clone();
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),
@@ -53,8 +62,10 @@ pub(crate) async fn bind() -> Result<TlsListener, EmulatorError> {
     Ok(TlsListener {
         listener,
         acceptor: TlsAcceptor::from(Arc::new(config)),
+        addr,
         base_url: format!("https://{addr}"),
         thumbprint,
+        cert_pem,
     })
 }
 
