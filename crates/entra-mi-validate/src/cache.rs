@@ -50,7 +50,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl VerifiedCache {
     /// A cache of at most `capacity` tokens (0: none are remembered).
     pub(crate) fn new(capacity: usize) -> Self {
-        let shards = if capacity == 0 { 0 } else { SHARDS.min(capacity) };
+        let shards = if capacity == 0 {
+            0
+        } else {
+            SHARDS.min(capacity)
+        };
         VerifiedCache {
             shards: (0..shards).map(|_| Mutex::default()).collect(),
             per_shard: capacity.div_ceil(shards.max(1)),
@@ -89,7 +93,14 @@ impl VerifiedCache {
     }
 
     /// Remembers a verified token until `expired_from` (Unix seconds).
-    pub(crate) fn insert(&self, token: &str, claims: &Claims, expired_from: i64, kid: &str, now: i64) {
+    pub(crate) fn insert(
+        &self,
+        token: &str,
+        claims: &Claims,
+        expired_from: i64,
+        kid: &str,
+        now: i64,
+    ) {
         let Some((hash, shard)) = self.locate(token) else {
             return;
         };

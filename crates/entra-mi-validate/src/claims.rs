@@ -38,7 +38,9 @@ impl Claims {
     /// Reads a decoded payload: a JSON object whose registered claims have their JSON types.
     pub(crate) fn from_payload(json: &[u8]) -> Result<Claims, ValidationError> {
         if json.first() != Some(&b'{') {
-            return Err(ValidationError::malformed("the payload is not a JSON object"));
+            return Err(ValidationError::malformed(
+                "the payload is not a JSON object",
+            ));
         }
         let map: Map<String, Value> = serde_json::from_slice(json).map_err(|e| {
             ValidationError::malformed(format!(

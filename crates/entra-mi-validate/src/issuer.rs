@@ -53,10 +53,26 @@ mod tests {
     #[test]
     fn templates() {
         let v2 = "https://login.microsoftonline.com/{tenantid}/v2.0";
-        assert!(matches(v2, "https://login.microsoftonline.com/abc/v2.0", "abc"));
-        assert!(!matches(v2, "https://login.microsoftonline.com/abc/v2.0", "abd"));
-        assert!(!matches(v2, "https://login.microsoftonline.com/abc/v2.0/", "abc"));
-        assert!(!matches(v2, "https://login.microsoftonline.com//v2.0", "abc"));
+        assert!(matches(
+            v2,
+            "https://login.microsoftonline.com/abc/v2.0",
+            "abc"
+        ));
+        assert!(!matches(
+            v2,
+            "https://login.microsoftonline.com/abc/v2.0",
+            "abd"
+        ));
+        assert!(!matches(
+            v2,
+            "https://login.microsoftonline.com/abc/v2.0/",
+            "abc"
+        ));
+        assert!(!matches(
+            v2,
+            "https://login.microsoftonline.com//v2.0",
+            "abc"
+        ));
         let fixed = "https://sts.windows.net/abc/";
         assert!(matches(fixed, fixed, "anything"));
         assert!(!matches(fixed, "https://sts.windows.net/abc", "abc"));
@@ -65,7 +81,10 @@ mod tests {
     #[test]
     fn tenants() {
         assert_eq!(tenant_of("https://sts.windows.net/t1/"), Some("t1"));
-        assert_eq!(tenant_of("https://login.microsoftonline.com/t2/v2.0"), Some("t2"));
+        assert_eq!(
+            tenant_of("https://login.microsoftonline.com/t2/v2.0"),
+            Some("t2")
+        );
         assert_eq!(tenant_of("https://sts.windows.net/"), None);
         assert_eq!(tenant_of("https://sts.windows.net"), None);
         assert_eq!(tenant_of("no scheme/t"), None);

@@ -72,7 +72,10 @@ pub(crate) fn parse(token: &str) -> Result<Parsed<'_>, ValidationError> {
         ));
     }
     let header: Header<'_> = serde_json::from_slice(&header_json).map_err(|e| {
-        ValidationError::malformed(format!("the header is not valid JSON ({})", json_error_kind(&e)))
+        ValidationError::malformed(format!(
+            "the header is not valid JSON ({})",
+            json_error_kind(&e)
+        ))
     })?;
     if header.crit.is_some() {
         return Err(ValidationError::malformed(
@@ -109,13 +112,15 @@ fn decode_part(part: &str, name: &str) -> Result<Vec<u8>, ValidationError> {
     if part.is_empty() {
         return Err(ValidationError::malformed(format!("the {name} is empty")));
     }
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| ValidationError::malformed(format!("the {name} is not base64url (no padding)")))
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| {
+        ValidationError::malformed(format!("the {name} is not base64url (no padding)"))
+    })
 }
 
 /// What the fuzz target looks at: the parse path alone.
 #[cfg(feature = "fuzzing")]
-pub(crate) fn parse_summary(token: &str) -> Result<(usize, Option<String>, Option<String>), ValidationError> {
+pub(crate) fn parse_summary(
+    token: &str,
+) -> Result<(usize, Option<String>, Option<String>), ValidationError> {
     parse(token).map(|p| (p.signing_input.len(), p.alg, p.kid))
 }

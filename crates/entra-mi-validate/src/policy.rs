@@ -101,13 +101,14 @@ impl Policy {
         if !self.any_role.is_empty() && !self.any_role.iter().any(|r| claims.has_role(r)) {
             return Err(ValidationError::new(
                 Check::Role,
-                format!(
-                    "the token holds none of the app roles {:?}",
-                    self.any_role
-                ),
+                format!("the token holds none of the app roles {:?}", self.any_role),
             ));
         }
-        if !self.any_scope.is_empty() && !claims.scopes().any(|s| self.any_scope.iter().any(|w| w == s)) {
+        if !self.any_scope.is_empty()
+            && !claims
+                .scopes()
+                .any(|s| self.any_scope.iter().any(|w| w == s))
+        {
             return Err(ValidationError::new(
                 Check::Scope,
                 format!("the token holds none of the scopes {:?}", self.any_scope),

@@ -168,22 +168,37 @@ impl TokenValidator {
         {
             return Err(ValidationError::new(
                 Check::Signature,
-                format!("the RS256 signature does not verify with key {}", shown(kid)),
+                format!(
+                    "the RS256 signature does not verify with key {}",
+                    shown(kid)
+                ),
             ));
         }
         let now = self.inner.clock.unix_secs();
         let exp = self.check_claims(&claims, &keys, now)?;
-        self.inner
-            .cache
-            .insert(token, &claims, exp.saturating_add(self.inner.skew), kid, now);
+        self.inner.cache.insert(
+            token,
+            &claims,
+            exp.saturating_add(self.inner.skew),
+            kid,
+            now,
+        );
         Ok(claims)
     }
 
     /// Tenant, issuer, audience and lifetime of a verified token; returns `exp`.
-    fn check_claims(&self, claims: &Claims, keys: &KeySet, now: i64) -> Result<i64, ValidationError> {
+    fn check_claims(
+        &self,
+        claims: &Claims,
+        keys: &KeySet,
+        now: i64,
+    ) -> Result<i64, ValidationError> {
         let inner = &self.inner;
         let Some(tid) = claims.tenant_id() else {
-            return Err(ValidationError::new(Check::Tenant, "the token has no `tid` claim"));
+            return Err(ValidationError::new(
+                Check::Tenant,
+                "the token has no `tid` claim",
+            ));
         };
         if let Some(tenants) = &inner.tenants
             && !tenants.iter().any(|t| t.eq_ignore_ascii_case(tid))
@@ -194,12 +209,17 @@ impl TokenValidator {
             ));
         }
         let Some(iss) = claims.issuer() else {
-            return Err(ValidationError::new(Check::Issuer, "the token has no `iss` claim"));
+            return Err(ValidationError::new(
+                Check::Issuer,
+                "the token has no `iss` claim",
+            ));
         };
         if !keys.issuers.iter().any(|t| issuer::matches(t, iss, tid)) {
             return Err(ValidationError::new(
                 Check::Issuer,
-                format!("issuer {iss:?} is not one the authority's discovery documents name for tenant {tid:?}"),
+                format!(
+                    "issuer {iss:?} is not one the authority's discovery documents name for tenant {tid:?}"
+                ),
             ));
         }
         if !issuer::tenant_of(iss).is_some_and(|t| t.eq_ignore_ascii_case(tid)) {
@@ -217,7 +237,10 @@ impl TokenValidator {
                 ));
             }
             None => {
-                return Err(ValidationError::new(Check::Audience, "the token has no `aud` claim"));
+                return Err(ValidationError::new(
+                    Check::Audience,
+                    "the token has no `aud` claim",
+                ));
             }
         }
         let Some(exp) = claims.expires_at_unix() else {

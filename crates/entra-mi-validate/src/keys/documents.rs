@@ -34,17 +34,21 @@ struct Discovery {
 
 /// `issuer` and `jwks_uri` of a discovery document fetched from `url`.
 pub(crate) fn discovery(body: &[u8], url: &Url) -> Result<(String, Option<Url>), String> {
-    let doc: Discovery = serde_json::from_slice(body)
-        .map_err(|e| format!("{url}: not a JSON discovery document ({})", json_error_kind(&e)))?;
+    let doc: Discovery = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "{url}: not a JSON discovery document ({})",
+            json_error_kind(&e)
+        )
+    })?;
     let issuer = match doc.issuer {
         Some(serde_json::Value::String(s)) if !s.is_empty() => s,
         _ => return Err(format!("{url}: the document has no `issuer` string")),
     };
     let jwks_uri = match doc.jwks_uri {
         None => None,
-        Some(serde_json::Value::String(s)) => Some(
-            Url::parse(&s).map_err(|_| format!("{url}: `jwks_uri` is not a URL"))?,
-        ),
+        Some(serde_json::Value::String(s)) => {
+            Some(Url::parse(&s).map_err(|_| format!("{url}: `jwks_uri` is not a URL"))?)
+        }
         Some(_) => return Err(format!("{url}: `jwks_uri` is not a string")),
     };
     Ok((issuer, jwks_uri))
@@ -70,7 +74,9 @@ pub(crate) fn key_set(body: &[u8], url: &Url) -> Result<Vec<Key>, String> {
         }
     }
     if keys.is_empty() {
-        return Err(format!("{url}: the key set has no usable RS256 signing key"));
+        return Err(format!(
+            "{url}: the key set has no usable RS256 signing key"
+        ));
     }
     Ok(keys)
 }
@@ -95,9 +101,12 @@ fn rsa_key(jwk: &serde_json::Value) -> Option<Key> {
     };
     let n = unsigned(field("n")?)?;
     let e = unsigned(field("e")?)?;
-    let public = RsaPublicKeyComponents { n: &n[..], e: &e[..] }
-        .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
-        .ok()?;
+    let public = RsaPublicKeyComponents {
+        n: &n[..],
+        e: &e[..],
+    }
+    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+    .ok()?;
     Some(Key {
         kid: kid.into(),
         public,

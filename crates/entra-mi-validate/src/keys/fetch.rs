@@ -21,7 +21,9 @@ pub(crate) fn allowed(url: &Url) -> Result<(), &'static str> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(url) => Ok(()),
-        "http" => Err("plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)"),
+        "http" => {
+            Err("plain http is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost)")
+        }
         _ => Err("the scheme must be https"),
     }
 }

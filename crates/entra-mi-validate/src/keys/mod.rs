@@ -176,7 +176,10 @@ impl KeyStore {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "refreshing the signing keys failed; the keys in hand stay in use");
-                let retry = self.config.refetch_interval.min(self.config.refresh_interval);
+                let retry = self
+                    .config
+                    .refetch_interval
+                    .min(self.config.refresh_interval);
                 self.refresh_due_ms
                     .store(millis(started + retry), Ordering::Relaxed);
             }
@@ -233,7 +236,11 @@ impl KeyStore {
         }
         let keys = self.fetch_keys(&jwks_uris).await?;
         flight.generation += 1;
-        tracing::debug!(keys = keys.len(), issuers = issuers.len(), "signing keys fetched");
+        tracing::debug!(
+            keys = keys.len(),
+            issuers = issuers.len(),
+            "signing keys fetched"
+        );
         Ok(KeySet {
             keys,
             issuers,
@@ -243,9 +250,8 @@ impl KeyStore {
     }
 
     async fn document(&self, url: &str) -> Result<(String, Option<Url>), ValidationError> {
-        let parsed = Url::parse(url).map_err(|_| {
-            ValidationError::discovery(format!("{url}: not a URL"))
-        })?;
+        let parsed =
+            Url::parse(url).map_err(|_| ValidationError::discovery(format!("{url}: not a URL")))?;
         let body = self
             .config
             .fetcher

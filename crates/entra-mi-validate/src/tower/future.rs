@@ -87,7 +87,9 @@ where
             State::Validating { .. } => "validating",
             State::Refused { .. } => "refused",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 
