@@ -85,6 +85,8 @@ fn entra_error(status: StatusCode, error: &str, description: &str) -> Response {
 }
 
 /// The tenant of the request, or Entra's answer for a tenant it does not know.
+// The error is the response to send, built once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 fn tenant(s: &Shared, parts: &Parts) -> Result<Tenant, Response> {
     if parts.method != Method::GET {
         return Err(with_allow_get(entra_error(
