@@ -351,7 +351,7 @@ fn spawn(env: &[(&str, String)], args: &[String]) -> (Child, ChildStdin, BufRead
 async fn answers_stream_one_line_at_a_time() {
     let f = Fixture::new().await;
     let args = f.args(&[]);
-    let tokens = vec![
+    let tokens = [
         f.token(json!({})),
         "not a token".to_owned(),
         f.token(json!({"uti": "3"})),
