@@ -9,43 +9,15 @@
 //! tokens it may sign: `<base>/{tenantid}/v2.0` for the keys every tenant shares, a concrete
 //! tenant for a key of one tenant ([`Emulator::add_tenant_signing_key`]).
 
-use std::sync::Arc;
-
-use axum::Router;
-use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use axum::routing::any;
 use serde_json::Value;
 
 use crate::keys::SigningKey;
-use crate::model::Endpoint;
-use crate::routes::{JSON, handle, respond, with_allow_get};
+use crate::reply::{JSON, respond, with_allow_get};
 use crate::state::{Shared, lock};
 use crate::{Emulator, EmulatorError};
-
-pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new()
-        .route("/{tenant}/discovery/keys", any(jwks))
-        .route("/{tenant}/discovery/v2.0/keys", any(jwks))
-        .route(
-            "/{tenant}/.well-known/openid-configuration",
-            any(openid_configuration),
-        )
-        .route(
-            "/{tenant}/v2.0/.well-known/openid-configuration",
-            any(openid_configuration),
-        )
-}
-
-async fn jwks(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    handle(Endpoint::Jwks, s, req).await
-}
-
-async fn openid_configuration(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    handle(Endpoint::OpenIdConfiguration, s, req).await
-}
 
 /// The tenant a discovery URL names.
 enum Tenant {

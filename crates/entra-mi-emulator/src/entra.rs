@@ -414,21 +414,19 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         "2"
     };
     if s.v2_for(resource) {
-        let claims = crate::tokens_v2::claims(
-            s,
-            &crate::tokens_v2::V2Token {
-                tenant,
-                resource,
-                client_id: &app.client_id,
-                object_id: &app.object_id,
-                roles: &[],
-                credential,
-                iat,
-                exp: iat + APP_TOKEN_LIFETIME,
-                mirid: None,
-                uti: guid(),
-            },
-        );
+        let claims = crate::tokens_v2::claims(&crate::tokens_v2::V2Token {
+            base_url: &s.base_url,
+            tenant,
+            audience: s.v2_audience(resource),
+            client_id: &app.client_id,
+            object_id: &app.object_id,
+            roles: &[],
+            credential,
+            iat,
+            exp: iat + APP_TOKEN_LIFETIME,
+            mirid: None,
+            uti: guid(),
+        });
         return app_token_response(s.sign(&claims));
     }
     let claims = AppTokenClaims {

@@ -85,6 +85,7 @@ mod graph;
 mod graph_perms;
 mod keys;
 mod model;
+mod reply;
 mod routes;
 mod server;
 mod sources;

@@ -60,7 +60,7 @@ const IMDS_API_VERSIONS: &[&str] = &[
     "2024-03-15",
 ];
 
-pub(crate) const JSON: &str = "application/json; charset=utf-8";
+pub(crate) use crate::reply::{JSON, respond, with_allow_get};
 const HTML: &str = "text/html; charset=utf-8";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -72,7 +72,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::graph_perms::router())
         .merge(crate::sources::routes())
         .merge(crate::entra::routes())
-        .merge(crate::discovery::routes())
+        .route("/{tenant}/discovery/keys", any(jwks))
+        .route("/{tenant}/discovery/v2.0/keys", any(jwks))
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            any(openid_configuration),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            any(openid_configuration),
+        )
         .with_state(shared)
 }
 
@@ -82,6 +91,14 @@ async fn imds(State(s): State<Arc<Shared>>, req: Request) -> Response {
 
 async fn app_service(State(s): State<Arc<Shared>>, req: Request) -> Response {
     handle(Endpoint::AppService, s, req).await
+}
+
+async fn jwks(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    handle(Endpoint::Jwks, s, req).await
+}
+
+async fn openid_configuration(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    handle(Endpoint::OpenIdConfiguration, s, req).await
 }
 
 /// Counts the request, applies the next queued fault, else answers normally.
@@ -582,24 +599,6 @@ fn default_error_body(ep: Endpoint, status: StatusCode) -> String {
 
 pub(crate) fn status_code(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-pub(crate) fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Body>,
-) -> Response {
-    let mut resp = Response::new(body.into());
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
-
-pub(crate) fn with_allow_get(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    resp
 }
 
 const CAPTIVE_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head><title>Network Access Required</title></head>\n<body>\n<h1>Sign in to the network</h1>\n<p>You must log in to this network before you can access the Internet.</p>\n<form method=\"post\" action=\"/login\"><input type=\"submit\" value=\"Accept and continue\"></form>\n</body>\n</html>\n";

@@ -185,6 +185,27 @@ impl Shared {
         lock(&self.tokens).clear();
     }
 
+    /// Whether tokens for `resource` are v2 tokens.
+    pub(crate) fn v2_for(&self, resource: &str) -> bool {
+        self.v2_resources.iter().any(|v| {
+            v == resource
+                || self.perms.apis.iter().any(|a| {
+                    a.identifier_uris.iter().any(|u| u == v)
+                        && a.identifier_uris.iter().any(|u| u == resource)
+                })
+        })
+    }
+
+    /// The `aud` of a v2 token for `resource`: the API's client id when the tenant has the
+    /// API, else the resource as asked.
+    pub(crate) fn v2_audience<'a>(&'a self, resource: &'a str) -> &'a str {
+        self.perms
+            .apis
+            .iter()
+            .find(|a| a.identifier_uris.iter().any(|u| u == resource))
+            .map_or(resource, |a| a.app_id.as_str())
+    }
+
     /// Forgets every token the endpoints cached (after a key rotation).
     pub(crate) fn forget_cached_tokens(&self) {
         lock(&self.tokens).clear();
@@ -264,21 +285,19 @@ impl Shared {
         let uti =
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, uti_bytes);
         if self.v2_for(resource) {
-            let claims = crate::tokens_v2::claims(
-                self,
-                &crate::tokens_v2::V2Token {
-                    tenant: &self.tenant_id,
-                    resource,
-                    client_id: &identity.client_id,
-                    object_id: &identity.object_id,
-                    roles: &all_roles,
-                    credential: "2",
-                    iat,
-                    exp,
-                    mirid: Some(&identity.resource_id),
-                    uti,
-                },
-            );
+            let claims = crate::tokens_v2::claims(&crate::tokens_v2::V2Token {
+                base_url: &self.base_url,
+                tenant: &self.tenant_id,
+                audience: self.v2_audience(resource),
+                client_id: &identity.client_id,
+                object_id: &identity.object_id,
+                roles: &all_roles,
+                credential: "2",
+                iat,
+                exp,
+                mirid: Some(&identity.resource_id),
+                uti,
+            });
             return Ok(Issued {
                 token: self.sign(&claims)?,
                 nbf: iat,

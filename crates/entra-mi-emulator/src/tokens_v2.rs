@@ -6,12 +6,13 @@
 
 use serde_json::{Map, Value};
 
-use crate::state::Shared;
-
 /// What a v2 token says.
 pub(crate) struct V2Token<'a> {
+    /// The authority's base URL (the issuer is `<base>/<tenant>/v2.0`).
+    pub(crate) base_url: &'a str,
     pub(crate) tenant: &'a str,
-    pub(crate) resource: &'a str,
+    /// `aud`: the API's client id (or the resource as asked, for an API the tenant lacks).
+    pub(crate) audience: &'a str,
     pub(crate) client_id: &'a str,
     pub(crate) object_id: &'a str,
     pub(crate) roles: &'a [String],
@@ -24,32 +25,13 @@ pub(crate) struct V2Token<'a> {
     pub(crate) uti: String,
 }
 
-impl Shared {
-    /// Whether tokens for `resource` are v2 tokens.
-    pub(crate) fn v2_for(&self, resource: &str) -> bool {
-        self.v2_resources.iter().any(|v| {
-            v == resource
-                || self.perms.apis.iter().any(|a| {
-                    a.identifier_uris.iter().any(|u| u == v)
-                        && a.identifier_uris.iter().any(|u| u == resource)
-                })
-        })
-    }
-}
-
 /// The claims of a v2 token, in Entra's order.
-pub(crate) fn claims(s: &Shared, t: &V2Token<'_>) -> Value {
-    let aud = s
-        .perms
-        .apis
-        .iter()
-        .find(|a| a.identifier_uris.iter().any(|u| u == t.resource))
-        .map_or(t.resource, |a| a.app_id.as_str());
+pub(crate) fn claims(t: &V2Token<'_>) -> Value {
     let mut m = Map::new();
-    m.insert("aud".into(), aud.into());
+    m.insert("aud".into(), t.audience.into());
     m.insert(
         "iss".into(),
-        format!("{}/{}/v2.0", s.base_url, t.tenant).into(),
+        format!("{}/{}/v2.0", t.base_url, t.tenant).into(),
     );
     m.insert("iat".into(), t.iat.into());
     m.insert("nbf".into(), t.iat.into());

@@ -48,6 +48,13 @@ pub struct TokenValidatorBuilder {
     clock: Clock,
 }
 
+impl TokenValidator {
+    /// A builder; see [`TokenValidatorBuilder`].
+    pub fn builder() -> TokenValidatorBuilder {
+        TokenValidatorBuilder::default()
+    }
+}
+
 impl Default for TokenValidatorBuilder {
     fn default() -> Self {
         TokenValidatorBuilder {

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::builder::TokenValidatorBuilder;
 use crate::cache::{Lookup, VerifiedCache};
 use crate::claims::Claims;
 use crate::clock::Clock;
@@ -46,11 +45,6 @@ impl fmt::Debug for TokenValidator {
 }
 
 impl TokenValidator {
-    /// A builder; see [`TokenValidatorBuilder`].
-    pub fn builder() -> TokenValidatorBuilder {
-        TokenValidatorBuilder::default()
-    }
-
     pub(crate) fn from_inner(inner: Inner) -> Self {
         TokenValidator {
             inner: Arc::new(inner),

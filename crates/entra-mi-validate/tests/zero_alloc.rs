@@ -50,7 +50,8 @@ fn a_repeated_token_allocates_nothing() {
         .require_any_role(["x", "Orders.Read"])
         .app_only()
         .allowed_callers(["A"]);
-    rt.block_on(validator.validate_with(&token, &policy)).unwrap();
+    rt.block_on(validator.validate_with(&token, &policy))
+        .unwrap();
     // Outside `block_on` nothing else runs on this runtime: every allocation counted below is
     // the validator's.
     let region = Region::new(GLOBAL);
