@@ -8,7 +8,7 @@ use url::Url;
 use crate::cache::VerifiedCache;
 use crate::clock::Clock;
 use crate::error::BuildError;
-use crate::keys::fetch::{Fetcher, allowed};
+use crate::keys::fetch::{Fetcher, allowed, is_loopback};
 use crate::keys::{KeyStore, KeyStoreConfig};
 use crate::policy::Policy;
 use crate::validator::{Inner, TokenValidator};
@@ -186,7 +186,11 @@ impl TokenValidatorBuilder {
         if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
             return Err(bad("an authority has no user, query or fragment"));
         }
-        let fetcher = Fetcher::new(self.connect_timeout, self.request_timeout)?;
+        let fetcher = Fetcher::new(
+            self.connect_timeout,
+            self.request_timeout,
+            is_loopback(&url),
+        )?;
         let cache = Arc::new(VerifiedCache::new(self.cache_capacity));
         let discovery_tenants = if self.any_tenant {
             vec!["common".to_owned()]

@@ -68,7 +68,8 @@
 //! Tokens verified by a key the authority withdrew are forgotten.
 //!
 //! Only `https` URLs are fetched, or `http` on loopback hosts (127.0.0.0/8, `::1`,
-//! `localhost`), with no redirects, a [timeout](TokenValidatorBuilder::request_timeout) per
+//! `localhost`), through the proxy the environment names (except for a loopback
+//! authority), with no redirects, a [timeout](TokenValidatorBuilder::request_timeout) per
 //! request and bodies capped at [`MAX_DOCUMENT_BYTES`] (1 MiB; see there why). A failed,
 //! timed-out or unreadable fetch is a [`Check::Discovery`] error. See
 //! <https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens#validate-tokens>.

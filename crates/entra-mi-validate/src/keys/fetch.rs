@@ -28,7 +28,7 @@ pub(crate) fn allowed(url: &Url) -> Result<(), &'static str> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -45,8 +45,18 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) fn new(connect_timeout: Duration, timeout: Duration) -> Result<Self, BuildError> {
-        let client = reqwest::Client::builder()
+    /// A client; `direct` (for a loopback authority) ignores proxy variables, which would
+    /// otherwise send loopback requests to the proxy.
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        timeout: Duration,
+        direct: bool,
+    ) -> Result<Self, BuildError> {
+        let mut builder = reqwest::Client::builder();
+        if direct {
+            builder = builder.no_proxy();
+        }
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
