@@ -25,6 +25,7 @@ mod perms;
 mod printable;
 mod progress;
 mod token;
+mod validate;
 mod values;
 
 use std::io::Write;
@@ -42,6 +43,7 @@ Examples:
   entra-mi token --scope https://management.azure.com//.default --output raw
   entra-mi doctor --resource api://11111111-2222-3333-4444-555555555555
   entra-mi perms grant --identity orders-api --api graph --role User.Read.All
+  entra-mi validate --audience api://orders --tenant <tid> --role Orders.Read < tokens.txt
   entra-mi emulator --identity orders-api --print-env
   entra-mi completions bash > /etc/bash_completion.d/entra-mi
 
@@ -76,6 +78,12 @@ enum Command {
     /// List, grant and revoke a managed identity's app roles on an API (Microsoft Graph).
     #[command(subcommand)]
     Perms(perms::PermsCommand),
+    /// Check tokens read from standard input (one per line) as the API they are for would:
+    /// one JSON answer per line. Exit 0 if all were valid, 1 if any was not.
+    #[command(
+        after_help = "Each line of standard input is a token (blank lines are skipped); each gets one line:\n  {\"valid\":true,\"claims\":{...}}  or  {\"valid\":false,\"error\":\"<check>: <detail>\"}\nwhere <check> is malformed, algorithm, key, signature, issuer, tenant, audience, expired,\nnot_yet_valid, role or discovery.\n\nExamples:\n  entra-mi token --resource api://orders --output raw | entra-mi validate --audience api://orders --tenant 4e7a1f2c-5b3d-4c8e-9a61-0d2f3b4c5e6f --role Orders.Read\n  entra-mi validate --audience api://orders --audience 11111111-2222-3333-4444-555555555555 --any-tenant < tokens.txt"
+    )]
+    Validate(validate::ValidateArgs),
     /// Run a local emulator of the managed-identity endpoints until Ctrl-C.
     #[command(
         after_help = "Examples:\n  entra-mi emulator --identity orders-api --role orders-api,https://graph.microsoft.com,User.Read.All\n  entra-mi emulator --print-env > emulator.env &   # then: set -a; . ./emulator.env; set +a\n  entra-mi emulator --config emulator.json --env-for app-service"
@@ -108,7 +116,7 @@ impl Command {
             Command::Emulator(args) => args
                 .check()
                 .map_err(|m| usage_error(&["emulator"], ErrorKind::ValueValidation, m)),
-            Command::Completions { .. } => Ok(()),
+            Command::Validate(_) | Command::Completions { .. } => Ok(()),
         }
     }
 }
@@ -162,6 +170,7 @@ async fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Emulator(args) => emulator::run(args).await,
         Command::Perms(cmd) => perms::run(cmd).await,
+        Command::Validate(args) => validate::run(args).await,
         Command::Completions { shell } => {
             // Into memory first: the generator panics when a write fails.
             let mut script = Vec::new();

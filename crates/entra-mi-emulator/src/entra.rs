@@ -126,6 +126,14 @@ pub(crate) struct EntraState {
 }
 
 impl EntraState {
+    /// The additional tenant named `segment` (ignoring case), as configured.
+    pub(crate) fn tenant(&self, segment: &str) -> Option<&str> {
+        self.tenants
+            .iter()
+            .find(|t| t.eq_ignore_ascii_case(segment))
+            .map(String::as_str)
+    }
+
     pub(crate) fn new(config: EntraConfig) -> Self {
         EntraState {
             apps: config.apps,
@@ -192,7 +200,7 @@ impl Emulator {
             exp,
             jti: guid(),
         };
-        self.inner.shared.key.sign(&claims).unwrap_or_default()
+        self.inner.shared.sign(&claims).unwrap_or_default()
     }
 }
 
@@ -400,6 +408,27 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         return missing("client_assertion' or 'client_secret");
     }
     let iat = now_secs();
+    let credential = if field("client_secret").is_some() {
+        "1"
+    } else {
+        "2"
+    };
+    if s.v2_for(resource) {
+        let claims = crate::tokens_v2::claims(&crate::tokens_v2::V2Token {
+            base_url: &s.base_url,
+            tenant,
+            audience: s.v2_audience(resource),
+            client_id: &app.client_id,
+            object_id: &app.object_id,
+            roles: &[],
+            credential,
+            iat,
+            exp: iat + APP_TOKEN_LIFETIME,
+            mirid: None,
+            uti: guid(),
+        });
+        return app_token_response(s.sign(&claims));
+    }
     let claims = AppTokenClaims {
         aud: resource,
         iss: format!("https://sts.windows.net/{tenant}/"),
@@ -407,11 +436,7 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         nbf: iat,
         exp: iat + APP_TOKEN_LIFETIME,
         appid: &app.client_id,
-        appidacr: if field("client_secret").is_some() {
-            "1"
-        } else {
-            "2"
-        },
+        appidacr: credential,
         idp: format!("https://sts.windows.net/{tenant}/"),
         idtyp: "app",
         oid: &app.object_id,
@@ -420,7 +445,12 @@ pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
         uti: guid(),
         ver: "1.0",
     };
-    let token = match s.key.sign(&claims) {
+    app_token_response(s.sign(&claims))
+}
+
+/// The token endpoint's answer for a signed token (or a signing failure).
+fn app_token_response(token: Result<String, String>) -> Response {
+    let token = match token {
         Ok(t) => t,
         Err(_) => {
             return aadsts(
@@ -452,20 +482,16 @@ fn check_federated(s: &Shared, app: &App, assertion: &str) -> Option<Response> {
             message,
         ))
     };
-    let jwk = s.key.jwk();
-    let key = match (jwk["n"].as_str(), jwk["e"].as_str()) {
-        (Some(n), Some(e)) => DecodingKey::from_rsa_components(n, e),
-        _ => return invalid(50013, "Assertion failed signature validation."),
-    };
-    let Ok(key) = key else {
+    let Some(signing_key) = s.verification_key(assertion) else {
         return invalid(50013, "Assertion failed signature validation.");
     };
+    let key = signing_key.decoding();
     let mut validation = Validation::new(Algorithm::RS256);
     validation.validate_aud = false;
     validation.validate_nbf = true;
     validation.leeway = 60;
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    let data = match jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation) {
+    let data = match jsonwebtoken::decode::<AssertionClaims>(assertion, key, &validation) {
         Ok(d) => d,
         Err(e) => {
             return match e.kind() {

@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::any;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 
 use crate::Emulator;
@@ -135,17 +135,15 @@ fn check_token(s: &Shared, req: &Request) -> Result<Value, Response> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid_token("Invalid JWT token. The token is not in JWS format."))?;
-    let jwk = s.key.jwk();
-    let key = DecodingKey::from_rsa_components(
-        jwk["n"].as_str().unwrap_or_default(),
-        jwk["e"].as_str().unwrap_or_default(),
-    )
-    .map_err(|_| invalid_token("Access token validation failure."))?;
+    let signing_key = s
+        .verification_key(token)
+        .ok_or_else(|| invalid_token("Access token validation failure."))?;
+    let key = signing_key.decoding();
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[GRAPH_RESOURCE, GRAPH_APP_ID]);
     validation.set_issuer(&[s.issuer()]);
     validation.leeway = 0;
-    match jsonwebtoken::decode::<Value>(token, &key, &validation) {
+    match jsonwebtoken::decode::<Value>(token, key, &validation) {
         Ok(data) => Ok(data.claims),
         Err(e) => Err(invalid_token(match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {

@@ -33,7 +33,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::any;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value, json};
 
 use crate::state::{Shared, lock};
@@ -403,11 +403,8 @@ fn check_token(s: &Shared, vault: &Vault, req: &Request) -> Result<(), Response>
             "AKV10000: Request is missing a Bearer or PoP token.",
         ));
     };
-    let jwk = s.key.jwk();
-    let key = DecodingKey::from_rsa_components(
-        jwk["n"].as_str().unwrap_or_default(),
-        jwk["e"].as_str().unwrap_or_default(),
-    );
+    // The published key the token's header names (keys rotate, as Entra's do).
+    let key = s.verification_key(token).ok_or(());
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[KEY_VAULT_RESOURCE]);
     validation.set_issuer(&[s.issuer()]);
@@ -415,17 +412,19 @@ fn check_token(s: &Shared, vault: &Vault, req: &Request) -> Result<(), Response>
     validation.validate_nbf = true;
     validation.leeway = 0;
     let checked = key.map_err(|_| "Token validation failed.").and_then(|key| {
-        jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Token has expired.",
-            jsonwebtoken::errors::ErrorKind::ImmatureSignature => "Token is not yet valid.",
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                "Invalid audience. Expected https://vault.azure.net."
+        jsonwebtoken::decode::<Value>(token, key.decoding(), &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Token has expired.",
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => "Token is not yet valid.",
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    "Invalid audience. Expected https://vault.azure.net."
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    "Invalid issuer: the token is not from this vault's tenant."
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => "Invalid token signature.",
+                _ => "Token validation failed: the token is malformed.",
             }
-            jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                "Invalid issuer: the token is not from this vault's tenant."
-            }
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => "Invalid token signature.",
-            _ => "Token validation failed: the token is malformed.",
         })
     });
     match checked {

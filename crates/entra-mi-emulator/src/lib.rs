@@ -24,8 +24,14 @@
 //!   the way Entra does (`error`, `error_description` with its AADSTS code and trace lines,
 //!   `error_codes`, `trace_id`, `correlation_id`, `timestamp`);
 //!
-//! plus the Entra discovery endpoints needed to validate what it issues: the JSON Web Key Set
-//! and the OpenID Connect discovery document. Tokens are real RS256-signed v1 access tokens.
+//! plus the Entra discovery endpoints needed to validate what it issues: the v1 and v2 OpenID
+//! Connect discovery documents and JSON Web Key Sets (v2 keys carry their `issuer`), for the
+//! emulator's tenant, its additional tenants and `common`. Tokens are real RS256-signed v1
+//! access tokens, or v2 tokens for the APIs that ask for them
+//! ([`EmulatorBuilder::v2_tokens_for`]), with the app roles granted to the identity (by the
+//! builder, or through the Graph endpoints `entra-mi perms grant` uses). The signing key
+//! rotates on demand ([`Emulator::rotate_signing_key`]), and tests can sign any claims
+//! ([`Emulator::sign_token`]).
 //!
 //! It is meant for tests and local development: it counts requests per endpoint, injects
 //! faults ([`Fault`]: statuses with `Retry-After`, delays, hangs, dropped connections, HTML
@@ -66,26 +72,30 @@
 //! # Crates used
 //!
 //! The server is `axum` on a `hyper` HTTP/1.1 accept loop of its own, so that a fault can drop
-//! a connection without answering. Tokens are signed with `jsonwebtoken` (the `rust_crypto`
-//! backend: pure Rust, no C toolchain) using an RSA-2048 key generated with `rsa` at first
-//! start and shared by every emulator of the process (Entra, too, signs every tenant's tokens
-//! with the same keys). The Service Fabric certificate is generated with `rcgen` and served
+//! a connection without answering. Tokens are signed with `jsonwebtoken` (its `aws_lc_rs`
+//! backend: `aws-lc-rs` is the workspace's crypto already, through rustls) using an RSA-2048
+//! key generated with `rsa` at first start and shared by every emulator of the process
+//! (Entra, too, signs every tenant's tokens with the same keys); a rotation
+//! ([`Emulator::rotate_signing_key`]) gives that emulator a key of its own. The Service Fabric certificate is generated with `rcgen` and served
 //! with `tokio-rustls`; thumbprints are computed with `aws-lc-rs` (the TLS provider) and
 //! registered certificates are read with `x509-parser`. That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
+mod discovery;
 mod entra;
 mod graph;
 mod graph_perms;
 mod keys;
 mod keyvault;
 mod model;
+mod reply;
 mod routes;
 mod server;
 mod sources;
 mod state;
 mod time;
 mod tls;
+mod tokens_v2;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -156,6 +166,7 @@ pub struct EmulatorBuilder {
     sources: sources::SourcesConfig,
     entra: entra::EntraConfig,
     key_vault: Option<KeyVault>,
+    v2_resources: Vec<String>,
 }
 
 impl Default for EmulatorBuilder {
@@ -173,6 +184,7 @@ impl Default for EmulatorBuilder {
             sources: Default::default(),
             entra: Default::default(),
             key_vault: None,
+            v2_resources: Vec::new(),
         }
     }
 }
@@ -198,6 +210,7 @@ impl std::fmt::Debug for EmulatorBuilder {
             .field("sources", &self.sources)
             .field("entra", &self.entra)
             .field("key_vault", &self.key_vault)
+            .field("v2_resources", &self.v2_resources)
             .finish()
     }
 }
@@ -270,6 +283,16 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Issues v2.0 access tokens for `resource` (an API's App ID URI or client id; every
+    /// identifier of an added [`ApiApp`] counts), like Entra for an API whose manifest sets
+    /// `accessTokenAcceptedVersion` to 2: issuer `<base>/<tid>/v2.0`, `aud` the API's client
+    /// id, `azp`/`azpacr` instead of `appid`/`appidacr`, `ver` 2.0. Other tokens stay v1.
+    /// Calls add up.
+    pub fn v2_tokens_for(mut self, resource: impl Into<String>) -> Self {
+        self.v2_resources.push(resource.into());
+        self
+    }
+
     /// The loopback port to listen on (default 0: any free port). The emulator only ever
     /// listens on 127.0.0.1.
     pub fn port(mut self, port: u16) -> Self {
@@ -308,6 +331,7 @@ impl EmulatorBuilder {
             apis: self.apis,
             sources: self.sources,
             entra: self.entra,
+            v2_resources: self.v2_resources,
         };
         let shared = Arc::new(Shared::new(config, key, stop_rx.clone()));
         let router = routes::router(shared.clone());
@@ -486,9 +510,10 @@ impl Emulator {
         self.inner.shared.set_lifetime(d);
     }
 
-    /// The signing key as a JWK: `kty` RSA, `use` sig, `kid`, `x5t`, `n`, `e`, `alg` RS256.
+    /// The signing key as a JWK, as Entra publishes its keys: `kty` RSA, `use` sig, `kid`,
+    /// `x5t`, `n`, `e`, and no `alg` member.
     pub fn public_key_jwk(&self) -> serde_json::Value {
-        self.inner.shared.key.jwk().clone()
+        state::lock(&self.inner.shared.keys).current().jwk().clone()
     }
 
     /// Stops the server (for every clone of this handle): no new connections, in-flight

@@ -60,7 +60,7 @@ const IMDS_API_VERSIONS: &[&str] = &[
     "2024-03-15",
 ];
 
-pub(crate) const JSON: &str = "application/json; charset=utf-8";
+pub(crate) use crate::reply::{JSON, respond, with_allow_get};
 const HTML: &str = "text/html; charset=utf-8";
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -68,16 +68,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metadata/identity/oauth2/token", any(imds))
         .route("/msi/token", any(app_service))
         .route("/MSI/token", any(app_service))
+        .merge(crate::graph::router())
+        .merge(crate::graph_perms::router())
+        .merge(crate::sources::routes())
+        .merge(crate::entra::routes())
         .route("/{tenant}/discovery/keys", any(jwks))
         .route("/{tenant}/discovery/v2.0/keys", any(jwks))
         .route(
             "/{tenant}/.well-known/openid-configuration",
             any(openid_configuration),
         )
-        .merge(crate::graph::router())
-        .merge(crate::graph_perms::router())
-        .merge(crate::sources::routes())
-        .merge(crate::entra::routes())
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            any(openid_configuration),
+        )
         .with_state(shared)
 }
 
@@ -177,8 +181,8 @@ fn answer(ep: Endpoint, s: &Shared, parts: &Parts, body: &[u8]) -> Response {
     match ep {
         Endpoint::Imds => imds_answer(s, parts),
         Endpoint::AppService => app_service_answer(s, parts),
-        Endpoint::Jwks => jwks_answer(s, parts),
-        Endpoint::OpenIdConfiguration => openid_answer(s, parts),
+        Endpoint::Jwks => crate::discovery::jwks_answer(s, parts),
+        Endpoint::OpenIdConfiguration => crate::discovery::openid_answer(s, parts),
         Endpoint::AzureArc | Endpoint::ServiceFabric | Endpoint::AzureMl | Endpoint::CloudShell => {
             crate::sources::answer(ep, s, parts, body)
         }
@@ -376,101 +380,6 @@ fn app_service_answer(s: &Shared, parts: &Parts) -> Response {
             "An unexpected error occured while fetching the AAD Token.",
         ),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Entra discovery
-
-fn entra_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let body = serde_json::json!({
-        "error": error,
-        "error_description": description,
-        "error_codes": [],
-        "timestamp": "",
-        "trace_id": crate::model::guid(),
-        "correlation_id": crate::model::guid(),
-    });
-    respond(status, JSON, body.to_string())
-}
-
-/// Entra's answer when the tenant path segment names neither this emulator's tenant nor one of
-/// `aliases`.
-fn tenant_rejection(s: &Shared, parts: &Parts, aliases: &[&str]) -> Option<Response> {
-    let tenant = parts.uri.path().split('/').nth(1).unwrap_or_default();
-    if tenant.eq_ignore_ascii_case(&s.tenant_id) || aliases.contains(&tenant) {
-        return None;
-    }
-    Some(entra_error(
-        StatusCode::BAD_REQUEST,
-        "invalid_tenant",
-        &format!(
-            "AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
-        ),
-    ))
-}
-
-fn jwks_answer(s: &Shared, parts: &Parts) -> Response {
-    if parts.method != Method::GET {
-        return with_allow_get(entra_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            "AADSTS900561: The endpoint only accepts GET requests.",
-        ));
-    }
-    if let Some(r) = tenant_rejection(s, parts, &["common", "organizations"]) {
-        return r;
-    }
-    let body = serde_json::json!({ "keys": [s.key.jwk()] });
-    respond(StatusCode::OK, JSON, body.to_string())
-}
-
-/// The v1 discovery document (tokens from managed-identity endpoints are v1 tokens).
-pub(crate) fn openid_document(s: &Shared) -> Value {
-    let base = &s.base_url;
-    let tid = &s.tenant_id;
-    serde_json::json!({
-        "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{base}/{tid}/discovery/keys"),
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
-        "scopes_supported": ["openid"],
-        "issuer": s.issuer(),
-        "microsoft_multi_refresh_token": true,
-        "authorization_endpoint": format!("{base}/{tid}/oauth2/authorize"),
-        "http_logout_supported": true,
-        "frontchannel_logout_supported": true,
-        "end_session_endpoint": format!("{base}/{tid}/oauth2/logout"),
-        "claims_supported": [
-            "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
-            "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "email",
-            "given_name", "family_name", "nickname"
-        ],
-        "check_session_iframe": format!("{base}/{tid}/oauth2/checksession"),
-        "userinfo_endpoint": format!("{base}/{tid}/openid/userinfo"),
-        "kerberos_endpoint": format!("{base}/{tid}/kerberos"),
-        "tenant_region_scope": "NA",
-        "cloud_instance_name": "microsoftonline.com",
-        "cloud_graph_host_name": "graph.windows.net",
-        "msgraph_host": "graph.microsoft.com",
-        "rbac_url": "https://pas.windows.net",
-    })
-}
-
-fn openid_answer(s: &Shared, parts: &Parts) -> Response {
-    if parts.method != Method::GET {
-        return with_allow_get(entra_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            "AADSTS900561: The endpoint only accepts GET requests.",
-        ));
-    }
-    if let Some(r) = tenant_rejection(s, parts, &[]) {
-        return r;
-    }
-    respond(StatusCode::OK, JSON, openid_document(s).to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -690,24 +599,6 @@ fn default_error_body(ep: Endpoint, status: StatusCode) -> String {
 
 pub(crate) fn status_code(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-pub(crate) fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Body>,
-) -> Response {
-    let mut resp = Response::new(body.into());
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
-
-pub(crate) fn with_allow_get(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    resp
 }
 
 const CAPTIVE_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head><title>Network Access Required</title></head>\n<body>\n<h1>Sign in to the network</h1>\n<p>You must log in to this network before you can access the Internet.</p>\n<form method=\"post\" action=\"/login\"><input type=\"submit\" value=\"Accept and continue\"></form>\n</body>\n</html>\n";

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::keys::SigningKey;
+use crate::keys::{KeyRing, SigningKey};
 use crate::model::{Endpoint, Fault, Identity, ResponseShape};
 use crate::time::now_secs;
 
@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) system: Option<Identity>,
     pub(crate) users: Vec<Identity>,
-    pub(crate) key: Arc<SigningKey>,
+    pub(crate) keys: Mutex<KeyRing>,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) sources: crate::sources::SourcesState,
     pub(crate) entra: crate::entra::EntraState,
@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     shapes: Mutex<[ResponseShape; Endpoint::COUNT]>,
     pub(crate) graph: crate::graph::GraphState,
     pub(crate) perms: crate::graph_perms::PermsState,
+    /// Resources whose tokens are v2 tokens.
+    pub(crate) v2_resources: Vec<String>,
 }
 
 /// The inputs of [`Shared::new`].
@@ -63,6 +65,7 @@ pub(crate) struct Config {
     pub(crate) apis: Vec<crate::graph_perms::ApiApp>,
     pub(crate) sources: crate::sources::SourcesConfig,
     pub(crate) entra: crate::entra::EntraConfig,
+    pub(crate) v2_resources: Vec<String>,
 }
 
 /// The claims of an emulated managed-identity access token (an Entra v1 app-only token).
@@ -110,7 +113,7 @@ impl Shared {
             base_url: config.base_url,
             system: config.system,
             users: config.users,
-            key,
+            keys: Mutex::new(KeyRing::new(key)),
             shutdown,
             sources: crate::sources::SourcesState::new(config.sources),
             entra: crate::entra::EntraState::new(config.entra),
@@ -124,12 +127,25 @@ impl Shared {
             shapes: Mutex::new(Default::default()),
             graph: Default::default(),
             perms: crate::graph_perms::PermsState::new(config.apis),
+            v2_resources: config.v2_resources,
         }
     }
 
     /// `https://sts.windows.net/<tid>/`: managed-identity tokens are v1 tokens.
     pub(crate) fn issuer(&self) -> String {
         format!("https://sts.windows.net/{}/", self.tenant_id)
+    }
+
+    /// Signs `claims` with the current signing key.
+    pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, String> {
+        let key = lock(&self.keys).current();
+        key.sign(claims)
+    }
+
+    /// The published key named by `token`'s header (`kid`), to verify what the emulator signed.
+    pub(crate) fn verification_key(&self, token: &str) -> Option<Arc<SigningKey>> {
+        let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+        lock(&self.keys).find(&kid)
     }
 
     pub(crate) fn count(&self, ep: Endpoint) {
@@ -166,6 +182,32 @@ impl Shared {
     /// forgets cached tokens so that the next request gets one with the new lifetime.
     pub(crate) fn set_lifetime(&self, d: Duration) {
         *lock(&self.lifetime) = bounded_lifetime(d);
+        lock(&self.tokens).clear();
+    }
+
+    /// Whether tokens for `resource` are v2 tokens.
+    pub(crate) fn v2_for(&self, resource: &str) -> bool {
+        self.v2_resources.iter().any(|v| {
+            v == resource
+                || self.perms.apis.iter().any(|a| {
+                    a.identifier_uris.iter().any(|u| u == v)
+                        && a.identifier_uris.iter().any(|u| u == resource)
+                })
+        })
+    }
+
+    /// The `aud` of a v2 token for `resource`: the API's client id when the tenant has the
+    /// API, else the resource as asked.
+    pub(crate) fn v2_audience<'a>(&'a self, resource: &'a str) -> &'a str {
+        self.perms
+            .apis
+            .iter()
+            .find(|a| a.identifier_uris.iter().any(|u| u == resource))
+            .map_or(resource, |a| a.app_id.as_str())
+    }
+
+    /// Forgets every token the endpoints cached (after a key rotation).
+    pub(crate) fn forget_cached_tokens(&self) {
         lock(&self.tokens).clear();
     }
 
@@ -240,6 +282,30 @@ impl Shared {
         }
         let roles = (!all_roles.is_empty()).then_some(all_roles.as_slice());
         let uti_bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+        let uti =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, uti_bytes);
+        if self.v2_for(resource) {
+            let claims = crate::tokens_v2::claims(&crate::tokens_v2::V2Token {
+                base_url: &self.base_url,
+                tenant: &self.tenant_id,
+                audience: self.v2_audience(resource),
+                client_id: &identity.client_id,
+                object_id: &identity.object_id,
+                roles: &all_roles,
+                credential: "2",
+                iat,
+                exp,
+                mirid: Some(&identity.resource_id),
+                uti,
+            });
+            return Ok(Issued {
+                token: self.sign(&claims)?,
+                nbf: iat,
+                exp,
+                minted: Instant::now(),
+                lifetime,
+            });
+        }
         let claims = Claims {
             aud: resource,
             iss: &iss,
@@ -255,14 +321,11 @@ impl Shared {
             roles,
             sub: &identity.object_id,
             tid: &self.tenant_id,
-            uti: base64::Engine::encode(
-                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                uti_bytes,
-            ),
+            uti,
             ver: "1.0",
             xms_mirid: &identity.resource_id,
         };
-        let token = self.key.sign(&claims)?;
+        let token = self.sign(&claims)?;
         Ok(Issued {
             token,
             nbf: iat,

@@ -132,19 +132,30 @@ async fn jwks_and_discovery_documents() {
     let jwk = em.public_key_jwk();
     assert_eq!(jwk["kty"], "RSA");
     assert_eq!(jwk["use"], "sig");
-    assert_eq!(jwk["alg"], "RS256");
+    // Like Entra's keys: no `alg` member.
+    assert!(jwk.get("alg").is_none(), "{jwk}");
     assert_eq!(jwk["e"], "AQAB");
     assert!(jwk["kid"].is_string() && jwk["n"].is_string());
 
     for url in [
         em.jwks_url(),
         format!("{}/common/discovery/keys", em.base_url()),
-        format!("{}/{tid}/discovery/v2.0/keys", em.base_url()),
     ] {
         let r = get(&url, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{url}");
         assert!(r.content_type().starts_with("application/json"));
         assert_eq!(r.json(), serde_json::json!({ "keys": [jwk] }), "{url}");
+    }
+    // v2 key sets name the issuer each key may sign for.
+    let mut v2_jwk = jwk.clone();
+    v2_jwk["issuer"] = format!("{}/{{tenantid}}/v2.0", em.base_url()).into();
+    for url in [
+        em.jwks_v2_url(),
+        format!("{}/common/discovery/v2.0/keys", em.base_url()),
+    ] {
+        let r = get(&url, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{url}");
+        assert_eq!(r.json(), serde_json::json!({ "keys": [v2_jwk] }), "{url}");
     }
     let r = get(
         &format!("{}/not-my-tenant/discovery/keys", em.base_url()),
@@ -174,7 +185,7 @@ async fn jwks_and_discovery_documents() {
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
-    assert_eq!(em.requests(Endpoint::Jwks), 4);
+    assert_eq!(em.requests(Endpoint::Jwks), 5);
     assert_eq!(em.requests(Endpoint::OpenIdConfiguration), 2);
 }
 
