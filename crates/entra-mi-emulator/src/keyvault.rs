@@ -404,14 +404,19 @@ fn check_token(s: &Shared, vault: &Vault, req: &Request) -> Result<(), Response>
         ));
     };
     // The published key the token's header names (keys rotate, as Entra's do).
-    let key = s.verification_key(token).ok_or(());
+    let key = match jsonwebtoken::decode_header(token) {
+        Err(_) => Err("Token validation failed: the token is malformed."),
+        Ok(_) => s
+            .verification_key(token)
+            .ok_or("Invalid token signature: no published key has the token's kid."),
+    };
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[KEY_VAULT_RESOURCE]);
     validation.set_issuer(&[s.issuer()]);
     validation.set_required_spec_claims(&["exp", "aud", "iss"]);
     validation.validate_nbf = true;
     validation.leeway = 0;
-    let checked = key.map_err(|_| "Token validation failed.").and_then(|key| {
+    let checked = key.and_then(|key| {
         jsonwebtoken::decode::<Value>(token, key.decoding(), &validation).map_err(|e| {
             match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Token has expired.",
