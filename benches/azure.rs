@@ -33,7 +33,8 @@ use azure_core::http::{
     AsyncRawResponse, ClientOptions, Context, Method, Request, StatusCode, Transport, Url,
 };
 use criterion::Criterion;
-use entra_mi::{ManagedIdentityCredential, SourceKind, TokenProvider};
+use entra_mi::managed_identity::SourceKind;
+use entra_mi::{ManagedIdentityCredential, TokenProvider};
 use entra_mi_azure::TokenProviderCredential;
 use entra_mi_emulator::Emulator;
 use support::{Batch, interleaved, mean_ns};
@@ -109,7 +110,7 @@ fn setup() -> Setup {
         .expect("runtime");
     let mi =
         ManagedIdentityCredential::system_assigned().expect("App Service from the environment");
-    assert_eq!(mi.source(), SourceKind::AppService, "{mi:?}");
+    assert_eq!(mi.source_kind(), SourceKind::AppService, "{mi:?}");
     let adapter: Arc<dyn TokenCredential> =
         Arc::new(TokenProviderCredential::new(TokenProvider::new(mi)));
     let http = reqwest::Client::builder()

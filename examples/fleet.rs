@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use entra_mi::time::TimeSource;
 use entra_mi::time::{Clock, FixedJitter, Jitter, ManualClock, RandomJitter};
-use entra_mi::{
-    AccessToken, Audience, Error, TimeSource, TokenCredential, TokenProvider, TokenRequest,
-};
+use entra_mi::{AccessToken, Audience, Error, TokenCredential, TokenProvider, TokenRequest};
 
 const REPLICAS: usize = 10_000;
 const LIFETIME: Duration = Duration::from_secs(24 * 3600);

@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     println!(
         "source: {} at {}",
-        credential.source(),
+        credential.source_kind(),
         credential.endpoint()
     );
 

@@ -8,7 +8,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use entra_mi::{Audience, AzureCliCredential, Environment, Error, TokenCredential, TokenRequest};
+use entra_mi::credentials::AzureCliCredential;
+use entra_mi::{Audience, Environment, Error, TokenCredential, TokenRequest};
 
 const CANARY: &str = "eyJ0eXAiOiJKV1QifQ.CANARY-CLI-TOKEN.c2ln";
 
@@ -106,7 +107,13 @@ async fn az_success_uses_expires_on_and_passes_arguments_without_a_shell() {
         .get_token(&TokenRequest::new(Audience::microsoft_graph()).with_tenant("x --debug"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Configuration { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Configuration(entra_mi::error::ConfigurationError::Setting { .. })
+        ),
+        "{err}"
+    );
     let err = cred.get_token(&arm().with_claims("{}")).await.unwrap_err();
     assert!(
         err.to_string().contains("az login --claims-challenge"),
@@ -143,7 +150,7 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("not logged in")),
+        matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains("not logged in")),
         "{err}"
     );
 
@@ -151,7 +158,13 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .get_token(&arm())
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Credential { .. }), "{err:?}");
+    assert!(
+        matches!(
+            &err,
+            Error::Credential(entra_mi::error::CredentialError::Failed { .. })
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("AADSTS700082"), "{err}");
     assert!(
         err.to_string()
@@ -184,7 +197,7 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("not found on PATH")),
+        matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains("not found on PATH")),
         "{err}"
     );
 
@@ -194,7 +207,7 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::CredentialUnavailable { reason, .. } if reason.contains("did not finish within")),
+        matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains("did not finish within")),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -216,7 +229,13 @@ async fn absurd_expiry_from_az_is_a_typed_error_not_a_panic() {
             .get_token(&arm())
             .await
             .unwrap_err();
-        assert!(matches!(&err, Error::Credential { .. }), "{name}: {err:?}");
+        assert!(
+            matches!(
+                &err,
+                Error::Credential(entra_mi::error::CredentialError::Failed { .. })
+            ),
+            "{name}: {err:?}"
+        );
         assert!(err.to_string().contains("expires_on"), "{name}: {err}");
         assert!(
             !format!("{err} {err:?}").contains("CANARY"),

@@ -420,7 +420,13 @@ async fn a_credential_that_panics_backs_off_like_one_that_fails() {
         .build();
     for _ in 0..20 {
         let err = provider.header(&graph()).await.unwrap_err();
-        assert!(matches!(err, Error::FetchAborted { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Credential(entra_mi::error::CredentialError::Aborted { .. })
+            ),
+            "{err:?}"
+        );
     }
     assert_eq!(
         cred.calls.load(Ordering::SeqCst),

@@ -158,7 +158,9 @@ async fn a_fetch_that_never_returns_fails_every_waiter_at_the_timeout() {
             .expect("a waiter hung")
             .unwrap();
         match result {
-            Err(Error::FetchTimeout { timeout, .. }) => {
+            Err(Error::Deadline(entra_mi::error::DeadlineError::FetchTimeout {
+                timeout, ..
+            })) => {
                 assert_eq!(timeout, Duration::from_secs(30))
             }
             other => panic!("{other:?}"),
@@ -269,7 +271,13 @@ async fn a_token_no_header_can_carry_is_a_credential_error() {
         let provider = TokenProvider::new(Custom(token, token_type));
         let err = provider.header(&graph()).await.unwrap_err();
         let shown = format!("{err} {err:?}");
-        assert!(matches!(err, Error::Credential { .. }), "{shown}");
+        assert!(
+            matches!(
+                err,
+                Error::Credential(entra_mi::error::CredentialError::Failed { .. })
+            ),
+            "{shown}"
+        );
         assert!(
             shown.contains("cannot be sent in an HTTP header"),
             "{shown}"

@@ -9,10 +9,8 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use entra_mi::{
-    Audience, ChainLink, ClientCertificate, ClientCertificateCredential, DefaultCredential,
-    Environment, Error, TokenCredential, TokenRequest,
-};
+use entra_mi::credentials::{ChainLink, ClientCertificate, ClientCertificateCredential};
+use entra_mi::{Audience, DefaultCredential, Environment, Error, TokenCredential, TokenRequest};
 use entra_mi_emulator::{App, Emulator, Endpoint};
 use support::jwt_claims;
 
@@ -151,7 +149,7 @@ async fn pem_and_pkcs12_certificates_get_tokens() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Configuration { setting, reason } if setting == "AZURE_CLIENT_CERTIFICATE_PATH" && reason.contains("password is wrong")),
+        matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "AZURE_CLIENT_CERTIFICATE_PATH" && reason.contains("password is wrong")),
         "{err}"
     );
     let _ = std::fs::remove_file(&path);

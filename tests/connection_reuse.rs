@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use entra_mi::credentials::ClientSecretCredential;
 use entra_mi::{
-    Audience, ClientSecretCredential, Environment, ManagedIdentityCredential, RetryOptions,
-    TokenCredential, TokenRequest,
+    Audience, Environment, ManagedIdentityCredential, RetryOptions, TokenCredential, TokenRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -200,7 +200,10 @@ async fn imds_reuses_its_connection() {
         .retry(RetryOptions::default().max_retries(0))
         .build()
         .unwrap();
-    assert_eq!(credential.source(), entra_mi::SourceKind::Imds);
+    assert_eq!(
+        credential.source_kind(),
+        entra_mi::managed_identity::SourceKind::Imds
+    );
     assert_one_connection(&credential, &server, "/metadata/identity/oauth2/token?").await;
 }
 
@@ -215,7 +218,10 @@ async fn app_service_reuses_its_connection() {
         .retry(RetryOptions::default().max_retries(0))
         .build()
         .unwrap();
-    assert_eq!(credential.source(), entra_mi::SourceKind::AppService);
+    assert_eq!(
+        credential.source_kind(),
+        entra_mi::managed_identity::SourceKind::AppService
+    );
     assert_one_connection(&credential, &server, "/msi/token?").await;
 }
 

@@ -5,10 +5,12 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use entra_mi::error::Unavailable;
+use entra_mi::managed_identity::SourceKind;
 use entra_mi::time::ManualClock;
 use entra_mi::{
-    Audience, Environment, Error, ManagedIdentityCredential, RetryOptions, SourceKind,
-    TokenCredential, TokenProvider, TokenRequest, Unavailable,
+    Audience, Environment, Error, ManagedIdentityCredential, RetryOptions, TokenCredential,
+    TokenProvider, TokenRequest,
 };
 use serde_json::json;
 use support::{RawServer, Reply, imds_body};
@@ -45,7 +47,7 @@ fn imds(server: &RawServer) -> ManagedIdentityCredential {
         .unwrap()
 }
 
-fn imds_with(server: &RawServer, time: entra_mi::TimeSource) -> ManagedIdentityCredential {
+fn imds_with(server: &RawServer, time: entra_mi::time::TimeSource) -> ManagedIdentityCredential {
     ManagedIdentityCredential::builder()
         .environment(imds_env(server))
         .retry(RetryOptions::default().max_retries(0))
@@ -69,7 +71,7 @@ fn assert_no_canary(err: &Error) {
 async fn imds_request_has_the_documented_shape() {
     let server = RawServer::start(Reply::json(200, imds_body(CANARY, now_unix(), 3600))).await;
     let cred = imds(&server);
-    assert_eq!(cred.source(), SourceKind::Imds);
+    assert_eq!(cred.source_kind(), SourceKind::Imds);
     let arm = TokenRequest::new(Audience::new("https://management.azure.com/").unwrap());
     let token = cred.get_token(&arm).await.unwrap();
     assert_eq!(token.secret(), CANARY);
@@ -127,7 +129,7 @@ async fn user_assigned_ids_are_rendered_per_source() {
             .environment(app_service_env(&server, "s3cret"))
             .build()
             .unwrap();
-        assert_eq!(cred.source(), SourceKind::AppService);
+        assert_eq!(cred.source_kind(), SourceKind::AppService);
         cred.get_token(&graph()).await.unwrap();
         let req = server.requests().pop().unwrap();
         assert_eq!(req.query(app_param).as_deref(), Some(value));
@@ -160,7 +162,7 @@ async fn app_service_reads_the_rotated_identity_header_per_request() {
     env.remove("IDENTITY_HEADER");
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(err, Error::Configuration { ref setting, .. } if setting == "IDENTITY_HEADER"),
+        matches!(err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { ref setting, .. }) if setting == "IDENTITY_HEADER"),
         "{err}"
     );
 }
@@ -296,10 +298,10 @@ async fn an_already_expired_token_is_refused_even_with_expires_in() {
     assert!(
         matches!(
             &err,
-            Error::Unavailable {
+            Error::Source(entra_mi::error::SourceError::Unavailable {
                 reason: Unavailable::InvalidResponse { .. },
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -498,11 +500,11 @@ async fn bad_answers_get_typed_errors_without_secrets() {
         let err = imds(&server).get_token(&graph()).await.unwrap_err();
         assert_no_canary(&err);
         match &err {
-            Error::Unavailable {
+            Error::Source(entra_mi::error::SourceError::Unavailable {
                 source_kind: SourceKind::Imds,
                 endpoint,
                 reason,
-            } => {
+            }) => {
                 assert!(check(reason), "{name}: unexpected reason {reason:?}");
                 assert!(
                     endpoint.ends_with("/metadata/identity/oauth2/token"),
@@ -536,7 +538,7 @@ async fn refused_requests_carry_the_service_words_and_are_not_retried() {
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert_no_canary(&err);
     match &err {
-        Error::Refused { error, .. } => {
+        Error::Source(entra_mi::error::SourceError::Refused { error, .. }) => {
             assert_eq!(error.status, 400);
             assert_eq!(error.code.as_deref(), Some("invalid_request"));
             assert!(error.is_identity_not_found());
@@ -582,10 +584,10 @@ async fn unreachable_and_hanging_endpoints() {
     assert!(
         matches!(
             err,
-            Error::Unavailable {
+            Error::Source(entra_mi::error::SourceError::Unavailable {
                 reason: Unavailable::Connect { .. },
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -602,10 +604,10 @@ async fn unreachable_and_hanging_endpoints() {
     assert!(
         matches!(
             err,
-            Error::Unavailable {
+            Error::Source(entra_mi::error::SourceError::Unavailable {
                 reason: Unavailable::Timeout(_),
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -739,19 +741,19 @@ async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
     // The caller's deadline ended it: that is no "unavailable" (a chain stops), and the last
     // failure is kept.
     match &err {
-        Error::DeadlineExceeded {
+        Error::Deadline(entra_mi::error::DeadlineError::Caller {
             deadline,
             last: Some(last),
             ..
-        } => {
+        }) => {
             assert_eq!(*deadline, Duration::from_secs(5));
             assert!(
                 matches!(
                     **last,
-                    Error::Unavailable {
+                    Error::Source(entra_mi::error::SourceError::Unavailable {
                         reason: Unavailable::Status { status: 503, .. },
                         ..
-                    }
+                    })
                 ),
                 "{err}"
             );
@@ -870,10 +872,10 @@ async fn a_token_for_another_api_or_identity_is_refused() {
         let err = cred.get_token(&graph()).await.unwrap_err();
         assert_no_canary(&err);
         match &err {
-            Error::Unavailable {
+            Error::Source(entra_mi::error::SourceError::Unavailable {
                 reason: Unavailable::InvalidResponse { problem },
                 ..
-            } => assert!(problem.contains("asked"), "{name}: {problem}"),
+            }) => assert!(problem.contains("asked"), "{name}: {problem}"),
             other => panic!("{name}: {other:?}"),
         }
     }

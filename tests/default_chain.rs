@@ -7,9 +7,8 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use entra_mi::{
-    Audience, ChainLink, DefaultCredential, Environment, Error, TokenCredential, TokenRequest,
-};
+use entra_mi::credentials::ChainLink;
+use entra_mi::{Audience, DefaultCredential, Environment, Error, TokenCredential, TokenRequest};
 use entra_mi_emulator::{
     App, Emulator, Endpoint, FEDERATED_ISSUER, Identity, TOKEN_EXCHANGE_AUDIENCE,
 };
@@ -374,7 +373,7 @@ async fn past_deadline(c: &DefaultCredential, ms: u64) -> Error {
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(10), "bounded");
     assert!(
-        matches!(&err, Error::DeadlineExceeded { credential, deadline: d, .. } if credential == "default" && *d == deadline),
+        matches!(&err, Error::Deadline(entra_mi::error::DeadlineError::Caller { credential, deadline: d, .. }) if credential == "default" && *d == deadline),
         "{err:?}"
     );
     err
@@ -404,7 +403,10 @@ async fn the_callers_deadline_bounds_the_chain_and_stops_it() {
     assert!(!cli.0.join("ran").exists(), "the Azure CLI was never run");
 
     assert!(
-        matches!(&err, Error::DeadlineExceeded { last: Some(_), .. }),
+        matches!(
+            &err,
+            Error::Deadline(entra_mi::error::DeadlineError::Caller { last: Some(_), .. })
+        ),
         "{err:?}"
     );
 
@@ -437,7 +439,7 @@ async fn every_link_failing_gives_one_line_per_link() {
     ]));
     let err = c.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(err, Error::Chain(ref a) if a.len() == 4),
+        matches!(err, Error::Chain(ref c) if c.attempts.len() == 4),
         "{err:?}"
     );
     assert!(err.is_unavailable());
@@ -487,7 +489,7 @@ fn azure_token_credentials_selects_links() {
     );
     let err = build("production").unwrap_err();
     match err {
-        Error::Configuration { setting, reason } => {
+        Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) => {
             assert_eq!(setting, "AZURE_TOKEN_CREDENTIALS");
             assert!(
                 reason.contains("prod")
@@ -511,7 +513,7 @@ fn azure_token_credentials_selects_links() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Configuration { setting, .. } if setting == "AZURE_TENANT_ID"),
+        matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, .. }) if setting == "AZURE_TENANT_ID"),
         "{err}"
     );
 }
@@ -588,7 +590,13 @@ async fn azure_client_id_that_the_detected_source_cannot_use_stops_the_chain_whe
         ))
         .build()
         .unwrap_err();
-    assert!(matches!(err, Error::Configuration { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Configuration(entra_mi::error::ConfigurationError::Setting { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -1,10 +1,9 @@
 //! Source detection and configuration validation: the decisions-table order, every detected
 //! source built as itself (never a silent fall-through), and bad environment values.
 
-use entra_mi::{
-    ClientSecretCredential, Detected, Environment, Error, ManagedIdentityCredential,
-    ManagedIdentityId, SourceKind, detect_source,
-};
+use entra_mi::credentials::ClientSecretCredential;
+use entra_mi::managed_identity::{ManagedIdentitySource, SourceKind, detect_source};
+use entra_mi::{Environment, Error, ManagedIdentityCredential, ManagedIdentityId};
 
 /// Variables, the setting the error must name, and a phrase of its reason.
 type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
@@ -122,7 +121,7 @@ fn every_detected_source_is_built_and_never_falls_through() {
             .arc_key_directory(std::env::temp_dir())
             .build()
             .unwrap();
-        assert_eq!(cred.source(), kind, "{vars:?}");
+        assert_eq!(cred.source_kind(), kind, "{vars:?}");
         assert_eq!(cred.endpoint(), endpoint);
         assert!(!format!("{cred:?}").contains("super-secret-value"));
     }
@@ -180,7 +179,10 @@ fn bad_values_of_the_other_sources_name_the_variable() {
             .build()
             .unwrap_err();
         match &err {
-            Error::Configuration { setting, reason } => {
+            Error::Configuration(entra_mi::error::ConfigurationError::Setting {
+                setting,
+                reason,
+            }) => {
                 assert_eq!(setting, variable, "{vars:?}");
                 assert!(reason.contains(needle), "{vars:?}: {reason}");
             }
@@ -256,7 +258,10 @@ fn bad_environment_values_name_the_variable() {
             .build()
             .unwrap_err();
         match &err {
-            Error::Configuration { setting, reason } => {
+            Error::Configuration(entra_mi::error::ConfigurationError::Setting {
+                setting,
+                reason,
+            }) => {
                 assert_eq!(setting, variable, "{vars:?}");
                 assert!(reason.contains(needle), "{vars:?}: {reason}");
             }
@@ -316,7 +321,7 @@ fn managed_identity_ids_parse_from_text_and_a_bare_guid_is_refused() {
     ] {
         let err = text.parse::<ManagedIdentityId>().unwrap_err();
         assert!(
-            matches!(&err, Error::Configuration { reason, .. } if reason.contains(needle)),
+            matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { reason, .. }) if reason.contains(needle)),
             "{text:?}: {err}"
         );
     }
@@ -389,11 +394,11 @@ fn an_arc_endpoint_must_be_loopback_whatever_its_scheme() {
                 .build()
                 .unwrap_err();
             assert!(
-                matches!(&err, Error::Configuration { setting, reason } if setting == "IDENTITY_ENDPOINT" && reason.contains("loopback")),
+                matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "IDENTITY_ENDPOINT" && reason.contains("loopback")),
                 "{endpoint}: {err}"
             );
             let err = ManagedIdentityCredential::builder()
-                .source(Detected::AzureArc {
+                .source(ManagedIdentitySource::AzureArc {
                     endpoint: endpoint.parse().unwrap(),
                 })
                 .allow_http_endpoint(allow)
@@ -433,7 +438,10 @@ fn http_endpoints_on_loopback_and_link_local_are_accepted() {
             ("IDENTITY_HEADER", "h"),
         ]))
         .unwrap();
-        assert!(matches!(d, Detected::AppService { .. }), "{endpoint}");
+        assert!(
+            matches!(d, ManagedIdentitySource::AppService { .. }),
+            "{endpoint}"
+        );
     }
     ManagedIdentityCredential::builder()
         .environment(env(&[
@@ -503,38 +511,38 @@ fn each_detected_source_names_its_api_version() {
     let url = |s: &str| -> url::Url { s.parse().unwrap() };
     for (detected, version) in [
         (
-            Detected::Imds {
+            ManagedIdentitySource::Imds {
                 token_url: url("http://169.254.169.254/metadata/identity/oauth2/token"),
             },
             Some("2018-02-01"),
         ),
         (
-            Detected::AppService {
+            ManagedIdentitySource::AppService {
                 endpoint: url("http://127.0.0.1:41000/msi/token"),
             },
             Some("2019-08-01"),
         ),
         (
-            Detected::AzureArc {
+            ManagedIdentitySource::AzureArc {
                 endpoint: url("http://127.0.0.1:40342/metadata/identity/oauth2/token"),
             },
             Some("2020-06-01"),
         ),
         (
-            Detected::ServiceFabric {
+            ManagedIdentitySource::ServiceFabric {
                 endpoint: url("https://10.0.0.4:2377/metadata/identity/oauth2/token"),
                 thumbprint: [0; 20],
             },
             Some("2019-07-01-preview"),
         ),
         (
-            Detected::AzureMl {
+            ManagedIdentitySource::AzureMl {
                 endpoint: url("http://127.0.0.1:8081/msi/auth"),
             },
             Some("2017-09-01"),
         ),
         (
-            Detected::CloudShell {
+            ManagedIdentitySource::CloudShell {
                 endpoint: url("http://localhost:50342/oauth2/token"),
             },
             None,
@@ -544,7 +552,7 @@ fn each_detected_source_names_its_api_version() {
     }
     if cfg!(target_os = "linux") {
         assert_eq!(
-            Detected::arc_key_directory(),
+            ManagedIdentitySource::arc_key_directory(),
             Some(std::path::PathBuf::from("/var/opt/azcmagent/tokens"))
         );
     }

@@ -6,10 +6,12 @@ mod support;
 
 use std::time::Duration;
 
+use entra_mi::error::Unavailable;
+use entra_mi::managed_identity::{ManagedIdentitySource, SourceKind};
 use entra_mi::time::ManualClock;
 use entra_mi::{
-    Audience, Detected, Environment, Error, ManagedIdentityCredential, ManagedIdentityId,
-    SourceKind, TokenCredential, TokenProvider, TokenRequest, Unavailable,
+    Audience, Environment, Error, ManagedIdentityCredential, ManagedIdentityId, TokenCredential,
+    TokenProvider, TokenRequest,
 };
 use entra_mi_emulator::{Emulator, Endpoint, Fault, Identity, ResponseShape};
 use support::jwt_claims;
@@ -161,7 +163,7 @@ async fn unknown_identities_are_refused_with_the_service_words() {
             .await
             .unwrap_err();
         match &err {
-            Error::Refused { error, .. } => {
+            Error::Source(entra_mi::error::SourceError::Refused { error, .. }) => {
                 assert_eq!(error.status, 400, "{src:?}");
                 assert!(error.is_identity_not_found(), "{src:?}: {err}");
             }
@@ -184,7 +186,7 @@ async fn unknown_identities_are_refused_with_the_service_words() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Refused { error, .. } if error.is_identity_not_found()),
+        matches!(&err, Error::Source(entra_mi::error::SourceError::Refused { error, .. }) if error.is_identity_not_found()),
         "{err}"
     );
 }
@@ -202,7 +204,13 @@ async fn a_wrong_identity_header_is_refused_and_a_rotated_one_is_followed() {
     // The platform rotates the secret: the old one is refused until the app reads the new one.
     emu.set_identity_header("rotated-secret");
     let err = cred.get_token(&req).await.unwrap_err();
-    assert!(matches!(err, Error::Refused { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Source(entra_mi::error::SourceError::Refused { .. })
+        ),
+        "{err:?}"
+    );
     assert!(!format!("{err} {err:?}").contains("rotated-secret"));
     env.set("IDENTITY_HEADER", "rotated-secret");
     cred.get_token(&req).await.unwrap();
@@ -310,7 +318,9 @@ async fn emulated_faults_become_typed_errors() {
         let name = format!("{fault:?}");
         emu.push_fault(Endpoint::Imds, fault);
         match cred.get_token(&req).await {
-            Err(Error::Unavailable { reason, .. }) => assert!(check(&reason), "{name}: {reason:?}"),
+            Err(Error::Source(entra_mi::error::SourceError::Unavailable { reason, .. })) => {
+                assert!(check(&reason), "{name}: {reason:?}")
+            }
             other => panic!("{name}: {other:?}"),
         }
     }
@@ -396,7 +406,7 @@ async fn the_cache_in_front_of_the_emulator_refreshes_proactively() {
     assert!(emu.requests(Endpoint::Imds) >= 2);
     assert_eq!(provider.stats().waits, 1, "only the cold start waited");
     assert_eq!(
-        credential(&emu, Src::Imds, ManagedIdentityId::SystemAssigned).source(),
+        credential(&emu, Src::Imds, ManagedIdentityId::SystemAssigned).source_kind(),
         SourceKind::Imds
     );
 }
@@ -454,7 +464,7 @@ async fn app_service_falls_back_to_2017_when_2019_is_unsupported() {
         }
         assert_eq!(emu.requests(Endpoint::AppService), 1, "{id:?}");
         assert_eq!(emu.requests(Endpoint::AzureMl), 2, "{id:?}");
-        assert_eq!(cred.source(), SourceKind::AppService);
+        assert_eq!(cred.source_kind(), SourceKind::AppService);
         assert_eq!(cred.endpoint(), emu.msi_endpoint());
     }
 
@@ -471,7 +481,7 @@ async fn app_service_falls_back_to_2017_when_2019_is_unsupported() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Refused { error, .. } if error.code.as_deref() == Some("UnsupportedApiVersion")),
+            matches!(&err, Error::Source(entra_mi::error::SourceError::Refused { error, .. }) if error.code.as_deref() == Some("UnsupportedApiVersion")),
             "{id:?}: {err}"
         );
         assert_eq!(emu.requests(Endpoint::AzureMl), 0, "{id:?}");
@@ -485,12 +495,12 @@ async fn a_source_given_in_code_replaces_detection() {
     // IMDS at an address no environment variable names, with an empty environment.
     let cred = ManagedIdentityCredential::builder()
         .environment(Environment::from_vars(Vec::<(String, String)>::new()))
-        .source(Detected::Imds {
+        .source(ManagedIdentitySource::Imds {
             token_url: emu.imds_token_url().parse().unwrap(),
         })
         .build()
         .unwrap();
-    assert_eq!(cred.source(), SourceKind::Imds);
+    assert_eq!(cred.source_kind(), SourceKind::Imds);
     let token = cred.get_token(&graph).await.unwrap();
     assert_eq!(jwt_claims(token.secret())["oid"], system.object_id.as_str());
     assert_eq!(emu.requests(Endpoint::Imds), 1);
@@ -502,37 +512,37 @@ async fn a_source_given_in_code_replaces_detection() {
             ("IDENTITY_HEADER", emu.identity_header()),
             ("MSI_ENDPOINT", "http://127.0.0.1:1/unused".to_owned()),
         ]))
-        .source(Detected::AppService {
+        .source(ManagedIdentitySource::AppService {
             endpoint: emu.app_service_endpoint().parse().unwrap(),
         })
         .build()
         .unwrap();
-    assert_eq!(cred.source(), SourceKind::AppService);
+    assert_eq!(cred.source_kind(), SourceKind::AppService);
     cred.get_token(&graph).await.unwrap();
     assert_eq!(emu.requests(Endpoint::AppService), 1);
 
     // The rules of an endpoint from the environment hold.
     for (source, needle) in [
         (
-            Detected::AppService {
+            ManagedIdentitySource::AppService {
                 endpoint: "http://203.0.113.9/msi/token".parse().unwrap(),
             },
             "neither loopback nor link-local",
         ),
         (
-            Detected::Imds {
+            ManagedIdentitySource::Imds {
                 token_url: "http://u:PW-CANARY@127.0.0.1/x".parse().unwrap(),
             },
             "must not carry credentials",
         ),
         (
-            Detected::Imds {
+            ManagedIdentitySource::Imds {
                 token_url: "http://127.0.0.1/x?y=1".parse().unwrap(),
             },
             "without query",
         ),
         (
-            Detected::AzureMl {
+            ManagedIdentitySource::AzureMl {
                 endpoint: "ftp://127.0.0.1/x".parse().unwrap(),
             },
             "http or https",
@@ -543,7 +553,7 @@ async fn a_source_given_in_code_replaces_detection() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Configuration { setting, reason } if setting == "ManagedIdentityCredentialBuilder::source" && reason.contains(needle)),
+            matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "ManagedIdentityCredentialBuilder::source" && reason.contains(needle)),
             "{source:?}: {err}"
         );
         assert!(!format!("{err} {err:?}").contains("PW-CANARY"), "{err:?}");

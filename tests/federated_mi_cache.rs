@@ -8,10 +8,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use entra_mi::credentials::{FederatedManagedIdentityCredential, TOKEN_EXCHANGE_AUDIENCE};
 use entra_mi::time::ManualClock;
+use entra_mi::time::TimeSource;
 use entra_mi::{
-    Audience, Environment, Error, FederatedManagedIdentityCredential, ManagedIdentityCredential,
-    RetryOptions, TOKEN_EXCHANGE_AUDIENCE, TimeSource, TokenCredential, TokenRequest,
+    Audience, Environment, Error, ManagedIdentityCredential, RetryOptions, TokenCredential,
+    TokenRequest,
 };
 use entra_mi_emulator::{App, DEFAULT_TENANT_ID, Emulator, Endpoint, Fault, Identity};
 use support::jwt_claims;
@@ -187,7 +189,7 @@ async fn a_caller_waiting_for_another_callers_fetch_keeps_to_its_deadline() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::DeadlineExceeded { deadline, .. } if *deadline == Duration::from_millis(200)),
+        matches!(&err, Error::Deadline(entra_mi::error::DeadlineError::Caller { deadline, .. }) if *deadline == Duration::from_millis(200)),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_millis(1500), "{err}");
@@ -208,7 +210,9 @@ async fn an_assertion_entra_refuses_is_dropped() {
     s.emu.push_fault(Endpoint::EntraToken, expired_assertion());
     let err = cred.get_token(&graph()).await.unwrap_err();
     match &err {
-        Error::TokenEndpoint { error, .. } => assert_eq!(error.aadsts, [700024], "{err}"),
+        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+            assert_eq!(error.aadsts, [700024], "{err}")
+        }
         other => panic!("{other}"),
     }
     assert_eq!(counts(&s.emu), (1, 1));
@@ -251,7 +255,9 @@ async fn a_refusal_that_is_not_about_the_assertion_keeps_it() {
         .await
         .unwrap_err();
     match &err {
-        Error::TokenEndpoint { error, .. } => assert_eq!(error.aadsts, [90002], "{err}"),
+        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+            assert_eq!(error.aadsts, [90002], "{err}")
+        }
         other => panic!("{other}"),
     }
     cred.get_token(&arm()).await.unwrap();

@@ -24,9 +24,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use entra_mi::__fuzz::{self, Clocks, MAX_LIFETIME};
+use entra_mi::middleware::BearerChallenge;
 use entra_mi::{
-    AccessToken, Audience, BearerChallenge, Route, TokenCredential, TokenProvider, TokenRequest,
-    TokenRouter,
+    AccessToken, Audience, Route, TokenCredential, TokenProvider, TokenRequest, TokenRouter,
 };
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue};
@@ -58,7 +58,7 @@ fn clocks() -> Clocks {
     }
 }
 
-fn parse(body: &[u8]) -> Result<__fuzz::ParsedToken, entra_mi::Unavailable> {
+fn parse(body: &[u8]) -> Result<__fuzz::ParsedToken, entra_mi::error::Unavailable> {
     __fuzz::parse_token(Some("application/json"), body, clocks())
 }
 

@@ -337,7 +337,10 @@ async fn ipv6_loopback_and_the_http_opt_in() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(err, entra_mi::Error::InvalidRoute { .. }),
+            matches!(
+                err,
+                entra_mi::Error::Configuration(entra_mi::error::ConfigurationError::Route { .. })
+            ),
             "{route}: {err}"
         );
     }
@@ -438,7 +441,7 @@ async fn large_tables_keep_every_rule() {
         .build()
         .unwrap();
     assert_eq!(large.routes().count(), 44);
-    let aud = |r: Option<&entra_mi::BoundRoute>| r.map(|b| b.audience().to_string());
+    let aud = |r: Option<&entra_mi::middleware::BoundRoute>| r.map(|b| b.audience().to_string());
     for (url, expected) in cases(&s) {
         let parsed_url: url::Url = url.parse().unwrap();
         let want = expected.map(str::to_owned);

@@ -20,12 +20,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use entra_mi::credentials::{
+    AzureCliCredential, ClientCertificate, ClientCertificateCredential, ClientSecretCredential,
+    FederatedManagedIdentityCredential, TOKEN_EXCHANGE_AUDIENCE, WorkloadIdentityCredential,
+};
+use entra_mi::managed_identity::detect_source;
+use entra_mi::middleware::BearerChallenge;
 use entra_mi::{
-    AccessToken, Audience, AzureCliCredential, BearerChallenge, ClientCertificate,
-    ClientCertificateCredential, ClientSecretCredential, DefaultCredential, Environment,
-    FederatedManagedIdentityCredential, ManagedIdentityCredential, RetryOptions, Route,
-    TOKEN_EXCHANGE_AUDIENCE, TokenCredential, TokenProvider, TokenRequest, TokenRouter,
-    WorkloadIdentityCredential, detect_source,
+    AccessToken, Audience, DefaultCredential, Environment, ManagedIdentityCredential, RetryOptions,
+    Route, TokenCredential, TokenProvider, TokenRequest, TokenRouter,
 };
 use entra_mi_emulator::{App, Emulator, Endpoint, FEDERATED_ISSUER, Fault, Identity};
 use entra_mi_reqwest::BearerAuthMiddleware;

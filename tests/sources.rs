@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
+use entra_mi::error::Unavailable;
+use entra_mi::managed_identity::SourceKind;
 use entra_mi::time::ManualClock;
 use entra_mi::{
-    Audience, Environment, Error, ManagedIdentityCredential, RetryOptions, SourceKind,
-    TokenCredential, TokenProvider, TokenRequest, Unavailable,
+    Audience, Environment, Error, ManagedIdentityCredential, RetryOptions, TokenCredential,
+    TokenProvider, TokenRequest,
 };
 use entra_mi_emulator::{Emulator, Endpoint, Fault, Identity, ResponseShape};
 use serde_json::json;
@@ -98,7 +100,7 @@ async fn azure_ml_system_and_user_assigned() {
         .environment(vars(&[]))
         .build()
         .unwrap();
-    assert_eq!(cred.source(), SourceKind::AzureMl);
+    assert_eq!(cred.source_kind(), SourceKind::AzureMl);
     let token = cred.get_token(&graph()).await.unwrap();
     assert_eq!(jwt_claims(token.secret())["oid"], system.object_id.as_str());
 
@@ -131,7 +133,13 @@ async fn azure_ml_system_and_user_assigned() {
         ManagedIdentityCredential::builder().resource_id(&user.resource_id),
     ] {
         let err = b.environment(vars(&[])).build().unwrap_err();
-        assert!(matches!(err, Error::Configuration { .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Configuration(entra_mi::error::ConfigurationError::Setting { .. })
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("only by client id"), "{err}");
     }
     assert_eq!(emu.requests(Endpoint::AzureMl), 0);
@@ -161,7 +169,13 @@ async fn azure_ml_wrong_secret_is_refused_without_showing_it() {
         .build()
         .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
-    assert!(matches!(err, Error::Refused { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Source(entra_mi::error::SourceError::Refused { .. })
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.status(), Some(401));
     assert_no_secret(&err, &[CANARY]);
     assert!(!format!("{cred:?}").contains(CANARY));
@@ -179,7 +193,7 @@ async fn cloud_shell_posts_a_form_and_refuses_user_assigned() {
         .environment(e())
         .build()
         .unwrap();
-    assert_eq!(cred.source(), SourceKind::CloudShell);
+    assert_eq!(cred.source_kind(), SourceKind::CloudShell);
     let token = cred
         .get_token(&TokenRequest::new(
             Audience::new("https://management.azure.com/").unwrap(),
@@ -226,10 +240,10 @@ async fn cloud_shell_answer_for_another_audience_is_refused() {
     assert!(
         matches!(
             err,
-            Error::Unavailable {
+            Error::Source(entra_mi::error::SourceError::Unavailable {
                 reason: Unavailable::InvalidResponse { .. },
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -266,7 +280,7 @@ async fn arc_answers_its_challenge_with_the_key_file() {
         .arc_key_directory(dir.path())
         .build()
         .unwrap();
-    assert_eq!(cred.source(), SourceKind::AzureArc);
+    assert_eq!(cred.source_kind(), SourceKind::AzureArc);
     let token = cred.get_token(&graph()).await.unwrap();
     assert_eq!(
         jwt_claims(token.secret())["oid"],
@@ -349,7 +363,7 @@ async fn arc_key_file_checks_come_before_reading() {
         emu.set_arc_challenge_path(Some(path.clone()));
         let err = cred.get_token(&graph()).await.unwrap_err();
         match &err {
-            Error::ArcKeyFile { reason, .. } => {
+            Error::Source(entra_mi::error::SourceError::ArcKeyFile { reason, .. }) => {
                 assert!(reason.contains(needle), "{path:?}: {reason}")
             }
             other => panic!("{path:?}: {other:?}"),
@@ -415,7 +429,7 @@ async fn service_fabric_accepts_only_the_pinned_certificate() {
             .environment(sf_env(&emu, &t))
             .build()
             .unwrap();
-        assert_eq!(cred.source(), SourceKind::ServiceFabric);
+        assert_eq!(cred.source_kind(), SourceKind::ServiceFabric);
         let token = cred.get_token(&graph()).await.unwrap();
         assert_eq!(
             jwt_claims(token.secret())["aud"],
@@ -438,10 +452,10 @@ async fn service_fabric_accepts_only_the_pinned_certificate() {
     assert!(
         matches!(
             err,
-            Error::Unavailable {
+            Error::Source(entra_mi::error::SourceError::Unavailable {
                 reason: Unavailable::TlsVerification { .. },
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -473,7 +487,7 @@ async fn service_fabric_configuration_is_validated() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Configuration { setting, .. } if setting == "IDENTITY_SERVER_THUMBPRINT"),
+            matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, .. }) if setting == "IDENTITY_SERVER_THUMBPRINT"),
             "{err:?}"
         );
     }

@@ -26,7 +26,7 @@ fn hyper_client() -> HyperClient {
 }
 
 fn layer(provider: &TokenProvider, api: &Downstream) -> BearerAuthLayer {
-    entra_mi::__route_keys_past_32_bits();
+    entra_mi::test_util::__route_keys_past_32_bits();
     BearerAuthLayer::builder(provider)
         .route(Route::new(&api.url("/"), Audience::new(AUD).unwrap()).unwrap())
         .allow_http_loopback(true)

@@ -10,7 +10,7 @@
 //! * parsing is deterministic.
 #![no_main]
 
-use entra_mi::BearerChallenge;
+use entra_mi::middleware::BearerChallenge;
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;

@@ -13,9 +13,7 @@
 
 use std::sync::OnceLock;
 
-use entra_mi::{
-    AccessToken, Audience, Route, TokenCredential, TokenProvider, TokenRequest, TokenRouter,
-};
+use entra_mi::{AccessToken, Audience, Route, TokenCredential, TokenProvider, TokenRequest, TokenRouter};
 use libfuzzer_sys::fuzz_target;
 
 /// Never called: routing does not fetch tokens.

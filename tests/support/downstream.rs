@@ -104,7 +104,7 @@ impl Downstream {
     }
 
     /// The route of `router` that requests to this API take.
-    pub fn route_in(&self, router: &entra_mi::TokenRouter) -> entra_mi::BoundRoute {
+    pub fn route_in(&self, router: &entra_mi::TokenRouter) -> entra_mi::middleware::BoundRoute {
         let uri: http::Uri = self.url("/").parse().unwrap();
         router.match_uri(&uri).expect("a route to the API").clone()
     }

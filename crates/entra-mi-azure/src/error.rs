@@ -44,11 +44,11 @@ pub(crate) enum Failure {
 pub(crate) fn to_entra(credential: &str, failure: Failure) -> entra_mi::Error {
     let message = match failure {
         Failure::Deadline(deadline) => {
-            return entra_mi::Error::DeadlineExceeded {
+            return entra_mi::Error::Deadline(entra_mi::error::DeadlineError::Caller {
                 credential: credential.to_owned(),
                 deadline,
                 last: None,
-            };
+            });
         }
         Failure::Azure(e) => format!("{} error: {}", e.kind(), clean(&e.to_string())),
         Failure::Unsupported(what) => {
@@ -56,10 +56,10 @@ pub(crate) fn to_entra(credential: &str, failure: Failure) -> entra_mi::Error {
         }
         Failure::AlreadyExpired => "the credential returned an already-expired token".to_owned(),
     };
-    entra_mi::Error::Credential {
+    entra_mi::Error::Credential(entra_mi::error::CredentialError::Failed {
         credential: credential.to_owned(),
         message,
-    }
+    })
 }
 
 /// The longest foreign message kept, in bytes.

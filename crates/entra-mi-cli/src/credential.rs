@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use entra_mi::{
-    ChainLink, ClientCertificateCredential, ClientSecretCredential, DefaultCredential, Detected,
-    Environment, Error, ManagedIdentityId, TokenCredential, WorkloadIdentityCredential, authority,
-    detect_source,
+use entra_mi::credentials::{
+    ChainLink, ClientCertificateCredential, ClientSecretCredential, WorkloadIdentityCredential,
+    authority,
 };
+use entra_mi::managed_identity::{ManagedIdentitySource, detect_source};
+use entra_mi::{DefaultCredential, Environment, Error, ManagedIdentityId, TokenCredential};
 
 use crate::Failure;
 use crate::loopback::is_loopback;
@@ -54,7 +55,9 @@ fn parse_id(kind: &str, value: &str) -> Result<ManagedIdentityId, String> {
     format!("{kind}={value}")
         .parse::<ManagedIdentityId>()
         .map_err(|e| match e {
-            Error::Configuration { reason, .. } => reason,
+            Error::Configuration(entra_mi::error::ConfigurationError::Setting {
+                reason, ..
+            }) => reason,
             other => other.to_string(),
         })
 }
@@ -289,7 +292,12 @@ impl Chosen {
 /// Whether `link` is configured in `env` (the chain skips the links that are not).
 fn configured(link: ChainLink, env: &Environment) -> bool {
     fn absent<T>(built: Result<T, Error>) -> bool {
-        matches!(built, Err(Error::CredentialUnavailable { .. }))
+        matches!(
+            built,
+            Err(Error::Credential(
+                entra_mi::error::CredentialError::Unavailable { .. }
+            ))
+        )
     }
     match link {
         ChainLink::Environment => {
@@ -304,9 +312,12 @@ fn configured(link: ChainLink, env: &Environment) -> bool {
 /// Every endpoint the managed-identity credential may ask: the detected one and, on App
 /// Service, the 2017-09-01 endpoint it falls back to when `MSI_ENDPOINT` and `MSI_SECRET` are
 /// set too.
-fn managed_identity_endpoints(detected: &Detected, env: &Environment) -> Vec<url::Url> {
+fn managed_identity_endpoints(
+    detected: &ManagedIdentitySource,
+    env: &Environment,
+) -> Vec<url::Url> {
     let mut out = vec![detected.endpoint().clone()];
-    if matches!(detected, Detected::AppService { .. })
+    if matches!(detected, ManagedIdentitySource::AppService { .. })
         && env.has("MSI_SECRET")
         && let Some(fallback) = env
             .get("MSI_ENDPOINT")

@@ -6,7 +6,9 @@ use entra_mi::{Audience, Error};
 /// An audience (`--resource`, `--scope`) by the library's own rules.
 pub(crate) fn audience(value: &str) -> Result<Audience, String> {
     Audience::new(value).map_err(|e| match e {
-        Error::InvalidAudience { reason, .. } => reason.to_owned(),
+        Error::Configuration(entra_mi::error::ConfigurationError::Audience { reason, .. }) => {
+            reason.to_owned()
+        }
         other => other.to_string(),
     })
 }

@@ -89,10 +89,8 @@
 
 use std::fmt;
 
-use entra_mi::{
-    BearerChallenge, BoundRoute, Route, TokenProvider, TokenRouter, TokenRouterBuilder,
-    TokenVersion,
-};
+use entra_mi::middleware::{BearerChallenge, BoundRoute, TokenRouterBuilder, TokenVersion};
+use entra_mi::{Route, TokenProvider, TokenRouter};
 use http::{Extensions, HeaderValue, StatusCode, header::AUTHORIZATION};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use entra_mi::{BearerChallenge, BoundRoute, RouteKey, SentKey, TokenVersion};
+use entra_mi::middleware::{BearerChallenge, BoundRoute, RouteKey, SentKey, TokenVersion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;

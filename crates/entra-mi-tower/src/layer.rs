@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use entra_mi::{Route, TokenProvider, TokenRouter, TokenRouterBuilder};
+use entra_mi::middleware::TokenRouterBuilder;
+use entra_mi::{Route, TokenProvider, TokenRouter};
 use tower_layer::Layer;
 
 use crate::replay::NoReplay;

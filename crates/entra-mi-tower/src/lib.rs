@@ -42,8 +42,8 @@
 //! tokens), the `401` is returned as is. Replaying costs a clone of the request and of the
 //! inner service per routed call, so it is opt-in.
 //!
-//! A request in flight keeps one word for this — an [`entra_mi::SentKey`]: its route's key and
-//! the [`entra_mi::TokenVersion`] it was sent with — not a copy of the header, so the response
+//! A request in flight keeps one word for this — an [`entra_mi::middleware::SentKey`]: its route's key and
+//! the [`entra_mi::middleware::TokenVersion`] it was sent with — not a copy of the header, so the response
 //! future is the inner one plus two words. Turn recovery off
 //! with [`BearerAuthLayerBuilder::recover_unauthorized`]: responses then come back as they are
 //! and the response future adds nothing to the inner one.

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use entra_mi::{BoundRoute, SentKey, TokenRouter};
+use entra_mi::TokenRouter;
+use entra_mi::middleware::{BoundRoute, SentKey};
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_service::Service;

@@ -40,9 +40,11 @@ pub struct Audience {
 impl Audience {
     /// Parses a resource or a `/.default` scope.
     pub fn new(input: &str) -> Result<Self, Error> {
-        let refuse = |reason| Error::InvalidAudience {
-            input: input.to_owned(),
-            reason,
+        let refuse = |reason| {
+            Error::Configuration(crate::error::ConfigurationError::Audience {
+                input: input.to_owned(),
+                reason,
+            })
         };
         if input.is_empty() {
             return Err(refuse("it is empty"));
@@ -222,7 +224,10 @@ mod tests {
             let err = Audience::new(bad).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains(needle), "{bad:?}: {msg}");
-            assert!(matches!(err, Error::InvalidAudience { .. }));
+            assert!(matches!(
+                err,
+                Error::Configuration(crate::error::ConfigurationError::Audience { .. })
+            ));
         }
     }
 }

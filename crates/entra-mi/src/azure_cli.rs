@@ -92,17 +92,17 @@ impl AzureCliCredential {
     }
 
     fn unavailable(reason: impl Into<String>) -> Error {
-        Error::CredentialUnavailable {
+        Error::Credential(crate::error::CredentialError::Unavailable {
             credential: NAME.into(),
             reason: reason.into(),
-        }
+        })
     }
 
     fn failed(message: impl Into<String>) -> Error {
-        Error::Credential {
+        Error::Credential(crate::error::CredentialError::Failed {
             credential: NAME.into(),
             message: message.into(),
-        }
+        })
     }
 
     /// The first `az` (Windows: `az.cmd`) on `PATH`.
@@ -297,9 +297,9 @@ impl TokenCredential for AzureCliCredential {
                     "not logged in: run `az login` ({first})"
                 )));
             }
-            let hint = crate::error::aadsts_codes(&stderr)
+            let hint = crate::entra::hints::aadsts_codes(&stderr)
                 .into_iter()
-                .find_map(crate::error::aadsts_hint)
+                .find_map(crate::entra::hints::aadsts_hint)
                 .map(|h| format!(" (hint: {h})"))
                 .unwrap_or_default();
             return Err(Self::failed(format!(

@@ -182,9 +182,10 @@ impl DefaultCredentialBuilder {
                                     .build()?,
                             ))
                         }
-                        Err(Error::CredentialUnavailable { reason, .. }) => {
-                            Slot::Unconfigured(reason)
-                        }
+                        Err(Error::Credential(crate::error::CredentialError::Unavailable {
+                            reason,
+                            ..
+                        })) => Slot::Unconfigured(reason),
                         Err(e) => return Err(e),
                     }
                 }
@@ -207,7 +208,11 @@ impl DefaultCredentialBuilder {
                         // AZURE_CLIENT_ID (meant for another link, perhaps) names an identity
                         // this source cannot select: the link reports it when reached and the
                         // chain stops there, rather than the whole chain failing to build.
-                        Err(e @ Error::Configuration { .. }) if implicit => {
+                        Err(
+                            e @ Error::Configuration(crate::error::ConfigurationError::Setting {
+                                ..
+                            }),
+                        ) if implicit => {
                             links.push(Link {
                                 kind,
                                 slot: Slot::Broken(e),
@@ -217,7 +222,7 @@ impl DefaultCredentialBuilder {
                         }
                         Err(e) => return Err(e),
                     };
-                    let probe = (mi.source() == SourceKind::Imds
+                    let probe = (mi.source_kind() == SourceKind::Imds
                         && !explicit_mi
                         && !detect::other_source_configured(&self.env))
                     .then(|| -> Result<Probe, Error> {
@@ -277,7 +282,9 @@ impl DefaultCredentialBuilder {
                     .build()?;
                 return Ok(Slot::Ready(Arc::new(c)));
             }
-            Err(Error::CredentialUnavailable { reason, .. }) => reason,
+            Err(Error::Credential(crate::error::CredentialError::Unavailable {
+                reason, ..
+            })) => reason,
             Err(e) => return Err(e),
         };
         match ClientCertificateCredential::builder_from_environment(&self.env) {
@@ -292,9 +299,11 @@ impl DefaultCredentialBuilder {
                     .build()?;
                 Ok(Slot::Ready(Arc::new(c)))
             }
-            Err(Error::CredentialUnavailable { .. }) => Ok(Slot::Unconfigured(format!(
-                "{secret} (and AZURE_CLIENT_CERTIFICATE_PATH is not set either)"
-            ))),
+            Err(Error::Credential(crate::error::CredentialError::Unavailable { .. })) => {
+                Ok(Slot::Unconfigured(format!(
+                    "{secret} (and AZURE_CLIENT_CERTIFICATE_PATH is not set either)"
+                )))
+            }
             Err(e) => Err(e),
         }
     }
@@ -473,7 +482,8 @@ impl DefaultCredential {
         Error::deadline_exceeded(
             "default",
             until.deadline,
-            (!attempts.is_empty()).then(|| Error::Chain(attempts.to_vec())),
+            (!attempts.is_empty())
+                .then(|| Error::Chain(crate::error::ChainError::new(attempts.to_vec()))),
         )
     }
 
@@ -505,7 +515,7 @@ impl DefaultCredential {
                         ),
                         unavailable: false,
                     });
-                    return Err(Error::Chain(attempts));
+                    return Err(Error::Chain(crate::error::ChainError::new(attempts)));
                 }
                 Slot::Ready(c) => c,
             };
@@ -528,7 +538,7 @@ impl DefaultCredential {
                     Err(ProbeMiss::OutOfTime) => {
                         return Err(match until {
                             Some(u) => Self::out_of_time(u, &attempts),
-                            None => Error::Chain(attempts),
+                            None => Error::Chain(crate::error::ChainError::new(attempts)),
                         });
                     }
                 }
@@ -570,7 +580,10 @@ impl DefaultCredential {
                 // A configured link that fails — and any failure of a managed-identity endpoint
                 // once it is known to exist — stops the chain; so does the caller's deadline.
                 Err(e) => {
-                    let out_of_time = matches!(e, Error::DeadlineExceeded { .. });
+                    let out_of_time = matches!(
+                        e,
+                        Error::Deadline(crate::error::DeadlineError::Caller { .. })
+                    );
                     attempts.push(ChainAttempt {
                         credential: name,
                         reason: e.to_string(),
@@ -578,12 +591,12 @@ impl DefaultCredential {
                     });
                     return Err(match until {
                         Some(u) if out_of_time => Self::out_of_time(u, &attempts),
-                        _ => Error::Chain(attempts),
+                        _ => Error::Chain(crate::error::ChainError::new(attempts)),
                     });
                 }
             }
         }
-        Err(Error::Chain(attempts))
+        Err(Error::Chain(crate::error::ChainError::new(attempts)))
     }
 }
 

@@ -191,7 +191,9 @@ impl FederatedManagedIdentityCredential {
 /// True when `result` is Entra refusing the client assertion itself.
 fn assertion_refused(result: &Result<AccessToken, Error>) -> bool {
     match result {
-        Err(Error::TokenEndpoint { error, .. }) => blames_assertion(error),
+        Err(Error::TokenEndpoint(crate::error::TokenEndpointError::Refused { error, .. })) => {
+            blames_assertion(error)
+        }
         _ => false,
     }
 }

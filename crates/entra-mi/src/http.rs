@@ -9,6 +9,14 @@ use crate::error::{Error, Unavailable};
 /// Largest response body read from a token endpoint. Real token responses are 2–5 KiB.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
+/// `value` as a header value marked sensitive (never shown by `Debug`, kept out of HTTP/2
+/// header compression tables); `None` when it cannot be sent in a header.
+pub(crate) fn sensitive_header(value: impl AsRef<[u8]>) -> Option<http::HeaderValue> {
+    let mut header = http::HeaderValue::from_bytes(value.as_ref()).ok()?;
+    header.set_sensitive(true);
+    Some(header)
+}
+
 /// What came back from one request. Its `Debug` shows the status, content type and body
 /// length, never the body (a token response holds the token).
 pub(crate) struct RawResponse {
@@ -17,6 +25,20 @@ pub(crate) struct RawResponse {
     pub(crate) retry_after: Option<String>,
     pub(crate) www_authenticate: Option<String>,
     pub(crate) body: Bytes,
+}
+
+impl RawResponse {
+    /// An answer with `status`, `content_type` and `body`, for the sources' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(status: u16, content_type: &str, body: &str) -> Self {
+        Self {
+            status,
+            content_type: Some(content_type.to_owned()),
+            retry_after: None,
+            www_authenticate: None,
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
 }
 
 impl std::fmt::Debug for RawResponse {

@@ -6,12 +6,17 @@
 //!   Container Apps, Azure Arc, Service Fabric, Azure ML and legacy App Service (2017-09-01),
 //!   Cloud Shell.
 //! * [`DefaultCredential`] is the same code on a laptop: client secret or certificate from the
-//!   environment → [`WorkloadIdentityCredential`] → managed identity → [`AzureCliCredential`],
+//!   environment → [workload identity](credentials::WorkloadIdentityCredential) → managed
+//!   identity → [Azure CLI](credentials::AzureCliCredential),
 //!   selectable with `AZURE_TOKEN_CREDENTIALS`; a managed identity that exists but fails is
 //!   reported, never silently replaced by a developer identity.
-//! * [`ClientSecretCredential`], [`ClientCertificateCredential`] and
-//!   [`FederatedManagedIdentityCredential`] (a managed identity as the federated credential of
-//!   a multi-tenant app) use the Entra v2.0 token endpoint of any cloud ([`authority`]).
+//! * [`credentials`] has the others: client secret and certificate, and
+//!   [`FederatedManagedIdentityCredential`](credentials::FederatedManagedIdentityCredential)
+//!   (a managed identity as the federated credential of a multi-tenant app), on the Entra v2.0
+//!   token endpoint of any cloud ([`credentials::authority`]).
+//! * [`managed_identity`] has source detection and the sources' descriptions; [`error`] the
+//!   error families; [`middleware`] what the reqwest and tower middlewares build on;
+//!   `test_util` (feature `test-util`) a manual clock for tests.
 //! * [`TokenProvider`] caches them per [`Audience`], refreshes them before they expire, and
 //!   hands out ready `Authorization` header values on a lock-free, allocation-free hot path.
 //!
@@ -54,47 +59,66 @@ mod credential;
 mod default_chain;
 mod entra;
 mod env;
-mod error;
+pub mod error;
 mod federated_mi;
 mod fs;
 mod hash;
 mod http;
-mod managed_identity;
+pub mod managed_identity;
 mod response;
 mod retry;
 mod routing;
 mod secret;
+mod source_kind;
 pub mod time;
 mod token;
 mod workload_identity;
 
 pub use audience::Audience;
-pub use azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
-pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder, TokenVersion};
-pub use client_certificate::{
-    ClientCertificate, ClientCertificateCredential, ClientCertificateCredentialBuilder,
-};
-pub use client_secret::{ClientSecretCredential, ClientSecretCredentialBuilder};
+pub use cache::{CacheStats, TokenHandle, TokenProvider, TokenProviderBuilder};
 pub use credential::{TokenCredential, TokenRequest};
-pub use default_chain::{ChainLink, DefaultCredential, DefaultCredentialBuilder};
-pub use entra::authority;
+pub use default_chain::DefaultCredential;
 pub use env::Environment;
-pub use error::{ChainAttempt, EntraError, Error, Result, ServiceError, Unavailable};
-pub use federated_mi::{
-    FederatedManagedIdentityCredential, FederatedManagedIdentityCredentialBuilder,
-    TOKEN_EXCHANGE_AUDIENCE,
-};
-pub use managed_identity::{
-    Detected, ManagedIdentityCredential, ManagedIdentityCredentialBuilder, ManagedIdentityId,
-    SourceKind, detect_source,
-};
+pub use error::{Error, Result};
+pub use managed_identity::{ManagedIdentityCredential, ManagedIdentityId};
 pub use retry::RetryOptions;
-#[cfg(feature = "test-util")]
-#[doc(hidden)]
-pub use routing::__route_keys_past_32_bits;
-pub use routing::{
-    BearerChallenge, BoundRoute, Route, RouteKey, SentKey, TokenRouter, TokenRouterBuilder,
-};
-pub use time::TimeSource;
+pub use routing::{Route, TokenRouter};
 pub use token::AccessToken;
-pub use workload_identity::{WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder};
+
+/// The credentials besides [`ManagedIdentityCredential`] and [`DefaultCredential`]: client
+/// secret and certificate, workload identity, a managed identity as an app's federated
+/// credential, the Azure CLI, and the pieces of the default chain.
+pub mod credentials {
+    pub use crate::azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
+    pub use crate::client_certificate::{
+        ClientCertificate, ClientCertificateCredential, ClientCertificateCredentialBuilder,
+    };
+    pub use crate::client_secret::{ClientSecretCredential, ClientSecretCredentialBuilder};
+    pub use crate::default_chain::{ChainLink, DefaultCredentialBuilder};
+    pub use crate::entra::authority;
+    pub use crate::federated_mi::{
+        FederatedManagedIdentityCredential, FederatedManagedIdentityCredentialBuilder,
+        TOKEN_EXCHANGE_AUDIENCE,
+    };
+    pub use crate::workload_identity::{
+        WorkloadIdentityCredential, WorkloadIdentityCredentialBuilder,
+    };
+}
+
+/// What the middlewares (`entra-mi-reqwest`, `entra-mi-tower`) build on: a router's builder,
+/// the keys a request is routed and remembered by, the token version a `401` is matched
+/// against, and the `WWW-Authenticate: Bearer` challenge parser.
+pub mod middleware {
+    pub use crate::cache::TokenVersion;
+    pub use crate::routing::{BearerChallenge, BoundRoute, RouteKey, SentKey, TokenRouterBuilder};
+}
+
+/// Helpers for tests of code that uses this crate (the `test-util` feature): a manual clock,
+/// an instant timer and a fixed jitter, so tests step time instead of sleeping.
+#[cfg(feature = "test-util")]
+pub mod test_util {
+    pub use crate::time::{FixedJitter, InstantSleep, ManualClock};
+
+    #[doc(hidden)]
+    pub use crate::routing::__route_keys_past_32_bits;
+}

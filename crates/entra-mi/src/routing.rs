@@ -78,9 +78,11 @@ impl Route {
     /// fragment. Its path, if any, is a prefix matched on whole segments; a trailing `/` makes
     /// no difference.
     pub fn new(base_url: &str, audience: Audience) -> Result<Route, Error> {
-        let refuse = |reason: &'static str| Error::InvalidRoute {
-            route: crate::env::url_for_display(base_url),
-            reason,
+        let refuse = |reason: &'static str| {
+            Error::Configuration(crate::error::ConfigurationError::Route {
+                route: crate::env::url_for_display(base_url),
+                reason,
+            })
         };
         let url = url::Url::parse(base_url).map_err(|_| refuse("it is not an absolute URL"))?;
         let https = match url.scheme() {
@@ -331,10 +333,12 @@ impl TokenRouterBuilder {
                     None
                 };
                 if let Some(reason) = reason {
-                    return Err(Error::InvalidRoute {
-                        route: route.to_string(),
-                        reason,
-                    });
+                    return Err(Error::Configuration(
+                        crate::error::ConfigurationError::Route {
+                            route: route.to_string(),
+                            reason,
+                        },
+                    ));
                 }
             }
             if bound.iter().any(|b| {
@@ -344,10 +348,12 @@ impl TokenRouterBuilder {
                     && r.port == route.port
                     && r.prefix == route.prefix
             }) {
-                return Err(Error::InvalidRoute {
-                    route: route.to_string(),
-                    reason: "another route covers the same scheme, host, port and path",
-                });
+                return Err(Error::Configuration(
+                    crate::error::ConfigurationError::Route {
+                        route: route.to_string(),
+                        reason: "another route covers the same scheme, host, port and path",
+                    },
+                ));
             }
             let handle = self.provider.handle(&route.audience);
             bound.push(BoundRoute::register(route, handle));

@@ -96,14 +96,16 @@ impl WorkloadIdentityCredential {
                 b.opts = b.opts.with_env_authority(env);
                 Ok(b)
             }
-            (t, c, f) => Err(Error::CredentialUnavailable {
-                credential: "workload-identity".into(),
-                reason: missing(&[
-                    (AZURE_TENANT_ID, t.is_some()),
-                    (AZURE_CLIENT_ID, c.is_some()),
-                    (AZURE_FEDERATED_TOKEN_FILE, f.is_some()),
-                ]),
-            }),
+            (t, c, f) => Err(Error::Credential(
+                crate::error::CredentialError::Unavailable {
+                    credential: "workload-identity".into(),
+                    reason: missing(&[
+                        (AZURE_TENANT_ID, t.is_some()),
+                        (AZURE_CLIENT_ID, c.is_some()),
+                        (AZURE_FEDERATED_TOKEN_FILE, f.is_some()),
+                    ]),
+                },
+            )),
         }
     }
 
@@ -165,7 +167,10 @@ impl TokenCredential for WorkloadIdentityCredential {
             .get_token(request, ClientAuth::Assertion(assertion.expose()))
             .await;
         match result {
-            Err(Error::TokenEndpoint { ref error, .. }) if error.aadsts.contains(&700024) => {
+            Err(Error::TokenEndpoint(crate::error::TokenEndpointError::Refused {
+                ref error,
+                ..
+            })) if error.aadsts.contains(&700024) => {
                 let fresh = self.read_assertion().await?;
                 if fresh == assertion {
                     return result;

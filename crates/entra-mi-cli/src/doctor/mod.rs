@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, ValueEnum};
-use entra_mi::{Audience, Detected, Environment, Error, SourceKind, TokenRequest, detect_source};
+use entra_mi::managed_identity::{self, Detection, ManagedIdentitySource, SourceKind};
+use entra_mi::{Audience, Environment, Error, TokenRequest};
 use serde_json::{Value, json};
 
 use crate::credential::{self, CredentialKind, IdentityArgs};
@@ -19,16 +20,9 @@ use local::{
     proxy_variables,
 };
 
-/// Variables that steer credentials; only their presence is ever shown.
-const VARIABLES: &[&str] = &[
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
-    "DEFAULT_IDENTITY_CLIENT_ID",
+/// Variables that steer the credentials other than managed identity (whose variables detection
+/// lists itself); only their presence is ever shown.
+const CREDENTIAL_VARIABLES: &[&str] = &[
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
     "AZURE_CLIENT_SECRET",
@@ -83,21 +77,6 @@ enum DoctorOutput {
     Json,
 }
 
-fn why(detected: &Detected, env: &Environment) -> String {
-    let set = |names: &[&str]| names.join(" and ") + " are set";
-    match detected.kind() {
-        SourceKind::AppService => set(&["IDENTITY_ENDPOINT", "IDENTITY_HEADER"]),
-        SourceKind::ServiceFabric => set(&["IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT"]),
-        SourceKind::AzureArc => "IDENTITY_ENDPOINT and IMDS_ENDPOINT are set, or the Arc agent is installed".into(),
-        SourceKind::AzureMl => set(&["MSI_ENDPOINT", "MSI_SECRET"]),
-        SourceKind::CloudShell => "MSI_ENDPOINT is set without MSI_SECRET".into(),
-        _ if env.has("AZURE_POD_IDENTITY_AUTHORITY_HOST") => {
-            "no other managed-identity variables are set; AZURE_POD_IDENTITY_AUTHORITY_HOST moves IMDS".into()
-        }
-        _ => "no other managed-identity variables are set, so the VM's Instance Metadata Service".into(),
-    }
-}
-
 /// `host:port` of `url` (the port made explicit), never its path or query.
 fn host_port(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or("(no host)");
@@ -108,7 +87,8 @@ fn host_port(url: &url::Url) -> String {
 }
 
 /// Where the managed-identity requests go: host, scheme and api-version.
-fn endpoint_report(detected: &Detected, env: &Environment) -> Value {
+fn endpoint_report(detection: &Detection) -> Value {
+    let detected = &detection.source;
     let url = detected.endpoint();
     let host = host_port(url);
     let version = detected.api_version();
@@ -120,8 +100,7 @@ fn endpoint_report(detected: &Detected, env: &Environment) -> Value {
         ),
         (None, _) => format!("{host} over {}, api-version unknown", url.scheme()),
     };
-    if detected.kind() == SourceKind::AppService && env.has("MSI_ENDPOINT") && env.has("MSI_SECRET")
-    {
+    if detection.fallback.is_some() {
         summary.push_str("; if the endpoint refuses it, api-version 2017-09-01 at MSI_ENDPOINT");
     }
     json!({
@@ -154,8 +133,12 @@ fn receiver_summary(shown: &serde_json::Map<String, Value>) -> Option<String> {
 fn hints(error: &Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     match error {
-        Error::Refused { error, .. } => out.extend(error.hint().map(str::to_owned)),
-        Error::TokenEndpoint { error, .. } => out.extend(error.hint().map(str::to_owned)),
+        Error::Source(entra_mi::error::SourceError::Refused { error, .. }) => {
+            out.extend(error.hint().map(str::to_owned))
+        }
+        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+            out.extend(error.hint().map(str::to_owned))
+        }
         _ => {}
     }
     let text = error.to_string().to_ascii_lowercase();
@@ -178,8 +161,9 @@ fn hints(error: &Error) -> Vec<String> {
 pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
     let env = Environment::process();
     let audience = args.resource;
-    let variables: serde_json::Map<String, Value> = VARIABLES
+    let variables: serde_json::Map<String, Value> = managed_identity::VARIABLES
         .iter()
+        .chain(CREDENTIAL_VARIABLES)
         .map(|v| ((*v).to_owned(), Value::Bool(env.has(v))))
         .collect();
     let mut report = json!({
@@ -188,13 +172,14 @@ pub(crate) async fn run(args: DoctorArgs) -> Result<(), Failure> {
     });
     let mut hints: Vec<String> = Vec::new();
     let mut ok = false;
-    match detect_source(&env) {
-        Ok(detected) => {
-            report["source"] = json!(detected.kind().as_str());
-            report["source_reason"] = json!(why(&detected, &env));
-            report["endpoint"] = endpoint_report(&detected, &env);
-            if detected.kind() == SourceKind::AzureArc {
-                report["arc_key_directory"] = match Detected::arc_key_directory() {
+    match Detection::from_env(&env) {
+        Ok(detection) => {
+            let kind = detection.source.kind();
+            report["source"] = json!(kind.as_str());
+            report["source_reason"] = json!(detection.evidence);
+            report["endpoint"] = endpoint_report(&detection);
+            if kind == SourceKind::AzureArc {
+                report["arc_key_directory"] = match ManagedIdentitySource::arc_key_directory() {
                     Some(dir) => {
                         let arc = arc_key_directory_report(&dir);
                         if arc["readable"] == json!(false) {

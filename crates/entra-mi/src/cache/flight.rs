@@ -75,9 +75,9 @@ pub(super) async fn wait(
             None => {}
         }
     }
-    Err(Error::FetchAborted {
+    Err(Error::Credential(crate::error::CredentialError::Aborted {
         audience: slot.request.audience().to_string(),
-    })
+    }))
 }
 
 /// Under the slot lock: a token that became valid meanwhile, the in-flight fetch to join, the
@@ -169,11 +169,11 @@ async fn run_flight(
     });
     let result = tokio::select! {
         result = inner.credential.get_token(&request) => result,
-        () = inner.time.sleep(timeout) => Err(Error::FetchTimeout {
+        () = inner.time.sleep(timeout) => Err(Error::Deadline(crate::error::DeadlineError::FetchTimeout {
             credential: inner.credential.name().to_owned(),
             audience: request.audience().to_string(),
             timeout,
-        }),
+        })),
     };
     let outcome = complete(&inner, &guard.slot, result);
     guard.done = true;
@@ -215,9 +215,9 @@ impl Drop for FlightGuard {
                 st.failures += 1;
                 st.last_failure = Some((
                     now,
-                    Error::FetchAborted {
+                    Error::Credential(crate::error::CredentialError::Aborted {
                         audience: self.slot.request.audience().to_string(),
-                    },
+                    }),
                 ));
                 let backoff =
                     failure_backoff(&self.inner.opts, st.failures, self.inner.time.jitter());

@@ -3,11 +3,17 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use http::HeaderValue;
+use async_trait::async_trait;
 
-use crate::error::Error;
+use super::source::{self, RequestContext, Source, SourceConfig};
+use crate::credential::TokenRequest;
+use crate::error::{Error, SourceError, Unavailable};
+use crate::http::{HttpClient, RawResponse};
+use crate::retry::RetryClass;
 use crate::secret::Secret;
+use crate::source_kind::SourceKind;
 
 pub(super) const API_VERSION: &str = "2020-06-01";
 pub(super) const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:40342/metadata/identity/oauth2/token";
@@ -29,29 +35,127 @@ pub(super) fn default_key_directory() -> Option<PathBuf> {
     }
 }
 
+/// The Arc agent at its (loopback) endpoint. It serves only the machine's system-assigned
+/// identity; key files must lie in `key_dir`.
+#[derive(Debug)]
+pub(super) struct Arc {
+    endpoint: url::Url,
+    key_dir: PathBuf,
+}
+
+impl Arc {
+    pub(super) fn new(endpoint: url::Url, config: &SourceConfig<'_>) -> Result<Self, Error> {
+        source::system_assigned_only(
+            SourceKind::AzureArc,
+            config.id,
+            "the Arc agent serves only the machine's system-assigned identity",
+        )?;
+        let key_dir = config
+            .arc_key_directory
+            .clone()
+            .or_else(default_key_directory)
+            .ok_or_else(|| {
+                Error::Source(SourceError::NotSupported {
+                    source_kind: SourceKind::AzureArc,
+                    evidence: "the Arc agent runs only on Linux and Windows".into(),
+                })
+            })?;
+        Ok(Self { endpoint, key_dir })
+    }
+
+    fn invalid(&self, problem: String) -> Error {
+        source::unavailable(
+            SourceKind::AzureArc,
+            &self.endpoint,
+            Unavailable::InvalidResponse { problem },
+        )
+    }
+}
+
 /// `GET {endpoint}?api-version=2020-06-01&resource=…` with `Metadata: true`, and on the second
 /// leg `Authorization: Basic <key file content>`.
-pub(super) fn request(
+fn request(
     client: &reqwest::Client,
     endpoint: &url::Url,
     resource: &str,
-    key: Option<&str>,
+    key: Option<&Secret>,
 ) -> Result<reqwest::RequestBuilder, Error> {
-    let mut url = endpoint.clone();
-    url.query_pairs_mut()
-        .append_pair("api-version", API_VERSION)
-        .append_pair("resource", resource);
+    let url = source::token_url(endpoint, API_VERSION, resource);
     let mut req = client.get(url).header("Metadata", "true");
     if let Some(key) = key {
-        let mut value =
-            HeaderValue::from_str(&format!("Basic {key}")).map_err(|_| Error::ArcKeyFile {
-                path: String::new(),
-                reason: "its content cannot be sent in an HTTP header".into(),
+        let value =
+            crate::http::sensitive_header(format!("Basic {}", key.expose())).ok_or_else(|| {
+                Error::Source(SourceError::ArcKeyFile {
+                    path: String::new(),
+                    reason: "its content cannot be sent in an HTTP header".into(),
+                })
             })?;
-        value.set_sensitive(true);
         req = req.header(http::header::AUTHORIZATION, value);
     }
     Ok(req)
+}
+
+#[async_trait]
+impl Source for Arc {
+    fn kind(&self) -> SourceKind {
+        SourceKind::AzureArc
+    }
+
+    fn endpoint(&self) -> &url::Url {
+        &self.endpoint
+    }
+
+    fn retry_class(&self) -> RetryClass {
+        RetryClass::Imds
+    }
+
+    fn request(
+        &self,
+        cx: &RequestContext<'_>,
+        request: &TokenRequest,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        self::request(
+            cx.client,
+            &self.endpoint,
+            request.audience().resource(),
+            None,
+        )
+    }
+
+    /// The first answer must be the `401` Basic challenge naming a key file in the agent's
+    /// directory; the second request carries that file's content.
+    async fn next_leg(
+        &self,
+        http: &HttpClient,
+        request: &TokenRequest,
+        first: RawResponse,
+        timeout: Duration,
+    ) -> Result<Result<RawResponse, Unavailable>, Error> {
+        if (200..300).contains(&first.status) {
+            return Err(self.invalid(
+                "the first request was answered without the `401` Basic challenge the Arc agent sends".into(),
+            ));
+        }
+        if first.status != 401 {
+            return Ok(Ok(first));
+        }
+        let path =
+            challenge_path(first.www_authenticate.as_deref()).map_err(|p| self.invalid(p))?;
+        let key = read_key(&path, &self.key_dir).await?;
+        let second = self::request(
+            http.inner(),
+            &self.endpoint,
+            request.audience().resource(),
+            Some(&key),
+        )
+        .map_err(|_| {
+            Error::Source(SourceError::ArcKeyFile {
+                path: path.clone(),
+                reason: "its content cannot be sent in an HTTP header".into(),
+            })
+        })?;
+        Ok(http.send(second, timeout).await)
+    }
 }
 
 /// The key file path of a `WWW-Authenticate: Basic realm=<path>` challenge.
@@ -78,9 +182,11 @@ pub(crate) fn challenge_path(header: Option<&str>) -> Result<String, String> {
 /// its resolved path and without following a link there — a regular file of at most 4096
 /// bytes that is still the file at that path.
 pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<Secret, Error> {
-    let fail = |reason: String| Error::ArcKeyFile {
-        path: path.to_owned(),
-        reason,
+    let fail = |reason: String| {
+        Error::Source(SourceError::ArcKeyFile {
+            path: path.to_owned(),
+            reason,
+        })
     };
     let given = Path::new(path);
     if !given.is_absolute() {

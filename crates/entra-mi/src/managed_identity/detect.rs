@@ -2,10 +2,11 @@
 
 use std::net::IpAddr;
 
-use super::SourceKind;
 use super::imds;
+use super::source::ManagedIdentitySource;
 use crate::env::Environment;
 use crate::error::Error;
+use crate::source_kind::SourceKind;
 
 pub(super) const IDENTITY_ENDPOINT: &str = "IDENTITY_ENDPOINT";
 pub(super) const IDENTITY_HEADER: &str = "IDENTITY_HEADER";
@@ -33,89 +34,68 @@ fn himds_present() -> bool {
     std::path::Path::new("/opt/azcmagent/bin/himds").exists()
 }
 
-/// The source the environment selects, with its endpoint.
+/// Every environment variable source detection reads, in the order it looks at them.
+pub const VARIABLES: &[&str] = &[
+    IDENTITY_ENDPOINT,
+    IDENTITY_HEADER,
+    IDENTITY_SERVER_THUMBPRINT,
+    IMDS_ENDPOINT,
+    MSI_ENDPOINT,
+    MSI_SECRET,
+    AZURE_POD_IDENTITY_AUTHORITY_HOST,
+    DEFAULT_IDENTITY_CLIENT_ID,
+];
+
+/// The source the environment selects, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Detected {
-    /// IMDS at this token URL.
-    Imds {
-        /// `…/metadata/identity/oauth2/token`, from `AZURE_POD_IDENTITY_AUTHORITY_HOST` or
-        /// the well-known address.
-        token_url: url::Url,
-    },
-    /// App Service 2019-08-01 at `IDENTITY_ENDPOINT`.
-    AppService {
-        /// The endpoint.
-        endpoint: url::Url,
-    },
-    /// Service Fabric at `IDENTITY_ENDPOINT` (https), its certificate pinned to
-    /// `IDENTITY_SERVER_THUMBPRINT`.
-    ServiceFabric {
-        /// The endpoint.
-        endpoint: url::Url,
-        /// The SHA-1 thumbprint of the endpoint's certificate (20 bytes).
-        thumbprint: [u8; 20],
-    },
-    /// Azure Arc's HIMDS agent at `IDENTITY_ENDPOINT` or its fixed local address.
-    AzureArc {
-        /// The token endpoint.
-        endpoint: url::Url,
-    },
-    /// The 2017-09-01 protocol at `MSI_ENDPOINT` (Azure ML, legacy App Service).
-    AzureMl {
-        /// The endpoint.
-        endpoint: url::Url,
-    },
-    /// Cloud Shell at `MSI_ENDPOINT`.
-    CloudShell {
-        /// The endpoint.
-        endpoint: url::Url,
-    },
+pub struct Detection {
+    /// The source and its endpoint.
+    pub source: ManagedIdentitySource,
+    /// What in the environment selected it, in words (variable names, never values).
+    pub evidence: String,
+    /// For App Service, the 2017-09-01 endpoint (`MSI_ENDPOINT` with `MSI_SECRET`) the
+    /// credential switches to where the 2019-08-01 protocol is refused.
+    pub fallback: Option<url::Url>,
 }
 
-impl Detected {
-    /// The source kind.
-    pub fn kind(&self) -> SourceKind {
-        match self {
-            Detected::Imds { .. } => SourceKind::Imds,
-            Detected::AppService { .. } => SourceKind::AppService,
-            Detected::ServiceFabric { .. } => SourceKind::ServiceFabric,
-            Detected::AzureArc { .. } => SourceKind::AzureArc,
-            Detected::AzureMl { .. } => SourceKind::AzureMl,
-            Detected::CloudShell { .. } => SourceKind::CloudShell,
-        }
-    }
-
-    /// The api-version this library sends to it (`None` for Cloud Shell, which takes a POST
-    /// form without one).
-    pub fn api_version(&self) -> Option<&'static str> {
-        match self {
-            Detected::Imds { .. } => Some(super::imds::API_VERSION),
-            Detected::AppService { .. } => Some(super::app_service::API_VERSION),
-            Detected::ServiceFabric { .. } => Some(super::service_fabric::API_VERSION),
-            Detected::AzureArc { .. } => Some(super::arc::API_VERSION),
-            Detected::AzureMl { .. } => Some(super::legacy::API_VERSION),
-            Detected::CloudShell { .. } => None,
-        }
-    }
-
-    /// The directory the Azure Arc agent keeps its key files in on this OS, which
-    /// [`ManagedIdentityCredential`](super::ManagedIdentityCredential) requires a challenge's
-    /// key file to lie in (`None` where Arc does not run).
-    pub fn arc_key_directory() -> Option<std::path::PathBuf> {
-        super::arc::default_key_directory()
-    }
-
-    /// The token endpoint.
-    pub fn endpoint(&self) -> &url::Url {
-        match self {
-            Detected::Imds { token_url } => token_url,
-            Detected::AppService { endpoint }
-            | Detected::ServiceFabric { endpoint, .. }
-            | Detected::AzureArc { endpoint }
-            | Detected::AzureMl { endpoint }
-            | Detected::CloudShell { endpoint } => endpoint,
-        }
+impl Detection {
+    /// Detects the source from `env`, as [`detect_source`] does, with the evidence.
+    pub fn from_env(env: &Environment) -> Result<Self, Error> {
+        let source = detect(env, false)?;
+        let set = |names: &[&str]| names.join(" and ") + " are set";
+        let evidence = match source.kind() {
+            SourceKind::ServiceFabric => set(&[
+                IDENTITY_ENDPOINT,
+                IDENTITY_HEADER,
+                IDENTITY_SERVER_THUMBPRINT,
+            ]),
+            SourceKind::AppService => set(&[IDENTITY_ENDPOINT, IDENTITY_HEADER]),
+            SourceKind::AzureArc if env.has(IDENTITY_ENDPOINT) => {
+                set(&[IDENTITY_ENDPOINT, IMDS_ENDPOINT])
+            }
+            SourceKind::AzureArc => {
+                "the Azure Arc agent is installed (its himds program exists)".into()
+            }
+            SourceKind::AzureMl => set(&[MSI_ENDPOINT, MSI_SECRET]),
+            SourceKind::CloudShell => format!("{MSI_ENDPOINT} is set without {MSI_SECRET}"),
+            _ if env.has(AZURE_POD_IDENTITY_AUTHORITY_HOST) => format!(
+                "no other managed-identity variables are set; {AZURE_POD_IDENTITY_AUTHORITY_HOST} moves IMDS"
+            ),
+            _ => {
+                "no other managed-identity variables are set, so the VM's Instance Metadata Service"
+                    .into()
+            }
+        };
+        let fallback = match source.kind() {
+            SourceKind::AppService => app_service_2017_fallback(env, false),
+            _ => None,
+        };
+        Ok(Self {
+            source,
+            evidence,
+            fallback,
+        })
     }
 }
 
@@ -140,11 +120,14 @@ pub(crate) fn other_source_configured(env: &Environment) -> bool {
 ///
 /// `IDENTITY_ENDPOINT` alone (without `IDENTITY_HEADER` or `IMDS_ENDPOINT`) is a
 /// configuration error rather than a reason to fall through to IMDS.
-pub fn detect_source(env: &Environment) -> Result<Detected, Error> {
+pub fn detect_source(env: &Environment) -> Result<ManagedIdentitySource, Error> {
     detect(env, false)
 }
 
-pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Detected, Error> {
+pub(super) fn detect(
+    env: &Environment,
+    allow_http_endpoint: bool,
+) -> Result<ManagedIdentitySource, Error> {
     let has = |n| env.has(n);
     if has(IDENTITY_ENDPOINT) && has(IDENTITY_HEADER) && has(IDENTITY_SERVER_THUMBPRINT) {
         let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
@@ -156,7 +139,7 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
         }
         let thumbprint =
             parse_thumbprint(&env.get(IDENTITY_SERVER_THUMBPRINT).unwrap_or_default())?;
-        return Ok(Detected::ServiceFabric {
+        return Ok(ManagedIdentitySource::ServiceFabric {
             endpoint,
             thumbprint,
         });
@@ -164,14 +147,14 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
     if has(IDENTITY_ENDPOINT) && has(IDENTITY_HEADER) {
         let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
         check_plain_http(&endpoint, IDENTITY_ENDPOINT, allow_http_endpoint)?;
-        return Ok(Detected::AppService { endpoint });
+        return Ok(ManagedIdentitySource::AppService { endpoint });
     }
     if has(IDENTITY_ENDPOINT) && has(IMDS_ENDPOINT) {
         let endpoint = endpoint_url(env, IDENTITY_ENDPOINT)?;
         // Only its presence selects Arc, but a value that is no URL is a broken setup.
         endpoint_url(env, IMDS_ENDPOINT)?;
         check_arc_loopback(&endpoint, IDENTITY_ENDPOINT)?;
-        return Ok(Detected::AzureArc { endpoint });
+        return Ok(ManagedIdentitySource::AzureArc { endpoint });
     }
     if has(IDENTITY_ENDPOINT) {
         return Err(Error::configuration(
@@ -182,15 +165,15 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
     if himds_present() {
         let endpoint = url::Url::parse(super::arc::DEFAULT_ENDPOINT)
             .expect("the Arc agent's address is a valid URL");
-        return Ok(Detected::AzureArc { endpoint });
+        return Ok(ManagedIdentitySource::AzureArc { endpoint });
     }
     if has(MSI_ENDPOINT) {
         let endpoint = endpoint_url(env, MSI_ENDPOINT)?;
         check_plain_http(&endpoint, MSI_ENDPOINT, allow_http_endpoint)?;
         return Ok(if has(MSI_SECRET) {
-            Detected::AzureMl { endpoint }
+            ManagedIdentitySource::AzureMl { endpoint }
         } else {
-            Detected::CloudShell { endpoint }
+            ManagedIdentitySource::CloudShell { endpoint }
         });
     }
     let token_url = match env.get(AZURE_POD_IDENTITY_AUTHORITY_HOST) {
@@ -208,7 +191,7 @@ pub(super) fn detect(env: &Environment, allow_http_endpoint: bool) -> Result<Det
         None => url::Url::parse(&format!("{}{}", imds::DEFAULT_HOST, imds::TOKEN_PATH))
             .expect("the IMDS address is a valid URL"),
     };
-    Ok(Detected::Imds { token_url })
+    Ok(ManagedIdentitySource::Imds { token_url })
 }
 
 /// `IDENTITY_SERVER_THUMBPRINT`: 40 hex digits (any case; `:` and whitespace ignored).
@@ -287,7 +270,10 @@ fn parse_url(value: &str, name: &str) -> Result<url::Url, Error> {
 /// unless `allow_http_endpoint`; Service Fabric over `https` only.
 ///
 /// [`ManagedIdentityCredentialBuilder::source`]: super::ManagedIdentityCredentialBuilder::source
-pub(crate) fn check_explicit(source: &Detected, allow_http_endpoint: bool) -> Result<(), Error> {
+pub(crate) fn check_explicit(
+    source: &ManagedIdentitySource,
+    allow_http_endpoint: bool,
+) -> Result<(), Error> {
     const NAME: &str = "ManagedIdentityCredentialBuilder::source";
     let url = parse_url(source.endpoint().as_str(), NAME)?;
     if url.query().is_some() || url.fragment().is_some() {
@@ -296,13 +282,13 @@ pub(crate) fn check_explicit(source: &Detected, allow_http_endpoint: bool) -> Re
             "expected a URL without query or fragment",
         ));
     }
-    if matches!(source, Detected::ServiceFabric { .. }) && url.scheme() != "https" {
+    if matches!(source, ManagedIdentitySource::ServiceFabric { .. }) && url.scheme() != "https" {
         return Err(Error::configuration(
             NAME,
             "Service Fabric's endpoint is reached over https only (its certificate is pinned)",
         ));
     }
-    if matches!(source, Detected::AzureArc { .. }) {
+    if matches!(source, ManagedIdentitySource::AzureArc { .. }) {
         check_arc_loopback(&url, NAME)?;
     }
     check_plain_http(&url, NAME, allow_http_endpoint)

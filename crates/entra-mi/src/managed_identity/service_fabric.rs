@@ -2,32 +2,63 @@
 //! certificate pinned to `IDENTITY_SERVER_THUMBPRINT`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::HeaderValue;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use super::detect::IDENTITY_HEADER;
+use super::source::{self, RequestContext, Source, SourceConfig};
+use crate::credential::TokenRequest;
 use crate::error::Error;
+use crate::http::HttpClient;
+use crate::retry::RetryClass;
+use crate::source_kind::SourceKind;
 
 pub(super) const API_VERSION: &str = "2019-07-01-preview";
 
-/// `GET {IDENTITY_ENDPOINT}?api-version=2019-07-01-preview&resource=…` with `Secret`.
-pub(super) fn request(
-    client: &reqwest::Client,
+/// The Service Fabric token service. The application's identity is fixed by the cluster
+/// configuration; the endpoint's certificate is pinned to `IDENTITY_SERVER_THUMBPRINT`.
+#[derive(Debug)]
+pub(super) struct ServiceFabric {
+    endpoint: url::Url,
+    thumbprint: [u8; 20],
+    /// `xms_cc`: the client capabilities joined by `,` (empty: none).
+    client_capabilities: String,
+}
+
+impl ServiceFabric {
+    pub(super) fn new(
+        endpoint: url::Url,
+        thumbprint: [u8; 20],
+        config: &SourceConfig<'_>,
+    ) -> Result<Self, Error> {
+        source::system_assigned_only(
+            SourceKind::ServiceFabric,
+            config.id,
+            "the application's identity is fixed by the cluster configuration",
+        )?;
+        Ok(Self {
+            endpoint,
+            thumbprint,
+            client_capabilities: config.client_capabilities.join(","),
+        })
+    }
+}
+
+/// `{IDENTITY_ENDPOINT}?api-version=2019-07-01-preview&resource=…[&xms_cc=…]
+/// [&token_sha256_to_refresh=…]`.
+fn url(
     endpoint: &url::Url,
     resource: &str,
-    secret: &str,
     client_capabilities: Option<&str>,
     token_sha256_to_refresh: Option<&str>,
-) -> Result<reqwest::RequestBuilder, Error> {
-    let mut url = endpoint.clone();
+) -> url::Url {
+    let mut url = source::token_url(endpoint, API_VERSION, resource);
     {
         let mut query = url.query_pairs_mut();
-        query
-            .append_pair("api-version", API_VERSION)
-            .append_pair("resource", resource);
         if let Some(capabilities) = client_capabilities {
             query.append_pair("xms_cc", capabilities);
         }
@@ -35,23 +66,55 @@ pub(super) fn request(
             query.append_pair("token_sha256_to_refresh", hash);
         }
     }
-    let mut header = HeaderValue::from_str(secret).map_err(|_| {
-        Error::configuration(
-            super::detect::IDENTITY_HEADER,
-            "its value contains characters not allowed in an HTTP header",
-        )
-    })?;
-    header.set_sensitive(true);
-    Ok(client
-        .get(url)
-        .header("Secret", header)
-        .header(http::header::ACCEPT, "application/json"))
+    url
+}
+
+impl Source for ServiceFabric {
+    fn kind(&self) -> SourceKind {
+        SourceKind::ServiceFabric
+    }
+
+    fn endpoint(&self) -> &url::Url {
+        &self.endpoint
+    }
+
+    fn retry_class(&self) -> RetryClass {
+        RetryClass::ServiceFabric
+    }
+
+    fn http_client(&self, connect_timeout: Duration) -> Result<HttpClient, Error> {
+        HttpClient::with_tls(connect_timeout, tls_config(self.thumbprint)?)
+    }
+
+    /// `GET` with `Secret` (`IDENTITY_HEADER`). With a claims challenge, the token it rejected
+    /// goes as `token_sha256_to_refresh`, so that the service issues a new one instead of its
+    /// cached one (Service Fabric alone takes it).
+    fn request(
+        &self,
+        cx: &RequestContext<'_>,
+        request: &TokenRequest,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let secret = source::secret_header(cx.env, IDENTITY_HEADER)?;
+        let refresh = request.claims().and(request.token_to_refresh_sha256());
+        let capabilities = Some(self.client_capabilities.as_str()).filter(|c| !c.is_empty());
+        let url = url(
+            &self.endpoint,
+            request.audience().resource(),
+            capabilities,
+            refresh,
+        );
+        Ok(cx
+            .client
+            .get(url)
+            .header("Secret", secret)
+            .header(http::header::ACCEPT, "application/json"))
+    }
 }
 
 /// A TLS configuration that accepts exactly the certificate whose SHA-1 is `thumbprint`: the
 /// Service Fabric token service's certificate is self-signed, and the pin is its trust anchor.
 /// There is no fallback to other verification, and none to skipping it.
-pub(super) fn tls_config(thumbprint: [u8; 20]) -> Result<rustls::ClientConfig, Error> {
+fn tls_config(thumbprint: [u8; 20]) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = ThumbprintVerifier {
         thumbprint,
@@ -145,18 +208,10 @@ mod tests {
     fn query(capabilities: Option<&str>, refresh: Option<&str>) -> Vec<(String, String)> {
         let endpoint =
             url::Url::parse("https://10.0.0.4:2377/metadata/identity/oauth2/token").unwrap();
-        let request = request(
-            &reqwest::Client::new(),
-            &endpoint,
-            "https://vault.azure.net",
-            "s",
-            capabilities,
-            refresh,
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        request.url().query_pairs().into_owned().collect()
+        url(&endpoint, "https://vault.azure.net", capabilities, refresh)
+            .query_pairs()
+            .into_owned()
+            .collect()
     }
 
     #[test]

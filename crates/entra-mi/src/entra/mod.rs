@@ -2,6 +2,8 @@
 //! the client-secret, workload-identity and federated managed-identity credentials, and
 //! Entra's error bodies.
 
+pub(crate) mod hints;
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -336,20 +338,22 @@ impl ConfidentialClient {
                     },
                 ));
             }
-            return Err(Error::TokenEndpoint {
-                credential: self.name.clone(),
-                endpoint,
-                error: Box::new(entra_error(&response)),
-            });
+            return Err(Error::TokenEndpoint(
+                crate::error::TokenEndpointError::Refused {
+                    credential: self.name.clone(),
+                    endpoint,
+                    error: Box::new(entra_error(&response)),
+                },
+            ));
         }
     }
 
     fn failure(&self, endpoint: &str, reason: Unavailable) -> Error {
-        Error::TokenEndpointUnavailable {
+        Error::TokenEndpoint(crate::error::TokenEndpointError::Unavailable {
             credential: self.name.clone(),
             endpoint: endpoint.to_owned(),
             reason,
-        }
+        })
     }
 }
 
