@@ -604,7 +604,7 @@ impl DefaultCredential {
 impl TokenCredential for DefaultCredential {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
         // The caller's deadline bounds the whole call: the remembered link and the walk.
-        let until = Until::start(request, &self.inner.time);
+        let until = Until::start(request.deadline(), &self.inner.time);
         let w = self.inner.winner.load(Ordering::Acquire);
         if let Some(Link {
             slot: Slot::Ready(cred),

@@ -284,7 +284,7 @@ impl fmt::Debug for AssertionCache {
 #[async_trait]
 impl TokenCredential for FederatedManagedIdentityCredential {
     async fn get_token(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
-        let until = Until::start(request, &self.time);
+        let until = Until::start(request.deadline(), &self.time);
         let (assertion, fetched) = self.assertion(until, None).await?;
         let result = self.exchange(request, until, &assertion).await;
         if !assertion_refused(&result) {

@@ -24,9 +24,9 @@ pub(crate) struct Until {
 }
 
 impl Until {
-    /// The deadline of `request`, starting now; `None` without one.
-    pub(crate) fn start(request: &crate::TokenRequest, time: &TimeSource) -> Option<Self> {
-        request.deadline().map(|deadline| Until {
+    /// A request's `deadline`, starting now; `None` without one.
+    pub(crate) fn start(deadline: Option<Duration>, time: &TimeSource) -> Option<Self> {
+        deadline.map(|deadline| Until {
             deadline,
             end: time.monotonic().saturating_add(deadline),
         })

@@ -11,14 +11,16 @@
 //! fetch already running to end, then runs as the slot's flight, so a plain fetch can never
 //! replace the token that carries the claims.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::Inner;
-use super::refresh::{complete, failure_backoff};
-use super::slot::{FlightResult, GATE_IN_FLIGHT, NO_GATE, Slot, SlotState, lock, nanos};
+use super::entry::nanos;
+use super::refresh::{self, failure_backoff};
+use super::slot::{FlightResult, GATE_IN_FLIGHT, NO_GATE, Slot, SlotState, lock};
 use crate::credential::TokenRequest;
 use crate::error::Error;
 
@@ -236,5 +238,68 @@ impl Drop for FlightGuard {
             panicked,
             "token fetch ended without a result"
         );
+    }
+}
+
+/// Stores the result of a fetch (see [`refresh::complete`]) and, for an eager provider,
+/// schedules the slot's next refresh.
+fn complete(
+    inner: &Arc<Inner>,
+    slot: &Arc<Slot>,
+    result: Result<crate::token::AccessToken, Error>,
+) -> FlightResult {
+    let (outcome, next) = refresh::complete(inner, slot, result);
+    if inner.opts.eager {
+        schedule_eager(inner, slot, next);
+    }
+    outcome
+}
+
+/// Eager mode: a timer task that refreshes the slot at `at` (monotonic), without traffic.
+pub(super) fn schedule_eager(inner: &Arc<Inner>, slot: &Arc<Slot>, at: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak_inner: Weak<Inner> = Arc::downgrade(inner);
+    let weak_slot: Weak<Slot> = Arc::downgrade(slot);
+    let delay = at.saturating_sub(inner.time.monotonic());
+    let sleep = inner.time.sleep(delay);
+    runtime.spawn(async move {
+        sleep.await;
+        let (Some(inner), Some(slot)) = (weak_inner.upgrade(), weak_slot.upgrade()) else {
+            return;
+        };
+        // The timer has run its course, so it is at least `at`: the coarse clock can read up
+        // to a tick behind the timer's, and the refresh must not then be judged not yet due
+        // and dropped (nothing would schedule it again).
+        let now = inner.time.monotonic().max(at);
+        refresh_now(&inner, &slot, now);
+    });
+}
+
+/// Starts a background fetch if the slot is due (stale, expired or empty) and none runs.
+pub(super) fn refresh_now(inner: &Arc<Inner>, slot: &Arc<Slot>, now: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let wall = inner.time.wall_nanos();
+    let started = {
+        let mut st = lock(&slot.state);
+        if st.flight.is_some() || nanos(now) < slot.refresh_gate.load(Ordering::Acquire) {
+            return;
+        }
+        let due = slot
+            .current
+            .load()
+            .as_deref()
+            .is_none_or(|e| !e.fresh(now, wall));
+        if due {
+            let request = slot.request.clone();
+            drop(begin_flight(inner, slot, &mut st, &runtime, request));
+        }
+        due
+    };
+    if started {
+        tracing::debug!(audience = %slot.request.audience(), "token due for refresh; refreshing in the background");
     }
 }

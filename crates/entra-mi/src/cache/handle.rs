@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 use http::HeaderValue;
 
 use super::Inner;
+use super::entry::{Entry, nanos};
 use super::flight;
-use super::refresh::refresh_now;
-use super::slot::{Entry, Slot, invalidate, lock, nanos};
+use super::flight::refresh_now;
+use super::slot::{Slot, invalidate, lock};
 use crate::audience::Audience;
 use crate::error::Error;
 use crate::token::AccessToken;

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 use thread_local::ThreadLocal;
 
-use super::slot::Entry;
+use super::entry::Entry;
 use super::stats::StripedCounter;
 
 /// Hits from one copy after which the thread serves its own copy of the header.

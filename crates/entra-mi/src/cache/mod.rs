@@ -21,6 +21,7 @@
 //! not dropped again before that backoff (see `slot::invalidate`). Every wait is bounded: a
 //! fetch that does not finish within the provider's fetch timeout fails every waiter.
 
+mod entry;
 mod flight;
 mod handle;
 mod local;

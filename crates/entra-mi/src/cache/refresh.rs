@@ -1,12 +1,12 @@
 //! What a finished fetch does to its slot: the refresh schedule of a new token, the back-off
 //! after a failure, and the background refreshes (on demand and on a timer).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use super::flight;
-use super::slot::{Entry, FlightResult, NO_GATE, Slot, SlotState, lock, nanos};
+use super::entry::{Entry, nanos};
+use super::slot::{FlightResult, NO_GATE, Slot, SlotState, lock};
 use super::{Inner, Options};
 use crate::error::Error;
 use crate::token::AccessToken;
@@ -30,12 +30,12 @@ enum Logged {
 }
 
 /// Stores a fetched token or records a failure, ends the slot's flight, and returns what the
-/// waiters get.
+/// waiters get and when the slot is next due (its refresh point, or the end of its back-off).
 pub(super) fn complete(
     inner: &Arc<Inner>,
     slot: &Arc<Slot>,
     result: Result<AccessToken, Error>,
-) -> FlightResult {
+) -> (FlightResult, Duration) {
     let time = &inner.time;
     let now = time.monotonic();
     let wall = time.wall_nanos();
@@ -102,10 +102,7 @@ pub(super) fn complete(
     };
     drop(st);
     log(&logged, audience);
-    if inner.opts.eager {
-        schedule_eager(inner, slot, next_eager);
-    }
-    outcome
+    (outcome, next_eager)
 }
 
 /// One reading of the clocks.
@@ -275,55 +272,4 @@ pub(super) fn failure_backoff(opts: &Options, consecutive: u32, jitter: f64) -> 
         .saturating_mul(1 << exp)
         .min(opts.max_failure_backoff.max(opts.failure_backoff));
     base + base.mul_f64(0.2 * jitter)
-}
-
-/// Eager mode: a timer task that refreshes the slot at `at` (monotonic), without traffic.
-pub(super) fn schedule_eager(inner: &Arc<Inner>, slot: &Arc<Slot>, at: Duration) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let weak_inner: Weak<Inner> = Arc::downgrade(inner);
-    let weak_slot: Weak<Slot> = Arc::downgrade(slot);
-    let delay = at.saturating_sub(inner.time.monotonic());
-    let sleep = inner.time.sleep(delay);
-    runtime.spawn(async move {
-        sleep.await;
-        let (Some(inner), Some(slot)) = (weak_inner.upgrade(), weak_slot.upgrade()) else {
-            return;
-        };
-        // The timer has run its course, so it is at least `at`: the coarse clock can read up
-        // to a tick behind the timer's, and the refresh must not then be judged not yet due
-        // and dropped (nothing would schedule it again).
-        let now = inner.time.monotonic().max(at);
-        refresh_now(&inner, &slot, now);
-    });
-}
-
-/// Starts a background fetch if the slot is due (stale, expired or empty) and none runs.
-pub(super) fn refresh_now(inner: &Arc<Inner>, slot: &Arc<Slot>, now: Duration) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let wall = inner.time.wall_nanos();
-    let started = {
-        let mut st = lock(&slot.state);
-        if st.flight.is_some() || nanos(now) < slot.refresh_gate.load(Ordering::Acquire) {
-            return;
-        }
-        let due = slot
-            .current
-            .load()
-            .as_deref()
-            .is_none_or(|e| !e.fresh(now, wall));
-        if due {
-            let request = slot.request.clone();
-            drop(flight::begin_flight(
-                inner, slot, &mut st, &runtime, request,
-            ));
-        }
-        due
-    };
-    if started {
-        tracing::debug!(audience = %slot.request.audience(), "token due for refresh; refreshing in the background");
-    }
 }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::ManagedIdentityId;
 use super::azure_ml::Legacy2017;
-use super::detect::{self, IDENTITY_HEADER};
 use super::source::{self, RequestContext, Source, SourceConfig};
+use super::vars::IDENTITY_HEADER;
 use crate::credential::TokenRequest;
 use crate::error::Error;
 use crate::http::RawResponse;
@@ -30,20 +30,18 @@ pub(super) struct AppService {
 }
 
 impl AppService {
-    pub(super) fn new(endpoint: url::Url, config: &SourceConfig<'_>) -> Result<Self, Error> {
-        // Not for a source given in code (it replaces detection), and not for object or
-        // resource ids (the 2017 protocol selects a user-assigned identity only by client id).
-        let fallback = match config.id {
-            _ if !config.detected => None,
-            ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_) => None,
-            _ => detect::app_service_2017_fallback(config.env, config.allow_http_endpoint)
-                .and_then(|url| Legacy2017::new(url, config.id, false).ok()),
-        };
-        Ok(Self {
+    pub(super) fn new(endpoint: url::Url, config: &SourceConfig<'_>) -> Self {
+        // Not for object or resource ids: the 2017 protocol selects a user-assigned identity
+        // only by client id.
+        let fallback = config
+            .fallback_2017
+            .clone()
+            .and_then(|url| Legacy2017::new(url, config.id, false).ok());
+        Self {
             endpoint,
             fallback,
             on_2017: AtomicBool::new(false),
-        })
+        }
     }
 
     fn switched(&self) -> Option<&Legacy2017> {

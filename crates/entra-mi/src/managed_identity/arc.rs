@@ -258,3 +258,56 @@ fn permission_hint() -> String {
         "permission denied: the process's user must be in the `himds` group".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_challenge_names_the_key_file() {
+        assert_eq!(
+            challenge_path(Some("Basic realm=/var/opt/azcmagent/tokens/a.key")).unwrap(),
+            "/var/opt/azcmagent/tokens/a.key"
+        );
+        assert_eq!(
+            challenge_path(Some("basic realm=\"C:\\ProgramData\\x.key\"")).unwrap(),
+            "C:\\ProgramData\\x.key"
+        );
+        for bad in [
+            None,
+            Some("Bearer realm=/x.key"),
+            Some("Basic"),
+            Some("Basic realm="),
+        ] {
+            assert!(challenge_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_second_leg_carries_the_key_as_basic_and_marks_it_sensitive() {
+        let endpoint: url::Url = "http://127.0.0.1:40342/metadata/identity/oauth2/token"
+            .parse()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let first = request(&client, &endpoint, "https://management.azure.com", None)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            first.url().as_str(),
+            "http://127.0.0.1:40342/metadata/identity/oauth2/token?api-version=2020-06-01&resource=https%3A%2F%2Fmanagement.azure.com"
+        );
+        assert_eq!(first.headers()["Metadata"], "true");
+        assert!(first.headers().get(http::header::AUTHORIZATION).is_none());
+        let key = Secret::new("k3y");
+        let second = request(&client, &endpoint, "x", Some(&key))
+            .unwrap()
+            .build()
+            .unwrap();
+        let auth = &second.headers()[http::header::AUTHORIZATION];
+        assert_eq!(auth, "Basic k3y");
+        assert!(auth.is_sensitive());
+        let bad = Secret::new("line\nbreak");
+        assert!(request(&client, &endpoint, "x", Some(&bad)).is_err());
+    }
+}

@@ -2,8 +2,8 @@
 //! App Service (which [`super::app_service`] falls back to).
 
 use super::ManagedIdentityId;
-use super::detect::{DEFAULT_IDENTITY_CLIENT_ID, MSI_SECRET};
 use super::source::{self, RequestContext, Source};
+use super::vars::{DEFAULT_IDENTITY_CLIENT_ID, MSI_SECRET};
 use crate::credential::TokenRequest;
 use crate::error::Error;
 use crate::retry::RetryClass;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::credential::{Inner, ManagedIdentityCredential};
-use super::source::{self, ManagedIdentitySource, SourceConfig};
+use super::dispatch::{self, ManagedIdentitySource};
+use super::source::SourceConfig;
 use super::{ManagedIdentityId, detect};
 use crate::env::Environment;
 use crate::error::Error;
@@ -28,6 +29,18 @@ pub struct ManagedIdentityCredentialBuilder {
     arc_key_directory: Option<PathBuf>,
     source: Option<ManagedIdentitySource>,
     client_capabilities: Vec<String>,
+}
+
+impl ManagedIdentityCredential {
+    /// A builder with the defaults.
+    pub fn builder() -> ManagedIdentityCredentialBuilder {
+        ManagedIdentityCredentialBuilder::default()
+    }
+
+    /// The system-assigned identity, source detected from the process environment.
+    pub fn system_assigned() -> Result<Self, Error> {
+        Self::builder().build()
+    }
 }
 
 impl Default for ManagedIdentityCredentialBuilder {
@@ -168,15 +181,21 @@ impl ManagedIdentityCredentialBuilder {
             }
             None => detect::detect(&self.env, self.allow_http_endpoint)?,
         };
+        // App Service's 2017-09-01 fallback: not for a source given in code (it replaces
+        // detection), and not for object or resource ids (that protocol selects a
+        // user-assigned identity only by client id).
+        let fallback_2017 = match self.id {
+            _ if !detected => None,
+            ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_) => None,
+            _ => detect::app_service_2017_fallback(&self.env, self.allow_http_endpoint),
+        };
         let config = SourceConfig {
             id: &self.id,
-            env: &self.env,
-            detected,
-            allow_http_endpoint: self.allow_http_endpoint,
             arc_key_directory: self.arc_key_directory.clone(),
             client_capabilities: &self.client_capabilities,
+            fallback_2017,
         };
-        let source = source::build(description, &config)?;
+        let source = dispatch::build(description, &config)?;
         let http = source.http_client(self.connect_timeout)?;
         let name = format!("managed-identity/{}", source.kind().as_str());
         Ok(ManagedIdentityCredential {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::ManagedIdentityId;
-use super::builder::ManagedIdentityCredentialBuilder;
 use super::source::{self, RequestContext, Source};
 use crate::credential::{TokenCredential, TokenRequest};
 use crate::env::Environment;
@@ -63,16 +62,6 @@ pub(super) struct Inner {
 }
 
 impl ManagedIdentityCredential {
-    /// A builder with the defaults.
-    pub fn builder() -> ManagedIdentityCredentialBuilder {
-        ManagedIdentityCredentialBuilder::default()
-    }
-
-    /// The system-assigned identity, source detected from the process environment.
-    pub fn system_assigned() -> Result<Self, Error> {
-        Self::builder().build()
-    }
-
     /// The source's kind.
     pub fn source_kind(&self) -> SourceKind {
         self.inner.source.kind()

@@ -12,15 +12,17 @@ mod builder;
 mod cloud_shell;
 mod credential;
 pub(crate) mod detect;
+mod dispatch;
 mod hints;
 mod id;
 mod imds;
 mod service_fabric;
 mod source;
+mod vars;
 
 pub use crate::source_kind::SourceKind;
 pub use builder::ManagedIdentityCredentialBuilder;
 pub use credential::ManagedIdentityCredential;
 pub use detect::{Detection, VARIABLES, detect_source};
+pub use dispatch::ManagedIdentitySource;
 pub use id::ManagedIdentityId;
-pub use source::ManagedIdentitySource;

@@ -9,8 +9,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::detect::IDENTITY_HEADER;
 use super::source::{self, RequestContext, Source, SourceConfig};
+use super::vars::IDENTITY_HEADER;
 use crate::credential::TokenRequest;
 use crate::error::Error;
 use crate::http::HttpClient;
