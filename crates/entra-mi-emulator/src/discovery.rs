@@ -15,8 +15,8 @@ use axum::response::Response;
 use serde_json::Value;
 
 use crate::keys::SigningKey;
-use crate::reply::{JSON, respond, with_allow_get};
 use crate::state::{Shared, lock};
+use crate::wire::{JSON, respond, with_allow_get};
 use crate::{Emulator, EmulatorError};
 
 /// The tenant a discovery URL names.

@@ -17,10 +17,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::directory::App;
 use crate::model::{Endpoint, guid};
-use crate::routes::{JSON, handle, json_object, respond};
+use crate::routes::handle;
 use crate::state::Shared;
 use crate::time::now_secs;
+use crate::wire::{JSON, json_object, respond};
 use crate::{Emulator, EmulatorBuilder};
 
 /// The issuer of [`Emulator::federated_token`]s, like a Kubernetes cluster's OIDC issuer
@@ -32,116 +34,6 @@ pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Lifetime of tokens from the token endpoint (what Entra issues to apps).
 const APP_TOKEN_LIFETIME: u64 = 3599;
-
-/// An app registration (and its service principal) the token endpoint knows.
-///
-/// Its `Debug` output shows how many client secrets and certificates it has, never the
-/// secrets themselves.
-#[derive(Clone, PartialEq, Eq)]
-pub struct App {
-    /// The application (client) id.
-    pub client_id: String,
-    /// The object id of its service principal (`oid` in its tokens).
-    pub object_id: String,
-    /// A human-readable name.
-    pub display_name: String,
-    secrets: Vec<String>,
-    certificates: Vec<Vec<u8>>,
-    federated: Vec<(String, String)>,
-    multi_tenant: bool,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("client_id", &self.client_id)
-            .field("object_id", &self.object_id)
-            .field("display_name", &self.display_name)
-            .field(
-                "secrets",
-                &format_args!("{} {}", self.secrets.len(), crate::REDACTED),
-            )
-            .field("certificates", &self.certificates.len())
-            .field("federated", &self.federated)
-            .field("multi_tenant", &self.multi_tenant)
-            .finish()
-    }
-}
-
-impl App {
-    /// An app named `name` with fresh random ids, no credentials, single-tenant.
-    pub fn new(name: &str) -> App {
-        App {
-            client_id: guid(),
-            object_id: guid(),
-            display_name: name.to_owned(),
-            secrets: Vec::new(),
-            certificates: Vec::new(),
-            federated: Vec::new(),
-            multi_tenant: false,
-        }
-    }
-
-    /// Adds a client secret (its value).
-    pub fn with_secret(mut self, secret: impl Into<String>) -> App {
-        self.secrets.push(secret.into());
-        self
-    }
-
-    /// Adds a certificate (DER). Client assertions naming it by `x5t#S256` (or `x5t`) must be
-    /// signed with its key (PS256 or RS256), have `aud` = the token endpoint URL, `iss` = `sub`
-    /// = the client id, be within `nbf`..`exp`, and carry a `jti` not seen before.
-    pub fn with_certificate(mut self, der: impl Into<Vec<u8>>) -> App {
-        self.certificates.push(der.into());
-        self
-    }
-
-    /// Adds a federated identity credential: assertions whose `iss` and `sub` are exactly
-    /// these (and whose `aud` is `api://AzureADTokenExchange`) are accepted.
-    pub fn with_federated_credential(mut self, issuer: &str, subject: &str) -> App {
-        self.federated.push((issuer.to_owned(), subject.to_owned()));
-        self
-    }
-
-    /// Whether tokens may be requested in the emulator's other tenants too (default: no).
-    pub fn multi_tenant(mut self, on: bool) -> App {
-        self.multi_tenant = on;
-        self
-    }
-}
-
-/// Builder settings of the token endpoint.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct EntraConfig {
-    apps: Vec<App>,
-    tenants: Vec<String>,
-}
-
-/// Its state.
-#[derive(Debug)]
-pub(crate) struct EntraState {
-    apps: Vec<App>,
-    tenants: Vec<String>,
-    seen_jti: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-impl EntraState {
-    /// The additional tenant named `segment` (ignoring case), as configured.
-    pub(crate) fn tenant(&self, segment: &str) -> Option<&str> {
-        self.tenants
-            .iter()
-            .find(|t| t.eq_ignore_ascii_case(segment))
-            .map(String::as_str)
-    }
-
-    pub(crate) fn new(config: EntraConfig) -> Self {
-        EntraState {
-            apps: config.apps,
-            tenants: config.tenants,
-            seen_jti: Default::default(),
-        }
-    }
-}
 
 impl EmulatorBuilder {
     /// Registers an app with the token endpoint (in the emulator's tenant).

@@ -1,10 +1,8 @@
 //! A Microsoft Graph subset: `GET /v1.0/servicePrincipals`, listing the emulator's identities
 //! as the managed-identity service principals they are, behind Graph's bearer-token checks.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -16,35 +14,13 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Value, json};
 
 use crate::Emulator;
-use crate::model::Identity;
+use crate::model::{GraphRejection, Identity};
 use crate::state::{Shared, lock};
 
 /// Graph's resource URI and application id: either may be a token's `aud`.
 const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 const CHALLENGE: &str = r#"Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000""#;
-
-/// How the emulated Graph turns down a request that carries a valid token (see
-/// [`Emulator::push_graph_rejection`]).
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GraphRejection {
-    /// `401` with `WWW-Authenticate: Bearer …, error="invalid_token"`, as for a revoked token.
-    InvalidToken,
-    /// `401` with a Continuous Access Evaluation claims challenge:
-    /// `error="insufficient_claims", claims="<base64 of this JSON>"`.
-    ClaimsChallenge(String),
-    /// `429 Too Many Requests` with `Retry-After: <seconds>`.
-    Throttled(u64),
-}
-
-/// The Graph endpoint's own state: counters and queued rejections.
-#[derive(Default)]
-pub(crate) struct GraphState {
-    requests: AtomicUsize,
-    always: AtomicBool,
-    rejections: Mutex<VecDeque<GraphRejection>>,
-}
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new().route("/v1.0/servicePrincipals", any(service_principals))
@@ -299,7 +275,12 @@ async fn service_principals(State(s): State<Arc<Shared>>, req: Request) -> Respo
     let all: Vec<Value> = s
         .all_identities()
         .map(|i| service_principal(i, Some(&i.object_id) == system_oid.as_ref()))
-        .chain(s.perms.service_principals())
+        .chain(
+            s.perms
+                .apis
+                .iter()
+                .map(crate::graph_perms::api_service_principal),
+        )
         .collect();
     let matching: Vec<&Value> = all
         .iter()

@@ -3,7 +3,7 @@
 //! created and deleted with Graph's validation and error bodies. Assignments feed the `roles`
 //! claim of tokens minted afterwards.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -12,14 +12,9 @@ use axum::response::Response;
 use axum::routing::any;
 use serde_json::{Value, json};
 
+use crate::directory::ApiApp;
 use crate::graph::{Paging, gate, graph_error, json_response};
-use crate::model::guid;
-use crate::state::{Shared, lock};
-
-/// Graph's application id.
-pub const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
-/// Azure Resource Manager's application id ("Windows Azure Service Management API").
-pub const AZURE_RESOURCE_MANAGER_APP_ID: &str = "797f4846-ba00-4fd7-ba43-dac1f8f63013";
+use crate::state::{Assignment, Shared, lock};
 
 /// Roles a caller needs to read directory objects and to change app-role assignments.
 const READ_ROLES: &[&str] = &[
@@ -30,199 +25,41 @@ const READ_ROLES: &[&str] = &[
 ];
 const WRITE_ROLE: &str = "AppRoleAssignment.ReadWrite.All";
 
-/// An app role an API defines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppRole {
-    /// The role's id (a GUID).
-    pub id: String,
-    /// The value that appears in the `roles` claim (`User.Read.All`).
-    pub value: String,
-    /// Who may hold it: `Application`, `User`, or both.
-    pub allowed_member_types: Vec<String>,
+/// An API's service principal, as Graph shows it.
+pub(crate) fn api_service_principal(api: &ApiApp) -> Value {
+    json!({
+        "id": api.object_id,
+        "appId": api.app_id,
+        "displayName": api.display_name,
+        "servicePrincipalType": "Application",
+        "accountEnabled": true,
+        "servicePrincipalNames": api.identifier_uris,
+        "appRoles": api.app_roles.iter().map(|r| json!({
+            "id": r.id,
+            "value": r.value,
+            "displayName": r.value,
+            "description": r.value,
+            "allowedMemberTypes": r.allowed_member_types,
+            "isEnabled": true,
+            "origin": "Application",
+        })).collect::<Vec<_>>(),
+        "tags": [],
+    })
 }
 
-/// An API (a resource application) with its service principal in the emulated tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiApp {
-    /// The application (client) id.
-    pub app_id: String,
-    /// The service principal's object id.
-    pub object_id: String,
-    /// Display name.
-    pub display_name: String,
-    /// The audiences of its tokens: identifier URIs (and the app id).
-    pub identifier_uris: Vec<String>,
-    /// Its app roles.
-    pub app_roles: Vec<AppRole>,
-}
-
-impl ApiApp {
-    /// A custom API at `identifier_uri` (e.g. `api://orders`) whose `roles` may be held by
-    /// applications (and so by managed identities).
-    pub fn new(display_name: &str, identifier_uri: &str, roles: &[&str]) -> ApiApp {
-        let app_id = guid();
-        ApiApp {
-            identifier_uris: vec![identifier_uri.to_owned(), app_id.clone()],
-            app_id,
-            object_id: guid(),
-            display_name: display_name.to_owned(),
-            app_roles: roles
-                .iter()
-                .map(|v| AppRole {
-                    id: guid(),
-                    value: (*v).to_owned(),
-                    allowed_member_types: vec!["Application".into()],
-                })
-                .collect(),
-        }
-    }
-
-    /// Adds a role only users may hold (it cannot be granted to a managed identity).
-    pub fn with_user_role(mut self, value: &str) -> ApiApp {
-        self.app_roles.push(AppRole {
-            id: guid(),
-            value: value.to_owned(),
-            allowed_member_types: vec!["User".into()],
-        });
-        self
-    }
-
-    /// Microsoft Graph with a few of its real application permissions (real role ids).
-    pub fn microsoft_graph() -> ApiApp {
-        let role = |id: &str, value: &str| AppRole {
-            id: id.to_owned(),
-            value: value.to_owned(),
-            allowed_member_types: vec!["Application".into()],
-        };
-        ApiApp {
-            app_id: MICROSOFT_GRAPH_APP_ID.to_owned(),
-            object_id: guid(),
-            display_name: "Microsoft Graph".to_owned(),
-            identifier_uris: vec![
-                "https://graph.microsoft.com".to_owned(),
-                MICROSOFT_GRAPH_APP_ID.to_owned(),
-            ],
-            app_roles: vec![
-                role("df021288-bdef-4463-88db-98f22de89214", "User.Read.All"),
-                role(
-                    "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
-                    "Application.Read.All",
-                ),
-                role(
-                    "06b708a9-e830-4db3-a914-8e69da51d44f",
-                    "AppRoleAssignment.ReadWrite.All",
-                ),
-                role("5b567255-7703-4780-807c-7be8301ae99b", "Group.Read.All"),
-                role("7ab1d382-f21e-4acd-a863-ba3e13f7da61", "Directory.Read.All"),
-                role("b633e1c5-b582-4048-a93e-9f11b44c7e96", "Mail.Send"),
-            ],
-        }
-    }
-
-    /// Azure Resource Manager (no app roles: it authorizes with Azure RBAC).
-    pub fn azure_resource_manager() -> ApiApp {
-        ApiApp {
-            app_id: AZURE_RESOURCE_MANAGER_APP_ID.to_owned(),
-            object_id: guid(),
-            display_name: "Windows Azure Service Management API".to_owned(),
-            identifier_uris: vec![
-                "https://management.azure.com/".to_owned(),
-                "https://management.azure.com".to_owned(),
-                "https://management.core.windows.net/".to_owned(),
-                AZURE_RESOURCE_MANAGER_APP_ID.to_owned(),
-            ],
-            app_roles: Vec::new(),
-        }
-    }
-
-    fn service_principal(&self) -> Value {
-        json!({
-            "id": self.object_id,
-            "appId": self.app_id,
-            "displayName": self.display_name,
-            "servicePrincipalType": "Application",
-            "accountEnabled": true,
-            "servicePrincipalNames": self.identifier_uris,
-            "appRoles": self.app_roles.iter().map(|r| json!({
-                "id": r.id,
-                "value": r.value,
-                "displayName": r.value,
-                "description": r.value,
-                "allowedMemberTypes": r.allowed_member_types,
-                "isEnabled": true,
-                "origin": "Application",
-            })).collect::<Vec<_>>(),
-            "tags": [],
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Assignment {
-    id: String,
-    principal_id: String,
-    principal_name: String,
-    resource_id: String,
-    resource_name: String,
-    app_role_id: String,
-    created: String,
-}
-
-impl Assignment {
-    fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "deletedDateTime": null,
-            "appRoleId": self.app_role_id,
-            "createdDateTime": self.created,
-            "principalDisplayName": self.principal_name,
-            "principalId": self.principal_id,
-            "principalType": "ServicePrincipal",
-            "resourceDisplayName": self.resource_name,
-            "resourceId": self.resource_id,
-        })
-    }
-}
-
-/// The APIs and the assignments.
-pub(crate) struct PermsState {
-    pub(crate) apis: Vec<ApiApp>,
-    assignments: Mutex<Vec<Assignment>>,
-}
-
-impl PermsState {
-    pub(crate) fn new(mut custom: Vec<ApiApp>) -> Self {
-        let mut apis = vec![ApiApp::microsoft_graph(), ApiApp::azure_resource_manager()];
-        apis.append(&mut custom);
-        PermsState {
-            apis,
-            assignments: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The role values assigned to `principal` on the API whose tokens have `audience`.
-    pub(crate) fn assigned_roles(&self, principal: &str, audience: &str) -> Vec<String> {
-        let Some(api) = self
-            .apis
-            .iter()
-            .find(|a| a.identifier_uris.iter().any(|u| u == audience))
-        else {
-            return Vec::new();
-        };
-        lock(&self.assignments)
-            .iter()
-            .filter(|a| {
-                a.principal_id.eq_ignore_ascii_case(principal) && a.resource_id == api.object_id
-            })
-            .filter_map(|a| api.app_roles.iter().find(|r| r.id == a.app_role_id))
-            .map(|r| r.value.clone())
-            .collect()
-    }
-
-    /// Every API service principal, as Graph shows it.
-    pub(crate) fn service_principals(&self) -> Vec<Value> {
-        self.apis.iter().map(ApiApp::service_principal).collect()
-    }
+/// An app-role assignment, as Graph shows it.
+fn assignment_json(a: &Assignment) -> Value {
+    json!({
+        "id": a.id,
+        "deletedDateTime": null,
+        "appRoleId": a.app_role_id,
+        "createdDateTime": a.created,
+        "principalDisplayName": a.principal_name,
+        "principalId": a.principal_id,
+        "principalType": "ServicePrincipal",
+        "resourceDisplayName": a.resource_name,
+        "resourceId": a.resource_id,
+    })
 }
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
@@ -265,13 +102,8 @@ fn has_any(claims: &Value, wanted: &[&str]) -> bool {
 
 /// The service principal with object id `id`: an identity or an API.
 fn find_sp(s: &Shared, id: &str) -> Option<(Value, String)> {
-    if let Some(api) = s
-        .perms
-        .apis
-        .iter()
-        .find(|a| a.object_id.eq_ignore_ascii_case(id))
-    {
-        return Some((api.service_principal(), api.display_name.clone()));
+    if let Some(api) = s.perms.api_by_object_id(id) {
+        return Some((api_service_principal(api), api.display_name.clone()));
     }
     s.all_identities()
         .find(|i| i.object_id.eq_ignore_ascii_case(id))
@@ -350,7 +182,7 @@ fn list(s: &Shared, id: &str, req: &Request) -> Response {
     let all: Vec<Value> = lock(&s.perms.assignments)
         .iter()
         .filter(|a| a.principal_id.eq_ignore_ascii_case(id))
-        .map(Assignment::to_json)
+        .map(assignment_json)
         .collect();
     let mut body = json!({
         "@odata.context": format!("https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('{id}')/appRoleAssignments"),
@@ -405,12 +237,7 @@ async fn create(s: &Shared, id: &str, principal_name: &str, req: Request) -> Res
             "The principalId in the body must match the service principal in the URL.",
         );
     }
-    let Some(api) = s
-        .perms
-        .apis
-        .iter()
-        .find(|a| a.object_id.eq_ignore_ascii_case(&resource))
-    else {
+    let Some(api) = s.perms.api_by_object_id(&resource) else {
         return not_found(&resource);
     };
     let Some(app_role) = api
@@ -458,7 +285,7 @@ async fn create(s: &Shared, id: &str, principal_name: &str, req: Request) -> Res
         created: crate::time::rfc3339_now(),
     };
     assignments.push(assignment.clone());
-    let mut resp = json_response(StatusCode::CREATED, assignment.to_json());
+    let mut resp = json_response(StatusCode::CREATED, assignment_json(&assignment));
     if let Ok(v) = header::HeaderValue::from_str(&format!(
         "{}/v1.0/servicePrincipals/{id}/appRoleAssignments/{}",
         s.base_url, assignment.id

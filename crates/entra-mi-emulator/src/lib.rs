@@ -81,6 +81,7 @@
 //! registered certificates are read with `x509-parser`. That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
+mod directory;
 mod discovery;
 mod entra;
 mod graph;
@@ -88,7 +89,6 @@ mod graph_perms;
 mod keys;
 mod keyvault;
 mod model;
-mod reply;
 mod routes;
 mod server;
 mod sources;
@@ -96,6 +96,7 @@ mod state;
 mod time;
 mod tls;
 mod tokens_v2;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,11 +107,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use entra::{App, FEDERATED_ISSUER, TOKEN_EXCHANGE_AUDIENCE};
-pub use graph::GraphRejection;
-pub use graph_perms::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, AppRole, MICROSOFT_GRAPH_APP_ID};
+pub use directory::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, App, AppRole, MICROSOFT_GRAPH_APP_ID};
+pub use entra::{FEDERATED_ISSUER, TOKEN_EXCHANGE_AUDIENCE};
 pub use keyvault::{KEY_VAULT_RESOURCE, KeyVault, KeyVaultCounts, KeyVaultEndpoint};
-pub use model::{Endpoint, Fault, Identity, ResponseShape};
+pub use model::{Endpoint, Fault, GraphRejection, Identity, ResponseShape};
 
 use crate::keys::SigningKey;
 use crate::state::{Config, Shared, lock};
@@ -163,8 +163,8 @@ pub struct EmulatorBuilder {
     cache_tokens: bool,
     port: u16,
     apis: Vec<ApiApp>,
-    sources: sources::SourcesConfig,
-    entra: entra::EntraConfig,
+    sources: state::SourcesConfig,
+    entra: state::EntraConfig,
     key_vault: Option<KeyVault>,
     v2_resources: Vec<String>,
 }

@@ -60,8 +60,7 @@ const IMDS_API_VERSIONS: &[&str] = &[
     "2024-03-15",
 ];
 
-pub(crate) use crate::reply::{JSON, respond, with_allow_get};
-const HTML: &str = "text/html; charset=utf-8";
+use crate::wire::{HTML, JSON, Query, json_object, respond, status_code, with_allow_get};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -243,14 +242,14 @@ fn imds_answer(s: &Shared, parts: &Parts) -> Response {
         }
         Some(_) => {}
     }
-    let Some(resource) = q.first("resource").filter(|r| !r.is_empty()) else {
+    let Some(resource) = q.non_empty("resource") else {
         return imds_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "Required query variable 'resource' is missing",
         );
     };
-    let selectors = q.selectors(&[
+    let selectors = q.tagged(&[
         ("client_id", Selector::Client),
         ("object_id", Selector::Object),
         ("msi_res_id", Selector::Resource),
@@ -333,13 +332,13 @@ fn app_service_answer(s: &Shared, parts: &Parts) -> Response {
             );
         }
     }
-    let Some(resource) = q.first("resource").filter(|r| !r.is_empty()) else {
+    let Some(resource) = q.non_empty("resource") else {
         return app_service_error(
             StatusCode::BAD_REQUEST,
             "The resource parameter is required",
         );
     };
-    let selectors = q.selectors(&[
+    let selectors = q.tagged(&[
         ("client_id", Selector::Client),
         ("principal_id", Selector::Object),
         ("object_id", Selector::Object),
@@ -385,9 +384,6 @@ fn app_service_answer(s: &Shared, parts: &Parts) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 
-/// The query string, decoded, in order, duplicates kept.
-pub(crate) struct Query(Vec<(String, String)>);
-
 #[derive(Clone, Copy)]
 pub(crate) enum Selector {
     Client,
@@ -398,33 +394,6 @@ pub(crate) enum Selector {
 pub(crate) enum Selection {
     Ambiguous,
     NotFound,
-}
-
-impl Query {
-    pub(crate) fn parse(parts: &Parts) -> Self {
-        let q = parts.uri.query().unwrap_or_default();
-        Query(form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-    }
-
-    pub(crate) fn first(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every occurrence of a selector parameter, with what it selects by.
-    pub(crate) fn selectors(&self, names: &[(&str, Selector)]) -> Vec<(Selector, &str)> {
-        self.0
-            .iter()
-            .filter_map(|(k, v)| {
-                names
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, sel)| (*sel, v.as_str()))
-            })
-            .collect()
-    }
 }
 
 /// At most one selector; none selects the system-assigned identity.
@@ -517,21 +486,6 @@ pub(crate) fn token_response(
     respond(StatusCode::OK, JSON, json_object(&fields))
 }
 
-/// Serializes fields as a JSON object, keeping their order.
-pub(crate) fn json_object(fields: &[(&str, Value)]) -> String {
-    let mut out = String::from("{");
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::from(*k).to_string());
-        out.push(':');
-        out.push_str(&v.to_string());
-    }
-    out.push('}');
-    out
-}
-
 /// The endpoint's own error body for a status (what the real service sends).
 fn default_error_body(ep: Endpoint, status: StatusCode) -> String {
     let code = status.as_u16();
@@ -595,10 +549,6 @@ fn default_error_body(ep: Endpoint, status: StatusCode) -> String {
             serde_json::json!({ "error": error, "error_description": description }).to_string()
         }
     }
-}
-
-pub(crate) fn status_code(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 const CAPTIVE_PAGE: &str = "<!DOCTYPE html>\n<html>\n<head><title>Network Access Required</title></head>\n<body>\n<h1>Sign in to the network</h1>\n<p>You must log in to this network before you can access the Internet.</p>\n<form method=\"post\" action=\"/login\"><input type=\"submit\" value=\"Accept and continue\"></form>\n</body>\n</html>\n";
@@ -698,11 +648,5 @@ mod tests {
                 assert_eq!(v["token_type"], "Bearer");
             }
         }
-    }
-
-    #[test]
-    fn json_object_keeps_order() {
-        let s = json_object(&[("b", Value::from(1)), ("a", Value::from("x\"y"))]);
-        assert_eq!(s, r#"{"b":1,"a":"x\"y"}"#);
     }
 }

@@ -3,7 +3,7 @@
 //! ML and legacy App Service) and Cloud Shell.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -14,68 +14,16 @@ use axum::routing::any;
 use serde_json::Value;
 
 use crate::model::{Endpoint, Identity, ResponseShape, guid};
-use crate::routes::{
-    JSON, Query, Selection, Selector, handle, imds_error, json_object, respond, select_identity,
-    token_response, with_allow_get,
-};
-use crate::state::{Shared, lock};
+use crate::routes::{Selection, Selector, handle, imds_error, select_identity, token_response};
+use crate::state::{Shared, SourcesState, lock};
 use crate::time::legacy_app_service_date;
-use crate::{Emulator, EmulatorBuilder, REDACTED};
+use crate::wire::{JSON, Query, json_object, respond, with_allow_get};
+use crate::{Emulator, EmulatorBuilder};
 
 /// Arc api-versions the agent accepts.
 const ARC_API_VERSIONS: &[&str] = &["2019-08-15", "2019-11-01", "2020-06-01", "2021-02-01"];
 const SF_API_VERSION: &str = "2019-07-01-preview";
 const LEGACY_API_VERSION: &str = "2017-09-01";
-
-/// Builder settings of these sources.
-#[derive(Clone, Default)]
-pub(crate) struct SourcesConfig {
-    arc_key_directory: Option<PathBuf>,
-    msi_secret: Option<String>,
-}
-
-impl std::fmt::Debug for SourcesConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourcesConfig")
-            .field("arc_key_directory", &self.arc_key_directory)
-            .field("msi_secret", &self.msi_secret.as_ref().map(|_| REDACTED))
-            .finish()
-    }
-}
-
-/// Their state.
-pub(crate) struct SourcesState {
-    arc_key_directory: Option<PathBuf>,
-    arc_realm: Mutex<Option<PathBuf>>,
-    /// The contents of the key files handed out: each is a credential.
-    arc_keys: Mutex<Vec<String>>,
-    msi_secret: Mutex<String>,
-    pub(crate) service_fabric: Mutex<Option<(String, String)>>,
-}
-
-impl std::fmt::Debug for SourcesState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourcesState")
-            .field("arc_key_directory", &self.arc_key_directory)
-            .field("arc_realm", &self.arc_realm)
-            .field("arc_keys", &REDACTED)
-            .field("msi_secret", &REDACTED)
-            .field("service_fabric", &self.service_fabric)
-            .finish()
-    }
-}
-
-impl SourcesState {
-    pub(crate) fn new(config: SourcesConfig) -> Self {
-        SourcesState {
-            arc_key_directory: config.arc_key_directory,
-            arc_realm: Mutex::new(None),
-            arc_keys: Mutex::new(Vec::new()),
-            msi_secret: Mutex::new(config.msi_secret.unwrap_or_else(guid)),
-            service_fabric: Mutex::new(None),
-        }
-    }
-}
 
 impl EmulatorBuilder {
     /// The directory the Azure Arc endpoint writes its challenge key files to (the agent's
@@ -215,7 +163,7 @@ fn arc_answer(s: &Shared, parts: &Parts) -> Response {
             );
         }
     }
-    let Some(resource) = q.first("resource").filter(|r| !r.is_empty()) else {
+    let Some(resource) = q.non_empty("resource") else {
         return imds_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -340,7 +288,7 @@ fn sf_answer(s: &Shared, parts: &Parts) -> Response {
             "The api-version is invalid; currently the only accepted value is 2019-07-01-preview.",
         );
     }
-    let Some(resource) = q.first("resource").filter(|r| !r.is_empty()) else {
+    let Some(resource) = q.non_empty("resource") else {
         return sf_error(
             StatusCode::BAD_REQUEST,
             "ArgumentNullOrEmpty",
@@ -401,14 +349,14 @@ fn legacy_answer(s: &Shared, parts: &Parts) -> Response {
             "Unsupported api-version. Use 2017-09-01.",
         );
     }
-    let Some(resource) = q.first("resource").filter(|r| !r.is_empty()) else {
+    let Some(resource) = q.non_empty("resource") else {
         return legacy_error(
             StatusCode::BAD_REQUEST,
             "The resource parameter is required",
         );
     };
     // Only `clientid` selects; like the real endpoint, `client_id` is silently ignored.
-    let selectors = q.selectors(&[("clientid", Selector::Client)]);
+    let selectors = q.tagged(&[("clientid", Selector::Client)]);
     let identity = match select_identity(s, &selectors) {
         Ok(i) => i,
         Err(Selection::Ambiguous) => {
