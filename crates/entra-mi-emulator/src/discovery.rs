@@ -14,7 +14,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
+use crate::endpoint::Emulated;
 use crate::keys::SigningKey;
+use crate::model::Endpoint;
 use crate::state::{Shared, lock};
 use crate::wire::{JSON, respond, with_allow_get};
 use crate::{Emulator, EmulatorError};
@@ -90,7 +92,43 @@ fn is_v2(parts: &Parts) -> bool {
     parts.uri.path().contains("/v2.0/")
 }
 
-pub(crate) fn jwks_answer(s: &Shared, parts: &Parts) -> Response {
+/// The JSON Web Key Sets.
+pub(crate) struct Jwks;
+
+impl Emulated for Jwks {
+    const ENDPOINT: Endpoint = Endpoint::Jwks;
+    const PATHS: &'static [&'static str] =
+        &["/{tenant}/discovery/keys", "/{tenant}/discovery/v2.0/keys"];
+
+    fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
+        jwks_answer(s, parts)
+    }
+
+    fn fault_body(status: StatusCode) -> String {
+        crate::entra::fault_body(status)
+    }
+}
+
+/// The OpenID Connect discovery documents.
+pub(crate) struct OpenIdConfiguration;
+
+impl Emulated for OpenIdConfiguration {
+    const ENDPOINT: Endpoint = Endpoint::OpenIdConfiguration;
+    const PATHS: &'static [&'static str] = &[
+        "/{tenant}/.well-known/openid-configuration",
+        "/{tenant}/v2.0/.well-known/openid-configuration",
+    ];
+
+    fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
+        openid_answer(s, parts)
+    }
+
+    fn fault_body(status: StatusCode) -> String {
+        crate::entra::fault_body(status)
+    }
+}
+
+fn jwks_answer(s: &Shared, parts: &Parts) -> Response {
     if let Err(r) = tenant(s, parts) {
         return r;
     }
@@ -99,7 +137,7 @@ pub(crate) fn jwks_answer(s: &Shared, parts: &Parts) -> Response {
     respond(StatusCode::OK, JSON, set.to_string())
 }
 
-pub(crate) fn openid_answer(s: &Shared, parts: &Parts) -> Response {
+fn openid_answer(s: &Shared, parts: &Parts) -> Response {
     let t = match tenant(s, parts) {
         Ok(t) => t,
         Err(r) => return r,

@@ -4,22 +4,18 @@
 //! credentials), and answers like Entra, errors included (`error`, `error_description` with its
 //! AADSTS code and trace lines, `error_codes`, `trace_id`, `correlation_id`, `timestamp`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use axum::routing::any;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::directory::App;
+use crate::endpoint::Emulated;
 use crate::model::{Endpoint, guid};
-use crate::routes::handle;
 use crate::state::Shared;
 use crate::time::now_secs;
 use crate::wire::{JSON, json_object, respond};
@@ -96,12 +92,36 @@ impl Emulator {
     }
 }
 
-pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new().route("/{tenant}/oauth2/v2.0/token", any(token))
+/// The v2.0 token endpoint.
+pub(crate) struct TokenEndpoint;
+
+impl Emulated for TokenEndpoint {
+    const ENDPOINT: Endpoint = Endpoint::EntraToken;
+    const PATHS: &'static [&'static str] = &["/{tenant}/oauth2/v2.0/token"];
+
+    fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
+        answer(s, parts, body)
+    }
+
+    fn fault_body(status: StatusCode) -> String {
+        fault_body(status)
+    }
 }
 
-async fn token(State(s): State<Arc<Shared>>, req: Request) -> Response {
-    handle(Endpoint::EntraToken, s, req).await
+/// The error body Entra sends with `status` (its token and discovery endpoints alike).
+pub(crate) fn fault_body(status: StatusCode) -> String {
+    let (error, description) = match status.as_u16() {
+        429 => (
+            "temporarily_unavailable",
+            "AADSTS50196: The server terminated an operation because it encountered a client request loop.",
+        ),
+        500..=599 => (
+            "temporarily_unavailable",
+            "AADSTS90033: A transient error has occurred. Please try again.",
+        ),
+        _ => ("invalid_request", "AADSTS900144: The request is not valid."),
+    };
+    serde_json::json!({ "error": error, "error_description": description }).to_string()
 }
 
 /// An Entra error answer.
@@ -161,7 +181,7 @@ struct AppTokenClaims<'a> {
     ver: &'static str,
 }
 
-pub(crate) fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
+fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
     if parts.method != Method::POST {
         let mut r = aadsts(
             StatusCode::METHOD_NOT_ALLOWED,

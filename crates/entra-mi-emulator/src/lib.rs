@@ -83,6 +83,7 @@
 
 mod directory;
 mod discovery;
+mod endpoint;
 mod entra;
 mod graph;
 mod graph_perms;
@@ -417,22 +418,8 @@ impl Emulator {
         self.inner.addr
     }
 
-    /// The value for `AZURE_POD_IDENTITY_AUTHORITY_HOST`: scheme, host and port, no path.
-    pub fn imds_host(&self) -> String {
-        self.base_url()
-    }
-
-    /// The full IMDS token URL: `<base>/metadata/identity/oauth2/token`.
-    pub fn imds_token_url(&self) -> String {
-        format!("{}/metadata/identity/oauth2/token", self.base_url())
-    }
-
-    /// The value for `IDENTITY_ENDPOINT` (App Service): `<base>/msi/token`.
-    pub fn app_service_endpoint(&self) -> String {
-        format!("{}/msi/token", self.base_url())
-    }
-
-    /// The current value for `IDENTITY_HEADER` (App Service).
+    /// The current value for `IDENTITY_HEADER` (App Service; Service Fabric's `secret` header
+    /// too).
     pub fn identity_header(&self) -> String {
         self.inner.shared.identity_header()
     }
