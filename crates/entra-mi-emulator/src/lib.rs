@@ -82,7 +82,6 @@
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
 mod directory;
-mod discovery;
 mod endpoint;
 mod entra;
 mod graph;

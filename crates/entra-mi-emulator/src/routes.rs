@@ -5,15 +5,13 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use crate::endpoint::route;
 use crate::state::Shared;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let router = Router::new()
         .merge(crate::sources::router())
         .merge(crate::graph::router())
-        .merge(crate::graph_perms::router());
-    let router = route::<crate::entra::TokenEndpoint>(router);
-    let router = route::<crate::discovery::Jwks>(router);
-    route::<crate::discovery::OpenIdConfiguration>(router).with_state(shared)
+        .merge(crate::graph_perms::router())
+        .merge(crate::entra::router());
+    router.with_state(shared)
 }

@@ -14,6 +14,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
+use super::errors::fault_body;
 use crate::endpoint::Emulated;
 use crate::keys::SigningKey;
 use crate::model::Endpoint;
@@ -105,7 +106,7 @@ impl Emulated for Jwks {
     }
 
     fn fault_body(status: StatusCode) -> String {
-        crate::entra::fault_body(status)
+        fault_body(status)
     }
 }
 
@@ -124,7 +125,7 @@ impl Emulated for OpenIdConfiguration {
     }
 
     fn fault_body(status: StatusCode) -> String {
-        crate::entra::fault_body(status)
+        fault_body(status)
     }
 }
 
