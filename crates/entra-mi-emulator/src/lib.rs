@@ -85,7 +85,6 @@ mod directory;
 mod endpoint;
 mod entra;
 mod graph;
-mod graph_perms;
 mod keys;
 mod keyvault;
 mod model;

@@ -11,7 +11,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let router = Router::new()
         .merge(crate::sources::router())
         .merge(crate::graph::router())
-        .merge(crate::graph_perms::router())
         .merge(crate::entra::router());
     router.with_state(shared)
 }

@@ -1,51 +1,17 @@
-//! The Microsoft Graph subset that app-role management uses: the APIs' service principals with
-//! their app roles, and app-role assignments of a managed identity — listed (with paging),
-//! created and deleted with Graph's validation and error bodies. Assignments feed the `roles`
-//! claim of tokens minted afterwards.
+//! App-role assignments of a service principal: listed (paged), created and deleted with
+//! Graph's validation and errors. They feed the `roles` claim of tokens minted afterwards.
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
-use axum::routing::any;
 use serde_json::{Value, json};
 
-use crate::directory::ApiApp;
-use crate::graph::{Paging, gate, graph_error, json_response};
+use super::auth::{READ_ROLES, WRITE_ROLE, denied, gate, has_any};
+use super::odata::{Paging, graph_error, json_response, not_found};
+use super::service_principals::find_sp;
 use crate::state::{Assignment, Shared, lock};
-
-/// Roles a caller needs to read directory objects and to change app-role assignments.
-const READ_ROLES: &[&str] = &[
-    "Application.Read.All",
-    "Application.ReadWrite.All",
-    "Directory.Read.All",
-    "AppRoleAssignment.ReadWrite.All",
-];
-const WRITE_ROLE: &str = "AppRoleAssignment.ReadWrite.All";
-
-/// An API's service principal, as Graph shows it.
-pub(crate) fn api_service_principal(api: &ApiApp) -> Value {
-    json!({
-        "id": api.object_id,
-        "appId": api.app_id,
-        "displayName": api.display_name,
-        "servicePrincipalType": "Application",
-        "accountEnabled": true,
-        "servicePrincipalNames": api.identifier_uris,
-        "appRoles": api.app_roles.iter().map(|r| json!({
-            "id": r.id,
-            "value": r.value,
-            "displayName": r.value,
-            "description": r.value,
-            "allowedMemberTypes": r.allowed_member_types,
-            "isEnabled": true,
-            "origin": "Application",
-        })).collect::<Vec<_>>(),
-        "tags": [],
-    })
-}
 
 /// An app-role assignment, as Graph shows it.
 fn assignment_json(a: &Assignment) -> Value {
@@ -62,85 +28,8 @@ fn assignment_json(a: &Assignment) -> Value {
     })
 }
 
-pub(crate) fn router() -> Router<Arc<Shared>> {
-    Router::new()
-        .route("/v1.0/servicePrincipals/{id}", any(by_id))
-        .route(
-            "/v1.0/servicePrincipals/{id}/appRoleAssignments",
-            any(assignments),
-        )
-        .route(
-            "/v1.0/servicePrincipals/{id}/appRoleAssignments/{assignment}",
-            any(one_assignment),
-        )
-}
-
-fn not_found(id: &str) -> Response {
-    graph_error(
-        StatusCode::NOT_FOUND,
-        "Request_ResourceNotFound",
-        &format!(
-            "Resource '{id}' does not exist or one of its queried reference-property objects are not present."
-        ),
-    )
-}
-
-fn denied() -> Response {
-    graph_error(
-        StatusCode::FORBIDDEN,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-    )
-}
-
-fn has_any(claims: &Value, wanted: &[&str]) -> bool {
-    claims["roles"].as_array().is_some_and(|r| {
-        r.iter()
-            .any(|v| v.as_str().is_some_and(|v| wanted.contains(&v)))
-    })
-}
-
-/// The service principal with object id `id`: an identity or an API.
-fn find_sp(s: &Shared, id: &str) -> Option<(Value, String)> {
-    if let Some(api) = s.perms.api_by_object_id(id) {
-        return Some((api_service_principal(api), api.display_name.clone()));
-    }
-    s.all_identities()
-        .find(|i| i.object_id.eq_ignore_ascii_case(id))
-        .map(|i| {
-            let system = s
-                .system
-                .as_ref()
-                .is_some_and(|x| x.object_id == i.object_id);
-            (
-                crate::graph::service_principal(i, system),
-                i.display_name.clone(),
-            )
-        })
-}
-
-async fn by_id(State(s): State<Arc<Shared>>, Path(id): Path<String>, req: Request) -> Response {
-    let claims = match gate(&s, &req) {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    if req.method() != Method::GET {
-        return graph_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Request_BadRequest",
-            "Only GET is emulated here.",
-        );
-    }
-    if !has_any(&claims, READ_ROLES) {
-        return denied();
-    }
-    match find_sp(&s, &id) {
-        Some((sp, _)) => json_response(StatusCode::OK, sp),
-        None => not_found(&id),
-    }
-}
-
-async fn assignments(
+/// `GET` (list) and `POST` (create) `/v1.0/servicePrincipals/{id}/appRoleAssignments`.
+pub(super) async fn assignments(
     State(s): State<Arc<Shared>>,
     Path(id): Path<String>,
     req: Request,
@@ -295,7 +184,8 @@ async fn create(s: &Shared, id: &str, principal_name: &str, req: Request) -> Res
     resp
 }
 
-async fn one_assignment(
+/// `DELETE /v1.0/servicePrincipals/{id}/appRoleAssignments/{assignment}`.
+pub(super) async fn one_assignment(
     State(s): State<Arc<Shared>>,
     Path((id, assignment)): Path<(String, String)>,
     req: Request,
