@@ -52,6 +52,27 @@ fn thumbprint(algorithm: &'static aws_lc_rs::digest::Algorithm, der: &[u8]) -> S
     )
 }
 
+/// Entra's `401 invalid_client` with this AADSTS code.
+fn invalid(code: u32, message: &str) -> Option<Response> {
+    Some(aadsts(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        code,
+        message,
+    ))
+}
+
+/// The answer to an assertion that has expired or is not valid yet.
+fn out_of_time_range() -> Option<Response> {
+    invalid(
+        700024,
+        &format!(
+            "Client assertion is not within its valid time range. Current time: {}.",
+            timestamp(now_secs())
+        ),
+    )
+}
+
 #[derive(Deserialize)]
 struct AssertionClaims {
     iss: String,
@@ -64,14 +85,6 @@ struct AssertionClaims {
 /// managed-identity tokens and its OIDC issuer's tokens), `exp`/`nbf`, `aud`, and a federated
 /// credential of `app` with the same issuer and subject.
 fn check_federated(s: &Shared, app: &App, assertion: &str) -> Option<Response> {
-    let invalid = |code: u32, message: &str| {
-        Some(aadsts(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            code,
-            message,
-        ))
-    };
     let Some(signing_key) = s.verification_key(assertion) else {
         return invalid(50013, "Assertion failed signature validation.");
     };
@@ -86,13 +99,7 @@ fn check_federated(s: &Shared, app: &App, assertion: &str) -> Option<Response> {
         Err(e) => {
             return match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature
-                | jsonwebtoken::errors::ErrorKind::ImmatureSignature => invalid(
-                    700024,
-                    &format!(
-                        "Client assertion is not within its valid time range. Current time: {}.",
-                        timestamp(now_secs())
-                    ),
-                ),
+                | jsonwebtoken::errors::ErrorKind::ImmatureSignature => out_of_time_range(),
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     invalid(50013, "Assertion failed signature validation.")
                 }
@@ -156,14 +163,6 @@ struct CertificateAssertionClaims {
 /// `jti` is answered with AADSTS700027 and a message saying so; the code is the emulator's
 /// choice.)
 fn check_certificate(s: &Shared, app: &App, assertion: &str, tenant: &str) -> Option<Response> {
-    let invalid = |code: u32, message: &str| {
-        Some(aadsts(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            code,
-            message,
-        ))
-    };
     let Ok(header) = jsonwebtoken::decode_header(assertion) else {
         return invalid(50027, "JWT token is invalid or malformed.");
     };
@@ -219,13 +218,7 @@ fn check_certificate(s: &Shared, app: &App, assertion: &str, tenant: &str) -> Op
         Err(e) => {
             use jsonwebtoken::errors::ErrorKind as K;
             return match e.kind() {
-                K::ExpiredSignature | K::ImmatureSignature => invalid(
-                    700024,
-                    &format!(
-                        "Client assertion is not within its valid time range. Current time: {}.",
-                        timestamp(now_secs())
-                    ),
-                ),
+                K::ExpiredSignature | K::ImmatureSignature => out_of_time_range(),
                 K::InvalidSignature => {
                     invalid(700027, "Client assertion contains an invalid signature.")
                 }

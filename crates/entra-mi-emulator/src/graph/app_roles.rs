@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::auth::{READ_ROLES, WRITE_ROLE, denied, gate, has_any};
+use super::auth::{READ_ROLES, WRITE_ROLE, admit, denied, gate, has_any};
 use super::odata::{Paging, graph_error, json_response, not_found};
 use super::service_principals::find_sp;
 use crate::state::{Assignment, Shared, lock};
@@ -190,19 +190,8 @@ pub(super) async fn one_assignment(
     Path((id, assignment)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let claims = match gate(&s, &req) {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    if req.method() != Method::DELETE {
-        return graph_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Request_BadRequest",
-            "Only DELETE is emulated here.",
-        );
-    }
-    if !has_any(&claims, &[WRITE_ROLE]) {
-        return denied();
+    if let Some(refused) = admit(&s, &req, Method::DELETE, &[WRITE_ROLE]) {
+        return refused;
     }
     let mut all = lock(&s.perms.assignments);
     let before = all.len();

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Validation};
@@ -140,4 +140,22 @@ pub(super) fn has_any(claims: &Value, wanted: &[&str]) -> bool {
         r.iter()
             .any(|v| v.as_str().is_some_and(|v| wanted.contains(&v)))
     })
+}
+
+/// The checks of an operation served for one method: [`gate`], then the method (Graph's
+/// `405` says which one is emulated), then one of `roles` in the token. `Some` is the answer
+/// to send instead.
+pub(super) fn admit(s: &Shared, req: &Request, method: Method, roles: &[&str]) -> Option<Response> {
+    let claims = match gate(s, req) {
+        Ok(c) => c,
+        Err(resp) => return Some(resp),
+    };
+    if *req.method() != method {
+        return Some(graph_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            &format!("Only {method} is emulated here."),
+        ));
+    }
+    (!has_any(&claims, roles)).then(denied)
 }

@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::auth::{READ_ROLES, denied, gate, has_any};
+use super::auth::{READ_ROLES, admit, gate};
 use super::odata::{Paging, graph_error, json_response, not_found};
 use crate::directory::ApiApp;
 use crate::model::Identity;
@@ -170,19 +170,8 @@ pub(super) async fn by_id(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let claims = match gate(&s, &req) {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    if req.method() != Method::GET {
-        return graph_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Request_BadRequest",
-            "Only GET is emulated here.",
-        );
-    }
-    if !has_any(&claims, READ_ROLES) {
-        return denied();
+    if let Some(refused) = admit(&s, &req, Method::GET, READ_ROLES) {
+        return refused;
     }
     match find_sp(&s, &id) {
         Some((sp, _)) => json_response(StatusCode::OK, sp),

@@ -9,8 +9,8 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::common::{
-    Expiry, SecretHeader, Selection, Selector, resource_problem, secret_header, select_identity,
-    status_message_error, status_message_fault_body,
+    Expiry, SecretHeader, Selector, TokenParams, resource_problem, status_message_error,
+    status_message_fault_body,
 };
 use crate::Emulator;
 use crate::endpoint::Emulated;
@@ -21,13 +21,31 @@ use crate::wire::{JSON, Query, json_object, respond, with_allow_get};
 /// The api-version served.
 const API_VERSION: &str = "2019-08-01";
 
-/// App Service's selector parameters.
-const SELECTORS: &[(&str, Selector)] = &[
-    ("client_id", Selector::Client),
-    ("principal_id", Selector::Object),
-    ("object_id", Selector::Object),
-    ("mi_res_id", Selector::Resource),
-];
+/// App Service's token request parameters and its wording of their refusal.
+const PARAMS: TokenParams = TokenParams {
+    missing_resource: "The resource parameter is required",
+    selectors: &[
+        ("client_id", Selector::Client),
+        ("principal_id", Selector::Object),
+        ("object_id", Selector::Object),
+        ("mi_res_id", Selector::Resource),
+    ],
+    ambiguous: "Only one of client_id, principal_id (object_id) or mi_res_id may be specified",
+    not_found: "No Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
+};
+
+/// The identity header, and App Service's wording of a request without it.
+const SECRET: SecretHeader = SecretHeader {
+    name: "x-identity-header",
+    missing: (
+        StatusCode::BAD_REQUEST,
+        "The request is missing the X-IDENTITY-HEADER header",
+    ),
+    mismatch: (
+        StatusCode::UNAUTHORIZED,
+        "The X-IDENTITY-HEADER header does not match the identity header",
+    ),
+};
 
 /// How App Service words any failure to get the token (a bad resource included).
 const TOKEN_FAILURE: &str = "An unexpected error occured while fetching the AAD Token.";
@@ -40,94 +58,61 @@ impl Emulated for AppService {
     const PATHS: &'static [&'static str] = &["/msi/token", "/MSI/token"];
 
     fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
-        answer(s, parts)
+        let error = status_message_error;
+        if parts.method != Method::GET {
+            return with_allow_get(error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The requested HTTP method is not supported; use GET",
+            ));
+        }
+        if let Err((status, message)) = SECRET.check(parts, &s.identity_header()) {
+            return error(status, message);
+        }
+        let q = Query::parse(parts);
+        match q.first("api-version") {
+            Some(API_VERSION) => {}
+            Some(v) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Unsupported api-version '{v}'. Use 2019-08-01."),
+                );
+            }
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "The api-version parameter is required",
+                );
+            }
+        }
+        let (resource, identity) = match PARAMS.read(s, &q) {
+            Ok(read) => read,
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        };
+        if resource_problem(resource, &s.tenant_id).is_some() {
+            // App Service reports a bad resource vaguely, as a 500.
+            return error(StatusCode::INTERNAL_SERVER_ERROR, TOKEN_FAILURE);
+        }
+        let Ok(t) = s.token_for(identity, resource) else {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, TOKEN_FAILURE);
+        };
+        // App Service 2019-08-01 never sends expires_in.
+        let expiry = Expiry::new(s.shape(Endpoint::AppService), &t);
+        let mut fields: Vec<(&str, Value)> = vec![
+            ("access_token", Value::from(t.token.as_str())),
+            ("expires_on", expiry.expires_on),
+        ];
+        if let Some(v) = expiry.refresh_in {
+            fields.push(("refresh_in", v));
+        }
+        fields.push(("resource", Value::from(resource)));
+        fields.push(("token_type", Value::from("Bearer")));
+        fields.push(("client_id", Value::from(identity.client_id.as_str())));
+        respond(StatusCode::OK, JSON, json_object(&fields))
     }
 
     fn fault_body(status: StatusCode) -> String {
         status_message_fault_body(status)
     }
-}
-
-fn answer(s: &Shared, parts: &Parts) -> Response {
-    let error = status_message_error;
-    if parts.method != Method::GET {
-        return with_allow_get(error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "The requested HTTP method is not supported; use GET",
-        ));
-    }
-    match secret_header(parts, "x-identity-header", &s.identity_header()) {
-        SecretHeader::Missing => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "The request is missing the X-IDENTITY-HEADER header",
-            );
-        }
-        SecretHeader::Mismatch => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "The X-IDENTITY-HEADER header does not match the identity header",
-            );
-        }
-        SecretHeader::Matches => {}
-    }
-    let q = Query::parse(parts);
-    match q.first("api-version") {
-        Some(API_VERSION) => {}
-        Some(v) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("Unsupported api-version '{v}'. Use 2019-08-01."),
-            );
-        }
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "The api-version parameter is required",
-            );
-        }
-    }
-    let Some(resource) = q.non_empty("resource") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "The resource parameter is required",
-        );
-    };
-    let identity = match select_identity(s, &q.tagged(SELECTORS)) {
-        Ok(i) => i,
-        Err(Selection::Ambiguous) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Only one of client_id, principal_id (object_id) or mi_res_id may be specified",
-            );
-        }
-        Err(Selection::NotFound) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "No Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
-            );
-        }
-    };
-    if resource_problem(resource, &s.tenant_id).is_some() {
-        // App Service reports a bad resource vaguely, as a 500.
-        return error(StatusCode::INTERNAL_SERVER_ERROR, TOKEN_FAILURE);
-    }
-    let Ok(t) = s.token_for(identity, resource) else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, TOKEN_FAILURE);
-    };
-    // App Service 2019-08-01 never sends expires_in.
-    let expiry = Expiry::new(s.shape(Endpoint::AppService), &t);
-    let mut fields: Vec<(&str, Value)> = vec![
-        ("access_token", Value::from(t.token.as_str())),
-        ("expires_on", expiry.expires_on),
-    ];
-    if let Some(v) = expiry.refresh_in {
-        fields.push(("refresh_in", v));
-    }
-    fields.push(("resource", Value::from(resource)));
-    fields.push(("token_type", Value::from("Bearer")));
-    fields.push(("client_id", Value::from(identity.client_id.as_str())));
-    respond(StatusCode::OK, JSON, json_object(&fields))
 }
 
 impl Emulator {

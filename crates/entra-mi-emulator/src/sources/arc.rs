@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use super::common::{has_metadata_header, imds_error, imds_fault_body, imds_token};
+use super::common::{imds_error, imds_fault_body, imds_invalid_request, imds_preamble, imds_token};
 use crate::endpoint::Emulated;
 use crate::model::{Endpoint, guid};
 use crate::state::{Shared, SourcesState, lock};
-use crate::wire::{Query, with_allow_get};
+use crate::wire::Query;
 use crate::{Emulator, EmulatorBuilder};
 
 /// The api-versions the agent accepts.
@@ -28,87 +28,60 @@ impl Emulated for AzureArc {
     const PATHS: &'static [&'static str] = &["/arc/metadata/identity/oauth2/token"];
 
     fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
-        answer(s, parts)
+        if let Some(refused) = imds_preamble(parts) {
+            return refused;
+        }
+        let q = Query::parse(parts);
+        if !q
+            .first("api-version")
+            .is_some_and(|v| API_VERSIONS.contains(&v))
+        {
+            return imds_invalid_request(
+                "Invalid or missing api-version; the agent supports 2019-08-15, 2019-11-01, 2020-06-01 and 2021-02-01",
+            );
+        }
+        let Some(resource) = q.non_empty("resource") else {
+            return imds_invalid_request("Required query variable 'resource' is missing");
+        };
+        if ["client_id", "object_id", "msi_res_id"]
+            .iter()
+            .any(|p| q.first(p).is_some())
+        {
+            return imds_invalid_request(
+                "User-assigned identities are not supported by the Azure Connected Machine agent",
+            );
+        }
+        let sources = &s.sources;
+        let Some(auth) = parts.headers.get(header::AUTHORIZATION) else {
+            return challenge(sources);
+        };
+        let presented = auth
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Basic "))
+            .unwrap_or_default();
+        let valid = match lock(&sources.arc_realm).as_ref() {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|k| !presented.is_empty() && k.trim() == presented)
+                .unwrap_or(false),
+            None => lock(&sources.arc_keys).iter().any(|k| k == presented),
+        };
+        if !valid {
+            return imds_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request",
+                "The Authorization header does not carry a valid key",
+            );
+        }
+        let Some(identity) = s.system.as_ref() else {
+            return imds_invalid_request("Identity not found");
+        };
+        imds_token(Endpoint::AzureArc, s, identity, resource)
     }
 
     fn fault_body(status: StatusCode) -> String {
         imds_fault_body(status)
     }
-}
-
-fn answer(s: &Shared, parts: &Parts) -> Response {
-    if parts.method != Method::GET {
-        return with_allow_get(imds_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            "The requested HTTP method is not supported; use GET",
-        ));
-    }
-    if !has_metadata_header(parts) {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_102",
-            "Required metadata header not specified",
-        );
-    }
-    let q = Query::parse(parts);
-    match q.first("api-version") {
-        Some(v) if API_VERSIONS.contains(&v) => {}
-        _ => {
-            return imds_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Invalid or missing api-version; the agent supports 2019-08-15, 2019-11-01, 2020-06-01 and 2021-02-01",
-            );
-        }
-    }
-    let Some(resource) = q.non_empty("resource") else {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required query variable 'resource' is missing",
-        );
-    };
-    if q.first("client_id").is_some()
-        || q.first("object_id").is_some()
-        || q.first("msi_res_id").is_some()
-    {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "User-assigned identities are not supported by the Azure Connected Machine agent",
-        );
-    }
-    let sources = &s.sources;
-    let Some(auth) = parts.headers.get(header::AUTHORIZATION) else {
-        return challenge(sources);
-    };
-    let presented = auth
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Basic "))
-        .unwrap_or_default();
-    let valid = match lock(&sources.arc_realm).as_ref() {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|k| !presented.is_empty() && k.trim() == presented)
-            .unwrap_or(false),
-        None => lock(&sources.arc_keys).iter().any(|k| k == presented),
-    };
-    if !valid {
-        return imds_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request",
-            "The Authorization header does not carry a valid key",
-        );
-    }
-    let Some(identity) = s.system.as_ref() else {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Identity not found",
-        );
-    };
-    imds_token(Endpoint::AzureArc, s, identity, resource)
 }
 
 /// The first leg's `401`, naming the key file to read.

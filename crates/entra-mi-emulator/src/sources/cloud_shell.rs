@@ -21,7 +21,36 @@ impl Emulated for CloudShell {
     const PATHS: &'static [&'static str] = &["/oauth2/token"];
 
     fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
-        answer(s, parts, body)
+        if parts.method != Method::POST {
+            return with_allow(
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "Use POST",
+                ),
+                "POST",
+            );
+        }
+        if !has_metadata_header(parts) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "Required metadata header not specified",
+            );
+        }
+        let form = Query::from_bytes(body);
+        let Some(resource) = form.non_empty("resource") else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "The resource form field is required",
+            );
+        };
+        // Cloud Shell ignores identity selectors: the token is the signed-in user's.
+        let Some(identity) = s.system.as_ref() else {
+            return error(StatusCode::BAD_REQUEST, "BadRequest", "No signed-in user");
+        };
+        imds_token(Endpoint::CloudShell, s, identity, resource)
     }
 
     fn fault_body(status: StatusCode) -> String {
@@ -33,39 +62,6 @@ impl Emulated for CloudShell {
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     respond(status, JSON, body.to_string())
-}
-
-fn answer(s: &Shared, parts: &Parts, body: &[u8]) -> Response {
-    if parts.method != Method::POST {
-        return with_allow(
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                "Use POST",
-            ),
-            "POST",
-        );
-    }
-    if !has_metadata_header(parts) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "Required metadata header not specified",
-        );
-    }
-    let form = Query::from_bytes(body);
-    let Some(resource) = form.non_empty("resource") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "The resource form field is required",
-        );
-    };
-    // Cloud Shell ignores identity selectors: the token is the signed-in user's.
-    let Some(identity) = s.system.as_ref() else {
-        return error(StatusCode::BAD_REQUEST, "BadRequest", "No signed-in user");
-    };
-    imds_token(Endpoint::CloudShell, s, identity, resource)
 }
 
 impl Emulator {

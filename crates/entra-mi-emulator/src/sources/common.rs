@@ -1,17 +1,17 @@
 //! What several managed-identity sources share on the wire: identity selection, the checks of
-//! the `Metadata` and secret headers, the IMDS-shaped error and token bodies (IMDS, Arc,
-//! Cloud Shell), the `{"statusCode", "message"}` error body (App Service, 2017-09-01), and
-//! how a token's expiry is written in each [`ResponseShape`].
+//! the `Metadata` and secret headers, IMDS's first checks and its error and token bodies
+//! (IMDS, Arc; Cloud Shell's token body), the `{"statusCode", "message"}` error body (App
+//! Service, 2017-09-01), and how a token's expiry is written in each [`ResponseShape`].
 
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
 use crate::model::{Endpoint, Identity, ResponseShape};
 use crate::state::{Issued, Shared};
 use crate::time::{legacy_app_service_date, now_secs};
-use crate::wire::{JSON, json_object, respond};
+use crate::wire::{JSON, Query, json_object, respond, with_allow_get};
 
 /// What an identity selector parameter selects by.
 #[derive(Clone, Copy)]
@@ -21,35 +21,46 @@ pub(super) enum Selector {
     Resource,
 }
 
-/// Why no identity was selected.
-pub(super) enum Selection {
-    /// More than one selector parameter.
-    Ambiguous,
-    /// No identity has that id (or, without a selector, the machine has no system-assigned
-    /// identity).
-    NotFound,
+/// The parameters of a source's token request, `resource` and the identity selectors, and
+/// how the source words their refusal (all with `400`).
+pub(super) struct TokenParams {
+    /// The message for a missing or empty `resource`.
+    pub(super) missing_resource: &'static str,
+    /// The selector parameters and what each selects by.
+    pub(super) selectors: &'static [(&'static str, Selector)],
+    /// The message for more than one selector.
+    pub(super) ambiguous: &'static str,
+    /// The message for an id no identity has (or, without a selector, a machine without a
+    /// system-assigned identity).
+    pub(super) not_found: &'static str,
 }
 
-/// At most one selector; none selects the system-assigned identity. Ids compare ignoring
-/// case.
-pub(super) fn select_identity<'s>(
-    s: &'s Shared,
-    selectors: &[(Selector, &str)],
-) -> Result<&'s Identity, Selection> {
-    match selectors {
-        [] => s.system.as_ref().ok_or(Selection::NotFound),
-        [(sel, value)] => s
-            .all_identities()
-            .find(|i| {
-                let field = match sel {
-                    Selector::Client => &i.client_id,
-                    Selector::Object => &i.object_id,
-                    Selector::Resource => &i.resource_id,
-                };
-                field.eq_ignore_ascii_case(value)
-            })
-            .ok_or(Selection::NotFound),
-        _ => Err(Selection::Ambiguous),
+impl TokenParams {
+    /// The resource and the selected identity, checked in that order: at most one selector;
+    /// none selects the system-assigned identity; ids compare ignoring case. `Err` is the
+    /// message to send.
+    pub(super) fn read<'q, 's>(
+        &self,
+        s: &'s Shared,
+        q: &'q Query,
+    ) -> Result<(&'q str, &'s Identity), &'static str> {
+        let resource = q.non_empty("resource").ok_or(self.missing_resource)?;
+        let identity = match q.tagged(self.selectors)[..] {
+            [] => s.system.as_ref().ok_or(self.not_found)?,
+            [(sel, value)] => s
+                .all_identities()
+                .find(|i| {
+                    let field = match sel {
+                        Selector::Client => &i.client_id,
+                        Selector::Object => &i.object_id,
+                        Selector::Resource => &i.resource_id,
+                    };
+                    field.eq_ignore_ascii_case(value)
+                })
+                .ok_or(self.not_found)?,
+            _ => return Err(self.ambiguous),
+        };
+        Ok((resource, identity))
     }
 }
 
@@ -69,19 +80,27 @@ pub(super) fn has_metadata_header(parts: &Parts) -> bool {
     parts.headers.get("metadata").map(HeaderValue::as_bytes) == Some(b"true")
 }
 
-/// What a request's secret header (`X-IDENTITY-HEADER`, `secret`) holds.
-pub(super) enum SecretHeader {
-    Missing,
-    Mismatch,
-    Matches,
+/// A source's secret header (`X-IDENTITY-HEADER`, `secret`), and how it words a request
+/// without the expected value.
+pub(super) struct SecretHeader {
+    pub(super) name: &'static str,
+    pub(super) missing: (StatusCode, &'static str),
+    pub(super) mismatch: (StatusCode, &'static str),
 }
 
-/// Compares the header `name` with the secret the endpoint expects.
-pub(super) fn secret_header(parts: &Parts, name: &str, expected: &str) -> SecretHeader {
-    match parts.headers.get(name) {
-        None => SecretHeader::Missing,
-        Some(v) if v.as_bytes() != expected.as_bytes() => SecretHeader::Mismatch,
-        Some(_) => SecretHeader::Matches,
+impl SecretHeader {
+    /// Compares the header with the secret the endpoint expects. `Err` is the status and
+    /// message to send.
+    pub(super) fn check(
+        &self,
+        parts: &Parts,
+        expected: &str,
+    ) -> Result<(), (StatusCode, &'static str)> {
+        match parts.headers.get(self.name) {
+            None => Err(self.missing),
+            Some(v) if v.as_bytes() != expected.as_bytes() => Err(self.mismatch),
+            Some(_) => Ok(()),
+        }
     }
 }
 
@@ -89,6 +108,32 @@ pub(super) fn secret_header(parts: &Parts, name: &str, expected: &str) -> Secret
 pub(super) fn imds_error(status: StatusCode, error: &str, description: &str) -> Response {
     let body = serde_json::json!({ "error": error, "error_description": description });
     respond(status, JSON, body.to_string())
+}
+
+/// IMDS's `400 invalid_request`.
+pub(super) fn imds_invalid_request(description: &str) -> Response {
+    imds_error(StatusCode::BAD_REQUEST, "invalid_request", description)
+}
+
+/// What IMDS and the Arc agent check first, worded like IMDS: the method (`GET`) and, the
+/// SSRF guard, exactly `Metadata: true` (SDK probes send no header and rely on getting this
+/// `400` back). `Some` is the answer to send instead.
+pub(super) fn imds_preamble(parts: &Parts) -> Option<Response> {
+    if parts.method != Method::GET {
+        return Some(with_allow_get(imds_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "The requested HTTP method is not supported; use GET",
+        )));
+    }
+    if !has_metadata_header(parts) {
+        return Some(imds_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request_102",
+            "Required metadata header not specified",
+        ));
+    }
+    None
 }
 
 /// The IMDS error body the real service sends with `status`.

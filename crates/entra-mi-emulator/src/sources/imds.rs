@@ -3,19 +3,19 @@
 //! selectors `client_id`, `object_id` and `msi_res_id`
 //! (<https://learn.microsoft.com/en-us/entra/identity/managed-identities-azure-resources/how-to-use-vm-token>).
 
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 use super::common::{
-    Selection, Selector, has_metadata_header, imds_error, imds_fault_body, imds_token,
-    resource_problem, select_identity,
+    Selector, TokenParams, imds_error, imds_fault_body, imds_invalid_request, imds_preamble,
+    imds_token, resource_problem,
 };
 use crate::Emulator;
 use crate::endpoint::Emulated;
 use crate::model::Endpoint;
 use crate::state::Shared;
-use crate::wire::{Query, with_allow_get};
+use crate::wire::Query;
 
 /// The identity endpoint's api-versions (2018-02-01 and later).
 const API_VERSIONS: &[&str] = &[
@@ -54,12 +54,17 @@ const API_VERSIONS: &[&str] = &[
     "2024-03-15",
 ];
 
-/// IMDS's selector parameters.
-const SELECTORS: &[(&str, Selector)] = &[
-    ("client_id", Selector::Client),
-    ("object_id", Selector::Object),
-    ("msi_res_id", Selector::Resource),
-];
+/// IMDS's token request parameters and its wording of their refusal.
+const PARAMS: TokenParams = TokenParams {
+    missing_resource: "Required query variable 'resource' is missing",
+    selectors: &[
+        ("client_id", Selector::Client),
+        ("object_id", Selector::Object),
+        ("msi_res_id", Selector::Resource),
+    ],
+    ambiguous: "Only one of client_id, object_id or msi_res_id may be specified",
+    not_found: "Identity not found",
+};
 
 /// The IMDS token endpoint.
 pub(crate) struct Imds;
@@ -69,87 +74,42 @@ impl Emulated for Imds {
     const PATHS: &'static [&'static str] = &["/metadata/identity/oauth2/token"];
 
     fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
-        answer(s, parts)
+        if let Some(refused) = imds_preamble(parts) {
+            return refused;
+        }
+        // IMDS refuses anything that went through a proxy.
+        if parts.headers.contains_key("x-forwarded-for") {
+            return imds_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request_102",
+                "Requests with an X-Forwarded-For header are not accepted",
+            );
+        }
+        let q = Query::parse(parts);
+        match q.first("api-version") {
+            None => {
+                return imds_invalid_request("Required query variable 'api-version' is missing");
+            }
+            Some(v) if !API_VERSIONS.contains(&v) => {
+                return imds_invalid_request(&format!(
+                    "Invalid api-version '{v}'. The identity endpoint supports 2018-02-01 and later."
+                ));
+            }
+            Some(_) => {}
+        }
+        let (resource, identity) = match PARAMS.read(s, &q) {
+            Ok(read) => read,
+            Err(why) => return imds_invalid_request(why),
+        };
+        if let Some(e) = resource_problem(resource, &s.tenant_id) {
+            return imds_error(StatusCode::BAD_REQUEST, "invalid_resource", &e);
+        }
+        imds_token(Endpoint::Imds, s, identity, resource)
     }
 
     fn fault_body(status: StatusCode) -> String {
         imds_fault_body(status)
     }
-}
-
-fn answer(s: &Shared, parts: &Parts) -> Response {
-    if parts.method != Method::GET {
-        return with_allow_get(imds_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            "The requested HTTP method is not supported; use GET",
-        ));
-    }
-    // SSRF mitigation: exactly `Metadata: true` (lowercase). SDK probes send no header and
-    // rely on getting this 400 back.
-    if !has_metadata_header(parts) {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_102",
-            "Required metadata header not specified",
-        );
-    }
-    // IMDS refuses anything that went through a proxy.
-    if parts.headers.contains_key("x-forwarded-for") {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_102",
-            "Requests with an X-Forwarded-For header are not accepted",
-        );
-    }
-    let q = Query::parse(parts);
-    match q.first("api-version") {
-        None => {
-            return imds_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Required query variable 'api-version' is missing",
-            );
-        }
-        Some(v) if !API_VERSIONS.contains(&v) => {
-            return imds_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &format!(
-                    "Invalid api-version '{v}'. The identity endpoint supports 2018-02-01 and later."
-                ),
-            );
-        }
-        Some(_) => {}
-    }
-    let Some(resource) = q.non_empty("resource") else {
-        return imds_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Required query variable 'resource' is missing",
-        );
-    };
-    let identity = match select_identity(s, &q.tagged(SELECTORS)) {
-        Ok(i) => i,
-        Err(Selection::Ambiguous) => {
-            return imds_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Only one of client_id, object_id or msi_res_id may be specified",
-            );
-        }
-        Err(Selection::NotFound) => {
-            return imds_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Identity not found",
-            );
-        }
-    };
-    if let Some(e) = resource_problem(resource, &s.tenant_id) {
-        return imds_error(StatusCode::BAD_REQUEST, "invalid_resource", &e);
-    }
-    imds_token(Endpoint::Imds, s, identity, resource)
 }
 
 impl Emulator {

@@ -10,8 +10,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::common::{
-    SecretHeader, Selection, Selector, secret_header, select_identity, status_message_error,
-    status_message_fault_body,
+    SecretHeader, Selector, TokenParams, status_message_error, status_message_fault_body,
 };
 use crate::endpoint::Emulated;
 use crate::model::{Endpoint, ResponseShape};
@@ -23,8 +22,21 @@ use crate::{Emulator, EmulatorBuilder};
 /// The api-version served.
 const API_VERSION: &str = "2017-09-01";
 
-/// The only selector: like the real endpoint, `client_id` is silently ignored.
-const SELECTORS: &[(&str, Selector)] = &[("clientid", Selector::Client)];
+/// The token request parameters, with the only selector, `clientid` (like the real
+/// endpoint, `client_id` is silently ignored), and the wording of their refusal.
+const PARAMS: TokenParams = TokenParams {
+    missing_resource: "The resource parameter is required",
+    selectors: &[("clientid", Selector::Client)],
+    ambiguous: "Only one clientid may be specified",
+    not_found: "No Managed Identity found for specified ClientId.",
+};
+
+/// The `secret` header (it holds `MSI_SECRET`), and the wording of a request without it.
+const SECRET: SecretHeader = SecretHeader {
+    name: "secret",
+    missing: (StatusCode::BAD_REQUEST, "The secret header is missing"),
+    mismatch: (StatusCode::UNAUTHORIZED, "The secret header does not match"),
+};
 
 /// The 2017-09-01 token endpoint.
 pub(crate) struct Msi2017;
@@ -34,74 +46,47 @@ impl Emulated for Msi2017 {
     const PATHS: &'static [&'static str] = &["/MSI/auth", "/msi/auth"];
 
     fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
-        answer(s, parts)
+        let error = status_message_error;
+        if parts.method != Method::GET {
+            return with_allow_get(error(StatusCode::METHOD_NOT_ALLOWED, "Use GET"));
+        }
+        let expected = lock(&s.sources.msi_secret).clone();
+        if let Err((status, message)) = SECRET.check(parts, &expected) {
+            return error(status, message);
+        }
+        let q = Query::parse(parts);
+        if q.first("api-version") != Some(API_VERSION) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Unsupported api-version. Use 2017-09-01.",
+            );
+        }
+        let (resource, identity) = match PARAMS.read(s, &q) {
+            Ok(read) => read,
+            Err(why) => return error(StatusCode::BAD_REQUEST, why),
+        };
+        let token = match s.token_for(identity, resource) {
+            Ok(t) => t,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        };
+        let exp = i64::try_from(token.exp).unwrap_or(i64::MAX);
+        let expires_on = match s.shape(Endpoint::AzureMl) {
+            ResponseShape::ExpiresOnDate => Value::from(legacy_app_service_date(exp)),
+            ResponseShape::ExpiresOnOffset(off) => Value::from(exp.saturating_add(off)),
+            _ => Value::from(token.exp),
+        };
+        let fields: Vec<(&str, Value)> = vec![
+            ("access_token", Value::from(token.token.as_str())),
+            ("expires_on", expires_on),
+            ("resource", Value::from(resource)),
+            ("token_type", Value::from("Bearer")),
+        ];
+        respond(StatusCode::OK, JSON, json_object(&fields))
     }
 
     fn fault_body(status: StatusCode) -> String {
         status_message_fault_body(status)
     }
-}
-
-fn answer(s: &Shared, parts: &Parts) -> Response {
-    let error = status_message_error;
-    if parts.method != Method::GET {
-        return with_allow_get(error(StatusCode::METHOD_NOT_ALLOWED, "Use GET"));
-    }
-    let expected = lock(&s.sources.msi_secret).clone();
-    match secret_header(parts, "secret", &expected) {
-        SecretHeader::Missing => {
-            return error(StatusCode::BAD_REQUEST, "The secret header is missing");
-        }
-        SecretHeader::Mismatch => {
-            return error(StatusCode::UNAUTHORIZED, "The secret header does not match");
-        }
-        SecretHeader::Matches => {}
-    }
-    let q = Query::parse(parts);
-    if q.first("api-version") != Some(API_VERSION) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Unsupported api-version. Use 2017-09-01.",
-        );
-    }
-    let Some(resource) = q.non_empty("resource") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "The resource parameter is required",
-        );
-    };
-    let identity = match select_identity(s, &q.tagged(SELECTORS)) {
-        Ok(i) => i,
-        Err(Selection::Ambiguous) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Only one clientid may be specified",
-            );
-        }
-        Err(Selection::NotFound) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "No Managed Identity found for specified ClientId.",
-            );
-        }
-    };
-    let token = match s.token_for(identity, resource) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e),
-    };
-    let exp = i64::try_from(token.exp).unwrap_or(i64::MAX);
-    let expires_on = match s.shape(Endpoint::AzureMl) {
-        ResponseShape::ExpiresOnDate => Value::from(legacy_app_service_date(exp)),
-        ResponseShape::ExpiresOnOffset(off) => Value::from(exp.saturating_add(off)),
-        _ => Value::from(token.exp),
-    };
-    let fields: Vec<(&str, Value)> = vec![
-        ("access_token", Value::from(token.token.as_str())),
-        ("expires_on", expires_on),
-        ("resource", Value::from(resource)),
-        ("token_type", Value::from("Bearer")),
-    ];
-    respond(StatusCode::OK, JSON, json_object(&fields))
 }
 
 impl EmulatorBuilder {

@@ -10,7 +10,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::common::{SecretHeader, secret_header};
+use super::common::SecretHeader;
 use crate::Emulator;
 use crate::endpoint::Emulated;
 use crate::model::{Endpoint, ResponseShape, guid};
@@ -20,6 +20,20 @@ use crate::wire::{JSON, Query, json_object, respond, with_allow_get};
 /// The api-version served.
 const API_VERSION: &str = "2019-07-01-preview";
 
+/// The `secret` header (it holds `IDENTITY_HEADER`), and Service Fabric's wording of a
+/// request without it (code `SecretHeaderNotFound` either way).
+const SECRET: SecretHeader = SecretHeader {
+    name: "secret",
+    missing: (
+        StatusCode::UNAUTHORIZED,
+        "Secret is not found in the request headers.",
+    ),
+    mismatch: (
+        StatusCode::UNAUTHORIZED,
+        "The secret in the request headers does not match.",
+    ),
+};
+
 /// The Service Fabric token endpoint.
 pub(crate) struct ServiceFabric;
 
@@ -28,7 +42,56 @@ impl Emulated for ServiceFabric {
     const PATHS: &'static [&'static str] = &["/metadata/identity/oauth2/token"];
 
     fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
-        answer(s, parts)
+        if parts.method != Method::GET {
+            return with_allow_get(error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "Use GET",
+            ));
+        }
+        if let Err((status, message)) = SECRET.check(parts, &s.identity_header()) {
+            return error(status, "SecretHeaderNotFound", message);
+        }
+        let q = Query::parse(parts);
+        if q.first("api-version") != Some(API_VERSION) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidApiVersion",
+                "The api-version is invalid; currently the only accepted value is 2019-07-01-preview.",
+            );
+        }
+        let Some(resource) = q.non_empty("resource") else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ArgumentNullOrEmpty",
+                "Value cannot be null or empty. Parameter name: resource",
+            );
+        };
+        let Some(identity) = s.system.as_ref() else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "ManagedIdentityNotFound",
+                "The application has no managed identity.",
+            );
+        };
+        if let Some(hash) = q.first("token_sha256_to_refresh") {
+            s.forget_token_if_sha256(identity, resource, hash);
+        }
+        let token = match s.token_for(identity, resource) {
+            Ok(t) => t,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e),
+        };
+        let expires_on = match s.shape(Endpoint::ServiceFabric) {
+            ResponseShape::Standard | ResponseShape::NumericExpiry => Value::from(token.exp),
+            _ => Value::from(token.exp.to_string()),
+        };
+        let fields: Vec<(&str, Value)> = vec![
+            ("token_type", Value::from("Bearer")),
+            ("access_token", Value::from(token.token.as_str())),
+            ("expires_on", expires_on),
+            ("resource", Value::from(resource)),
+        ];
+        respond(StatusCode::OK, JSON, json_object(&fields))
     }
 
     fn fault_body(status: StatusCode) -> String {
@@ -51,73 +114,6 @@ fn error_body(code: &str, message: &str) -> String {
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     respond(status, JSON, error_body(code, message))
-}
-
-fn answer(s: &Shared, parts: &Parts) -> Response {
-    if parts.method != Method::GET {
-        return with_allow_get(error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "Use GET",
-        ));
-    }
-    match secret_header(parts, "secret", &s.identity_header()) {
-        SecretHeader::Missing => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "SecretHeaderNotFound",
-                "Secret is not found in the request headers.",
-            );
-        }
-        SecretHeader::Mismatch => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "SecretHeaderNotFound",
-                "The secret in the request headers does not match.",
-            );
-        }
-        SecretHeader::Matches => {}
-    }
-    let q = Query::parse(parts);
-    if q.first("api-version") != Some(API_VERSION) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidApiVersion",
-            "The api-version is invalid; currently the only accepted value is 2019-07-01-preview.",
-        );
-    }
-    let Some(resource) = q.non_empty("resource") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "ArgumentNullOrEmpty",
-            "Value cannot be null or empty. Parameter name: resource",
-        );
-    };
-    let Some(identity) = s.system.as_ref() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "ManagedIdentityNotFound",
-            "The application has no managed identity.",
-        );
-    };
-    if let Some(hash) = q.first("token_sha256_to_refresh") {
-        s.forget_token_if_sha256(identity, resource, hash);
-    }
-    let token = match s.token_for(identity, resource) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e),
-    };
-    let expires_on = match s.shape(Endpoint::ServiceFabric) {
-        ResponseShape::Standard | ResponseShape::NumericExpiry => Value::from(token.exp),
-        _ => Value::from(token.exp.to_string()),
-    };
-    let fields: Vec<(&str, Value)> = vec![
-        ("token_type", Value::from("Bearer")),
-        ("access_token", Value::from(token.token.as_str())),
-        ("expires_on", expires_on),
-        ("resource", Value::from(resource)),
-    ];
-    respond(StatusCode::OK, JSON, json_object(&fields))
 }
 
 impl Emulator {
