@@ -7,10 +7,11 @@ use axum::Router;
 
 use crate::state::Shared;
 
+/// The managed-identity sources, Entra and Graph, on `shared`.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let router = Router::new()
+    Router::new()
         .merge(crate::sources::router())
+        .merge(crate::entra::router())
         .merge(crate::graph::router())
-        .merge(crate::entra::router());
-    router.with_state(shared)
+        .with_state(shared)
 }
