@@ -43,6 +43,9 @@ use crate::{Emulator, EmulatorBuilder};
 /// Key Vault's resource URI: the `resource` of its challenge and the `aud` it accepts.
 pub const KEY_VAULT_RESOURCE: &str = "https://vault.azure.net";
 
+/// The message for a bearer token that is not a well-formed JWT.
+const MALFORMED: &str = "Token validation failed: the token is malformed.";
+
 /// The largest secret value Key Vault stores, in bytes.
 const MAX_VALUE_BYTES: usize = 25 * 1024;
 
@@ -403,13 +406,14 @@ fn check_token(s: &Shared, vault: &Vault, req: &Request) -> Result<(), Response>
             "AKV10000: Request is missing a Bearer or PoP token.",
         ));
     };
-    // The published key the token's header names (keys rotate, as Entra's do).
-    let key = match jsonwebtoken::decode_header(token) {
-        Err(_) => Err("Token validation failed: the token is malformed."),
-        Ok(_) => s
-            .verification_key(token)
-            .ok_or("Invalid token signature: no published key has the token's kid."),
-    };
+    // The published key the token's header names (keys rotate, as Entra's do). A token
+    // whose header does not even decode is malformed, not merely signed by an unknown key.
+    let key = s
+        .verification_key(token)
+        .ok_or_else(|| match jsonwebtoken::decode_header(token) {
+            Ok(_) => "Token validation failed.",
+            Err(_) => MALFORMED,
+        });
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[KEY_VAULT_RESOURCE]);
     validation.set_issuer(&[s.issuer()]);
@@ -428,7 +432,7 @@ fn check_token(s: &Shared, vault: &Vault, req: &Request) -> Result<(), Response>
                     "Invalid issuer: the token is not from this vault's tenant."
                 }
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => "Invalid token signature.",
-                _ => "Token validation failed: the token is malformed.",
+                _ => MALFORMED,
             }
         })
     });

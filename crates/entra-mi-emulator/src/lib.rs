@@ -81,14 +81,13 @@
 //! registered certificates are read with `x509-parser`. That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
 
-mod discovery;
+mod directory;
+mod endpoint;
 mod entra;
 mod graph;
-mod graph_perms;
 mod keys;
 mod keyvault;
 mod model;
-mod reply;
 mod routes;
 mod server;
 mod sources;
@@ -96,6 +95,7 @@ mod state;
 mod time;
 mod tls;
 mod tokens_v2;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -106,11 +106,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use entra::{App, FEDERATED_ISSUER, TOKEN_EXCHANGE_AUDIENCE};
-pub use graph::GraphRejection;
-pub use graph_perms::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, AppRole, MICROSOFT_GRAPH_APP_ID};
+pub use directory::{AZURE_RESOURCE_MANAGER_APP_ID, ApiApp, App, AppRole, MICROSOFT_GRAPH_APP_ID};
+pub use entra::{FEDERATED_ISSUER, TOKEN_EXCHANGE_AUDIENCE};
 pub use keyvault::{KEY_VAULT_RESOURCE, KeyVault, KeyVaultCounts, KeyVaultEndpoint};
-pub use model::{Endpoint, Fault, Identity, ResponseShape};
+pub use model::{Endpoint, Fault, GraphRejection, Identity, ResponseShape};
 
 use crate::keys::SigningKey;
 use crate::state::{Config, Shared, lock};
@@ -163,8 +162,8 @@ pub struct EmulatorBuilder {
     cache_tokens: bool,
     port: u16,
     apis: Vec<ApiApp>,
-    sources: sources::SourcesConfig,
-    entra: entra::EntraConfig,
+    sources: state::SourcesConfig,
+    entra: state::EntraConfig,
     key_vault: Option<KeyVault>,
     v2_resources: Vec<String>,
 }
@@ -417,22 +416,8 @@ impl Emulator {
         self.inner.addr
     }
 
-    /// The value for `AZURE_POD_IDENTITY_AUTHORITY_HOST`: scheme, host and port, no path.
-    pub fn imds_host(&self) -> String {
-        self.base_url()
-    }
-
-    /// The full IMDS token URL: `<base>/metadata/identity/oauth2/token`.
-    pub fn imds_token_url(&self) -> String {
-        format!("{}/metadata/identity/oauth2/token", self.base_url())
-    }
-
-    /// The value for `IDENTITY_ENDPOINT` (App Service): `<base>/msi/token`.
-    pub fn app_service_endpoint(&self) -> String {
-        format!("{}/msi/token", self.base_url())
-    }
-
-    /// The current value for `IDENTITY_HEADER` (App Service).
+    /// The current value for `IDENTITY_HEADER` (App Service; Service Fabric's `secret` header
+    /// too).
     pub fn identity_header(&self) -> String {
         self.inner.shared.identity_header()
     }

@@ -1,4 +1,4 @@
-//! Public value types: identities, endpoints, faults and response shapes.
+//! Public value types: identities, endpoints, faults, response shapes and Graph rejections.
 
 use std::time::Duration;
 
@@ -178,6 +178,20 @@ pub enum ResponseShape {
     /// `expires_on` shifted by this many seconds against the token's real `exp` (a skewed server
     /// clock); `expires_in` stays right.
     ExpiresOnOffset(i64),
+}
+
+/// How the emulated Graph turns down a request that carries a valid token (see
+/// [`Emulator::push_graph_rejection`](crate::Emulator::push_graph_rejection)).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphRejection {
+    /// `401` with `WWW-Authenticate: Bearer …, error="invalid_token"`, as for a revoked token.
+    InvalidToken,
+    /// `401` with a Continuous Access Evaluation claims challenge:
+    /// `error="insufficient_claims", claims="<base64 of this JSON>"`.
+    ClaimsChallenge(String),
+    /// `429 Too Many Requests` with `Retry-After: <seconds>`.
+    Throttled(u64),
 }
 
 #[cfg(test)]

@@ -14,9 +14,12 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
+use super::errors::fault_body;
+use crate::endpoint::Emulated;
 use crate::keys::SigningKey;
-use crate::reply::{JSON, respond, with_allow_get};
+use crate::model::Endpoint;
 use crate::state::{Shared, lock};
+use crate::wire::{JSON, respond, with_allow_get};
 use crate::{Emulator, EmulatorError};
 
 /// The tenant a discovery URL names.
@@ -90,7 +93,43 @@ fn is_v2(parts: &Parts) -> bool {
     parts.uri.path().contains("/v2.0/")
 }
 
-pub(crate) fn jwks_answer(s: &Shared, parts: &Parts) -> Response {
+/// The JSON Web Key Sets.
+pub(crate) struct Jwks;
+
+impl Emulated for Jwks {
+    const ENDPOINT: Endpoint = Endpoint::Jwks;
+    const PATHS: &'static [&'static str] =
+        &["/{tenant}/discovery/keys", "/{tenant}/discovery/v2.0/keys"];
+
+    fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
+        jwks_answer(s, parts)
+    }
+
+    fn fault_body(status: StatusCode) -> String {
+        fault_body(status)
+    }
+}
+
+/// The OpenID Connect discovery documents.
+pub(crate) struct OpenIdConfiguration;
+
+impl Emulated for OpenIdConfiguration {
+    const ENDPOINT: Endpoint = Endpoint::OpenIdConfiguration;
+    const PATHS: &'static [&'static str] = &[
+        "/{tenant}/.well-known/openid-configuration",
+        "/{tenant}/v2.0/.well-known/openid-configuration",
+    ];
+
+    fn answer(s: &Shared, parts: &Parts, _body: &[u8]) -> Response {
+        openid_answer(s, parts)
+    }
+
+    fn fault_body(status: StatusCode) -> String {
+        fault_body(status)
+    }
+}
+
+fn jwks_answer(s: &Shared, parts: &Parts) -> Response {
     if let Err(r) = tenant(s, parts) {
         return r;
     }
@@ -99,7 +138,7 @@ pub(crate) fn jwks_answer(s: &Shared, parts: &Parts) -> Response {
     respond(StatusCode::OK, JSON, set.to_string())
 }
 
-pub(crate) fn openid_answer(s: &Shared, parts: &Parts) -> Response {
+fn openid_answer(s: &Shared, parts: &Parts) -> Response {
     let t = match tenant(s, parts) {
         Ok(t) => t,
         Err(r) => return r,
@@ -116,70 +155,77 @@ pub(crate) fn openid_answer(s: &Shared, parts: &Parts) -> Response {
 fn v1_document(s: &Shared, t: &Tenant) -> Value {
     let base = &s.base_url;
     let tid = t.path();
-    serde_json::json!({
-        "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{base}/{tid}/discovery/keys"),
-        "response_modes_supported": ["query", "fragment", "form_post"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
-        "scopes_supported": ["openid"],
-        "issuer": format!("https://sts.windows.net/{}/", t.in_issuer()),
-        "microsoft_multi_refresh_token": true,
-        "authorization_endpoint": format!("{base}/{tid}/oauth2/authorize"),
-        "http_logout_supported": true,
-        "frontchannel_logout_supported": true,
-        "end_session_endpoint": format!("{base}/{tid}/oauth2/logout"),
-        "claims_supported": [
-            "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
-            "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "email",
-            "given_name", "family_name", "nickname"
-        ],
-        "check_session_iframe": format!("{base}/{tid}/oauth2/checksession"),
-        "userinfo_endpoint": format!("{base}/{tid}/openid/userinfo"),
-        "kerberos_endpoint": format!("{base}/{tid}/kerberos"),
-        "tenant_region_scope": tenant_region(t),
-        "cloud_instance_name": "microsoftonline.com",
-        "cloud_graph_host_name": "graph.windows.net",
-        "msgraph_host": "graph.microsoft.com",
-        "rbac_url": "https://pas.windows.net",
-    })
+    document(
+        s,
+        t,
+        serde_json::json!({
+            "jwks_uri": format!("{base}/{tid}/discovery/keys"),
+            "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
+            "scopes_supported": ["openid"],
+            "issuer": format!("https://sts.windows.net/{}/", t.in_issuer()),
+            "microsoft_multi_refresh_token": true,
+            "authorization_endpoint": format!("{base}/{tid}/oauth2/authorize"),
+            "end_session_endpoint": format!("{base}/{tid}/oauth2/logout"),
+            "claims_supported": [
+                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
+                "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "email",
+                "given_name", "family_name", "nickname"
+            ],
+            "check_session_iframe": format!("{base}/{tid}/oauth2/checksession"),
+            "userinfo_endpoint": format!("{base}/{tid}/openid/userinfo"),
+        }),
+    )
 }
 
 /// The v2.0 discovery document.
 fn v2_document(s: &Shared, t: &Tenant) -> Value {
     let base = &s.base_url;
     let tid = t.path();
-    serde_json::json!({
+    document(
+        s,
+        t,
+        serde_json::json!({
+            "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": format!("{base}/{}/v2.0", t.in_issuer()),
+            "request_uri_parameter_supported": false,
+            "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+            "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
+            "device_authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/devicecode"),
+            "end_session_endpoint": format!("{base}/{tid}/oauth2/v2.0/logout"),
+            "claims_supported": [
+                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
+                "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce",
+                "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"
+            ],
+        }),
+    )
+}
+
+/// A discovery document: the members the v1 and v2 documents share, plus `specific`.
+fn document(s: &Shared, t: &Tenant, specific: Value) -> Value {
+    let base = &s.base_url;
+    let tid = t.path();
+    let mut doc = serde_json::json!({
         "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
         "response_modes_supported": ["query", "fragment", "form_post"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": format!("{base}/{}/v2.0", t.in_issuer()),
-        "request_uri_parameter_supported": false,
-        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
-        "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
-        "device_authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/devicecode"),
         "http_logout_supported": true,
         "frontchannel_logout_supported": true,
-        "end_session_endpoint": format!("{base}/{tid}/oauth2/v2.0/logout"),
-        "claims_supported": [
-            "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
-            "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce",
-            "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"
-        ],
         "kerberos_endpoint": format!("{base}/{tid}/kerberos"),
         "tenant_region_scope": tenant_region(t),
         "cloud_instance_name": "microsoftonline.com",
         "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": "graph.microsoft.com",
         "rbac_url": "https://pas.windows.net",
-    })
+    });
+    if let (Value::Object(doc), Value::Object(specific)) = (&mut doc, specific) {
+        doc.extend(specific);
+    }
+    doc
 }
 
 fn tenant_region(t: &Tenant) -> Value {
