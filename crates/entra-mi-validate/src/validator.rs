@@ -68,7 +68,9 @@ impl TokenValidator {
         if let Some(result) = self.validate_cached_with(token, policy) {
             return result;
         }
-        let claims = self.verify(token).await?;
+        // The verification's state (the key fetch's futures included) is over a kilobyte;
+        // boxed, this future stays a few words, so a remembered token does not copy it.
+        let claims = Box::pin(self.verify(token)).await?;
         policy.check(&claims)?;
         Ok(claims)
     }
