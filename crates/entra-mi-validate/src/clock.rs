@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Where the time comes from.
 #[derive(Clone, Debug, Default)]
 pub(crate) enum Clock {
-    /// `SystemTime::now()` and `Instant::now()`.
+    /// The system's wall and monotonic clocks (coarse ones on Linux; see `system`).
     #[default]
     System,
     /// A clock that moves only when a test says so.

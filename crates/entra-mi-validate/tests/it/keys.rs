@@ -150,6 +150,83 @@ async fn a_rotation_is_picked_up_with_one_refetch_and_a_burst_of_unknown_kids_co
 }
 
 #[tokio::test]
+async fn only_rs256_signing_keys_are_used_and_entras_keys_carry_no_alg() {
+    let w = World::start().await;
+    let jwk = w.em.public_key_jwk();
+    assert!(
+        jwk.get("alg").is_none(),
+        "the emulator publishes keys as Entra does: {jwk}"
+    );
+    let with = |changes: serde_json::Value| crate::support::merge(jwk.clone(), changes);
+    // Another usable key, so that a key set whose entry for the token's kid is skipped is
+    // still a key set.
+    let other = with(json!({"kid": "another-key"}));
+    let cases = [
+        ("no alg (as Entra)", json!([jwk]), None),
+        ("alg RS256", json!([with(json!({"alg": "RS256"}))]), None),
+        ("use sig", json!([with(json!({"use": "sig"}))]), None),
+        (
+            "alg RS384",
+            json!([with(json!({"alg": "RS384"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "alg none",
+            json!([with(json!({"alg": "none"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "use enc",
+            json!([with(json!({"use": "enc"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "kty EC",
+            json!([with(json!({"kty": "EC"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "issuer not a string",
+            json!([with(json!({"issuer": 5})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "n not base64url",
+            json!([with(json!({"n": "%%%"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "no e",
+            json!([with(json!({"e": null})), other]),
+            Some(Check::Key),
+        ),
+    ];
+    for (name, keys, want) in cases {
+        let v = w.validator();
+        // The same key set for the first fetch and for the one re-fetch a missing kid makes.
+        let fetches = if want.is_some() { 2 } else { 1 };
+        w.em.reset_counts();
+        for _ in 0..fetches {
+            w.em.push_fault(
+                Endpoint::Jwks,
+                Fault::Body {
+                    status: 200,
+                    content_type: "application/json".into(),
+                    body: json!({ "keys": keys }).to_string().into_bytes(),
+                },
+            );
+        }
+        let got = v
+            .validate(&w.token(json!({})))
+            .await
+            .map(drop)
+            .map_err(|e| e.check());
+        assert_eq!(got, want.map_or(Ok(()), Err), "{name}");
+        assert_eq!(w.em.requests(Endpoint::Jwks), fetches, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_withdrawn_key_takes_its_remembered_tokens_with_it() {
     let w = World::start().await;
     let v = w.validator();
