@@ -371,9 +371,61 @@ async fn broken_discovery_answers_are_discovery_errors() {
         w.em.push_fault(ep, fault.clone());
         let e = discovery_error(&w, &v).await;
         assert!(e.contains(expect), "{fault:?}: {e}");
-        // The next request fetches again, and succeeds.
+        // A second later the next request fetches again, and succeeds.
+        w.clock.advance(Duration::from_secs(1));
         v.validate(&w.token(json!({}))).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_failed_first_fetch_stands_for_a_while_doubling_then_is_tried_again() {
+    let w = World::start().await;
+    let v = w.validator();
+    let fail = || {
+        w.em.push_fault(
+            Endpoint::OpenIdConfiguration,
+            Fault::Status {
+                status: 429,
+                retry_after: None,
+                body: None,
+            },
+        )
+    };
+    fail();
+    fail();
+    w.em.reset_counts();
+    let docs = || w.em.requests(Endpoint::OpenIdConfiguration);
+    // The first failure: its error answers every request for a second, without a fetch.
+    for _ in 0..20 {
+        let e = discovery_error(&w, &v).await;
+        assert!(e.contains("HTTP 429"), "{e}");
+    }
+    assert_eq!(docs(), 1);
+    w.clock.advance(Duration::from_millis(999));
+    discovery_error(&w, &v).await;
+    assert_eq!(docs(), 1);
+    // Then one fetch, failing again: now two seconds.
+    w.clock.advance(Duration::from_millis(1));
+    discovery_error(&w, &v).await;
+    assert_eq!(docs(), 2);
+    w.clock.advance(Duration::from_secs(1));
+    discovery_error(&w, &v).await;
+    assert_eq!(docs(), 2);
+    w.clock.advance(Duration::from_secs(1));
+    v.validate(&w.token(json!({}))).await.unwrap();
+    assert_eq!(docs(), 4, "the failed v2 document, then both documents");
+
+    // An explicit refresh does not wait for the back-off.
+    let v = w.validator();
+    fail();
+    discovery_error(&w, &v).await;
+    v.refresh_keys().await.unwrap();
+    v.validate(&w.token(json!({}))).await.unwrap();
+    // And reports a failure once there are keys.
+    fail();
+    let e = v.refresh_keys().await.unwrap_err();
+    assert_eq!(e.check(), Check::Discovery, "{e}");
+    v.validate(&w.token(json!({"uti": "kept"}))).await.unwrap();
 }
 
 #[tokio::test]
