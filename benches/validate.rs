@@ -269,6 +269,11 @@ fn repeat(s: &Setup) -> Claims {
 
 fn benches() {
     let s = setup();
+    println!(
+        "tokens: two managed-identity tokens of {} and {} bytes",
+        s.tokens[0].len(),
+        s.tokens[1].len()
+    );
     let allocations = count_repeat_allocations(s);
     println!("allocations in 10,000 repeated validations: {allocations}");
     assert_eq!(allocations, 0, "the repeated-token path allocated");
