@@ -1,14 +1,17 @@
 //! `entra-mi validate`: the protected API's view of tokens read from standard input, one per
 //! line, one JSON answer per line.
 
+use std::ffi::OsStr;
 use std::io::Write as _;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{ArgGroup, Args};
 use entra_mi_validate::{Check, MAX_TOKEN_LEN, Policy, TokenValidator};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, BufReader};
 
-use crate::Failure;
+use crate::{Failure, printable};
 
 /// The variable that names the authority host, as the Azure SDKs read it.
 const AUTHORITY_ENV: &str = "AZURE_AUTHORITY_HOST";
@@ -36,6 +39,31 @@ pub(crate) struct ValidateArgs {
     /// How far `exp` and `nbf` may be off, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     clock_skew: u64,
+    /// Never set: an argument that is not an option (a token, most likely) is refused without
+    /// being repeated in the error.
+    #[arg(hide = true, value_parser = NotATokenArgument)]
+    _stray: Vec<String>,
+}
+
+/// Refuses a positional argument with a usage error (exit 2) that does not quote it: the
+/// usual one would print the token back (into a terminal's scrollback or a CI log).
+#[derive(Clone, Debug)]
+struct NotATokenArgument;
+
+impl TypedValueParser for NotATokenArgument {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        _value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        Err(cmd.clone().error(
+            ErrorKind::UnknownArgument,
+            "unexpected argument (not shown): tokens are read from standard input, one per line, never from the command line",
+        ))
+    }
 }
 
 fn non_empty(s: &str) -> Result<String, String> {
@@ -105,13 +133,16 @@ pub(crate) async fn run(args: ValidateArgs) -> Result<(), Failure> {
             Err(e) => Err(e),
         };
         total += 1;
+        // Claims and details quote the token's text: what a terminal would act on is replaced.
         let out = match answer {
             Ok(claims) => {
-                json!({ "valid": true, "claims": Value::Object(claims.as_map().clone()) })
+                let mut claims = Value::Object(claims.as_map().clone());
+                printable::json(&mut claims);
+                json!({ "valid": true, "claims": claims })
             }
             Err(e) => {
                 invalid += 1;
-                json!({ "valid": false, "error": e })
+                json!({ "valid": false, "error": printable::text(&e) })
             }
         };
         let mut stdout = std::io::stdout().lock();

@@ -212,7 +212,42 @@ async fn usage_errors_exit_2_without_reading_tokens() {
         let out = run(vec![], args.clone(), format!("{token}\n")).await;
         assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
-        assert!(!out.stderr.contains(&token[token.len() - 40..]) || args.contains(&token));
+        // Not even a token mistakenly given as an argument is repeated.
+        assert!(
+            !out.stderr.contains(&token[token.len() - 40..]),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let mut args = f.args(&[]);
+    args.push(token.clone());
+    let out = run(vec![], args, String::new()).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("tokens are read from standard input, one per line"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_terminal_would_act_on_is_replaced_in_answers() {
+    let f = Fixture::new().await;
+    let hostile = "x\u{1b}]0;title\u{7}\u{202e}y\u{2028}z";
+    let valid = f.token(json!({ "name": hostile, "roles": ["Orders.Read", hostile] }));
+    let refused = f.token(json!({ "aud": format!("api://{hostile}") }));
+    let out = run(vec![], f.args(&[]), format!("{valid}\n{refused}\n")).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let a = answers(&out);
+    let clean = "x\u{fffd}]0;title\u{fffd}\u{fffd}y\u{fffd}z";
+    assert_eq!(a[0]["valid"], true, "{}", a[0]);
+    assert_eq!(a[0]["claims"]["name"], clean);
+    assert_eq!(a[0]["claims"]["roles"], json!(["Orders.Read", clean]));
+    let error = a[1]["error"].as_str().unwrap();
+    assert!(error.starts_with("audience: "), "{error}");
+    for c in ['\u{1b}', '\u{7}', '\u{202e}', '\u{2028}'] {
+        assert!(!out.stdout.contains(c), "{c:?} in {}", out.stdout);
     }
 }
 

@@ -10,7 +10,7 @@
 //! is bounded: a full shard first drops expired entries, then an arbitrary one.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::claims::Claims;
@@ -37,8 +37,31 @@ pub(crate) enum Lookup {
     Miss,
 }
 
+/// The map's keys are already keyed hashes of the tokens: used as they are, not hashed again.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; any other input still gets a usable hash.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Shard = HashMap<u64, Entry, BuildHasherDefault<Prehashed>>;
+
 pub(crate) struct VerifiedCache {
-    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     hasher: RandomState,
 }
@@ -62,7 +85,7 @@ impl VerifiedCache {
         }
     }
 
-    fn locate(&self, token: &str) -> Option<(u64, &Mutex<HashMap<u64, Entry>>)> {
+    fn locate(&self, token: &str) -> Option<(u64, &Mutex<Shard>)> {
         if self.shards.is_empty() {
             return None;
         }

@@ -65,7 +65,10 @@
 //! fetched again in the background after the [refresh
 //! interval](TokenValidatorBuilder::key_refresh_interval) (a day) while the keys in hand stay
 //! in use; a refresh that fails keeps them and is tried again after the re-fetch interval.
-//! Tokens verified by a key the authority withdrew are forgotten.
+//! Tokens verified by a key the authority withdrew are forgotten. While there are no keys
+//! yet, a failed fetch's error answers every validation for a while (1 s, doubling with each
+//! failure in a row, at most 30 s) before the authority is asked again: one that is down or
+//! throttling is not asked once per request.
 //!
 //! Only `https` URLs are fetched, or `http` on loopback hosts (127.0.0.0/8, `::1`,
 //! `localhost`), through the proxy the environment names (except for a loopback

@@ -68,7 +68,9 @@ impl TokenValidator {
         if let Some(result) = self.validate_cached_with(token, policy) {
             return result;
         }
-        let claims = self.verify(token).await?;
+        // The verification's state (the key fetch's futures included) is over a kilobyte;
+        // boxed, this future stays a few words, so a remembered token does not copy it.
+        let claims = Box::pin(self.verify(token)).await?;
         policy.check(&claims)?;
         Ok(claims)
     }
@@ -110,14 +112,14 @@ impl TokenValidator {
         self.inner.cache.clear();
     }
 
-    /// Fetches the discovery documents and keys now (instead of on the first validation),
-    /// or again if they were fetched before; a failure keeps the keys in hand.
+    /// Fetches the discovery documents and keys now (instead of on the first validation, and
+    /// even while a failed first fetch's error stands), or again if they were fetched before.
+    /// A failure ([`Check::Discovery`](crate::Check::Discovery)) keeps the keys in hand.
     pub async fn refresh_keys(&self) -> Result<(), ValidationError> {
         if self.inner.keys.current().is_none() {
-            return self.inner.keys.get().await.map(drop);
+            return self.inner.keys.get(true).await.map(drop);
         }
-        self.inner.keys.refresh().await;
-        Ok(())
+        self.inner.keys.refresh().await
     }
 
     /// The signature checks and the claims every token must pass; remembers the token.
@@ -130,7 +132,7 @@ impl TokenValidator {
                 "the header names no key (`kid`)",
             ));
         };
-        let mut keys = self.inner.keys.get().await?;
+        let mut keys = self.inner.keys.get(false).await?;
         if keys.find(kid).is_none() {
             keys = self.inner.keys.refetch_for(kid, &keys).await?;
         }

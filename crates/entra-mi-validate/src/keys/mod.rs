@@ -63,9 +63,16 @@ pub(crate) struct KeyStore {
 struct Flight {
     /// When the key set was last fetched again (the first fetch does not count).
     last_refetch: Option<Duration>,
+    /// The error of the last first fetch, while there is no key set.
     last_error: Option<ValidationError>,
+    /// Failed first fetches in a row, and when the last one ended (monotonic).
+    failures: u32,
+    failed_at: Duration,
     generation: u64,
 }
+
+/// The longest a failed first fetch's error stands before the authority is asked again.
+const MAX_FIRST_FETCH_BACKOFF: Duration = Duration::from_secs(30);
 
 impl KeyStore {
     pub(crate) fn new(config: KeyStoreConfig, cache: Arc<VerifiedCache>) -> Self {
@@ -80,8 +87,10 @@ impl KeyStore {
         }
     }
 
-    /// The key set, fetched first if there is none yet (one fetch for all who wait).
-    pub(crate) async fn get(&self) -> Result<Arc<KeySet>, ValidationError> {
+    /// The key set, fetched first if there is none yet (one fetch for all who wait). After a
+    /// failed fetch its error is the answer until the [back-off](KeyStore::backoff) has
+    /// passed; `force` fetches at once all the same.
+    pub(crate) async fn get(&self, force: bool) -> Result<Arc<KeySet>, ValidationError> {
         if let Some(set) = self.current.load_full() {
             return Ok(set);
         }
@@ -90,23 +99,47 @@ impl KeyStore {
         if let Some(set) = self.current.load_full() {
             return Ok(set);
         }
-        if self.attempts.load(Ordering::Acquire) != seen
-            && let Some(e) = &flight.last_error
+        if let Some(e) = &flight.last_error
+            && !force
         {
-            return Err(e.clone());
+            let waited = self.attempts.load(Ordering::Acquire) != seen;
+            let resting = self
+                .config
+                .clock
+                .monotonic()
+                .saturating_sub(flight.failed_at)
+                < self.backoff(flight.failures);
+            if waited || resting {
+                return Err(e.clone());
+            }
         }
         let result = self.fetch_all(&mut flight).await;
         self.attempts.fetch_add(1, Ordering::AcqRel);
         match result {
             Ok(set) => {
                 flight.last_error = None;
+                flight.failures = 0;
                 Ok(self.install(set))
             }
             Err(e) => {
+                flight.failures = flight.failures.saturating_add(1);
+                flight.failed_at = self.config.clock.monotonic();
                 flight.last_error = Some(e.clone());
                 Err(e)
             }
         }
+    }
+
+    /// How long the error of the `failures`-th failed first fetch in a row stands before the
+    /// authority is asked again: 1 s, doubling, at most [`MAX_FIRST_FETCH_BACKOFF`] and the
+    /// re-fetch interval. An authority that is down or throttling is then asked a few times a
+    /// minute, not once per request, and a caller with many tokens (`entra-mi validate`
+    /// reading a file) does not wait a timeout per token.
+    fn backoff(&self, failures: u32) -> Duration {
+        let doubled = Duration::from_secs(1_u64 << failures.saturating_sub(1).min(16));
+        doubled
+            .min(MAX_FIRST_FETCH_BACKOFF)
+            .min(self.config.refetch_interval)
     }
 
     /// The key set after looking for a `kid` that `seen` lacks: fetched again unless that
@@ -159,20 +192,22 @@ impl KeyStore {
         };
         let this = self.clone();
         runtime.spawn(async move {
-            this.refresh().await;
+            // A failure is logged and retried by `refresh` itself.
+            let _ = this.refresh().await;
             this.refreshing.store(false, Ordering::Release);
         });
     }
 
     /// Fetches discovery documents and keys again; on failure keeps what it had and tries
     /// again after the re-fetch interval.
-    pub(crate) async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) -> Result<(), ValidationError> {
         let mut flight = self.flight.lock().await;
         let started = self.config.clock.monotonic();
         flight.last_refetch = Some(started);
         match self.fetch_all(&mut flight).await {
             Ok(set) => {
                 self.install(set);
+                Ok(())
             }
             Err(e) => {
                 tracing::warn!(error = %e, "refreshing the signing keys failed; the keys in hand stay in use");
@@ -182,6 +217,7 @@ impl KeyStore {
                     .min(self.config.refresh_interval);
                 self.refresh_due_ms
                     .store(millis(started + retry), Ordering::Relaxed);
+                Err(e)
             }
         }
     }

@@ -150,6 +150,83 @@ async fn a_rotation_is_picked_up_with_one_refetch_and_a_burst_of_unknown_kids_co
 }
 
 #[tokio::test]
+async fn only_rs256_signing_keys_are_used_and_entras_keys_carry_no_alg() {
+    let w = World::start().await;
+    let jwk = w.em.public_key_jwk();
+    assert!(
+        jwk.get("alg").is_none(),
+        "the emulator publishes keys as Entra does: {jwk}"
+    );
+    let with = |changes: serde_json::Value| crate::support::merge(jwk.clone(), changes);
+    // Another usable key, so that a key set whose entry for the token's kid is skipped is
+    // still a key set.
+    let other = with(json!({"kid": "another-key"}));
+    let cases = [
+        ("no alg (as Entra)", json!([jwk]), None),
+        ("alg RS256", json!([with(json!({"alg": "RS256"}))]), None),
+        ("use sig", json!([with(json!({"use": "sig"}))]), None),
+        (
+            "alg RS384",
+            json!([with(json!({"alg": "RS384"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "alg none",
+            json!([with(json!({"alg": "none"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "use enc",
+            json!([with(json!({"use": "enc"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "kty EC",
+            json!([with(json!({"kty": "EC"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "issuer not a string",
+            json!([with(json!({"issuer": 5})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "n not base64url",
+            json!([with(json!({"n": "%%%"})), other]),
+            Some(Check::Key),
+        ),
+        (
+            "no e",
+            json!([with(json!({"e": null})), other]),
+            Some(Check::Key),
+        ),
+    ];
+    for (name, keys, want) in cases {
+        let v = w.validator();
+        // The same key set for the first fetch and for the one re-fetch a missing kid makes.
+        let fetches = if want.is_some() { 2 } else { 1 };
+        w.em.reset_counts();
+        for _ in 0..fetches {
+            w.em.push_fault(
+                Endpoint::Jwks,
+                Fault::Body {
+                    status: 200,
+                    content_type: "application/json".into(),
+                    body: json!({ "keys": keys }).to_string().into_bytes(),
+                },
+            );
+        }
+        let got = v
+            .validate(&w.token(json!({})))
+            .await
+            .map(drop)
+            .map_err(|e| e.check());
+        assert_eq!(got, want.map_or(Ok(()), Err), "{name}");
+        assert_eq!(w.em.requests(Endpoint::Jwks), fetches, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_withdrawn_key_takes_its_remembered_tokens_with_it() {
     let w = World::start().await;
     let v = w.validator();
@@ -294,9 +371,61 @@ async fn broken_discovery_answers_are_discovery_errors() {
         w.em.push_fault(ep, fault.clone());
         let e = discovery_error(&w, &v).await;
         assert!(e.contains(expect), "{fault:?}: {e}");
-        // The next request fetches again, and succeeds.
+        // A second later the next request fetches again, and succeeds.
+        w.clock.advance(Duration::from_secs(1));
         v.validate(&w.token(json!({}))).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_failed_first_fetch_stands_for_a_while_doubling_then_is_tried_again() {
+    let w = World::start().await;
+    let v = w.validator();
+    let fail = || {
+        w.em.push_fault(
+            Endpoint::OpenIdConfiguration,
+            Fault::Status {
+                status: 429,
+                retry_after: None,
+                body: None,
+            },
+        )
+    };
+    fail();
+    fail();
+    w.em.reset_counts();
+    let docs = || w.em.requests(Endpoint::OpenIdConfiguration);
+    // The first failure: its error answers every request for a second, without a fetch.
+    for _ in 0..20 {
+        let e = discovery_error(&w, &v).await;
+        assert!(e.contains("HTTP 429"), "{e}");
+    }
+    assert_eq!(docs(), 1);
+    w.clock.advance(Duration::from_millis(999));
+    discovery_error(&w, &v).await;
+    assert_eq!(docs(), 1);
+    // Then one fetch, failing again: now two seconds.
+    w.clock.advance(Duration::from_millis(1));
+    discovery_error(&w, &v).await;
+    assert_eq!(docs(), 2);
+    w.clock.advance(Duration::from_secs(1));
+    discovery_error(&w, &v).await;
+    assert_eq!(docs(), 2);
+    w.clock.advance(Duration::from_secs(1));
+    v.validate(&w.token(json!({}))).await.unwrap();
+    assert_eq!(docs(), 4, "the failed v2 document, then both documents");
+
+    // An explicit refresh does not wait for the back-off.
+    let v = w.validator();
+    fail();
+    discovery_error(&w, &v).await;
+    v.refresh_keys().await.unwrap();
+    v.validate(&w.token(json!({}))).await.unwrap();
+    // And reports a failure once there are keys.
+    fail();
+    let e = v.refresh_keys().await.unwrap_err();
+    assert_eq!(e.check(), Check::Discovery, "{e}");
+    v.validate(&w.token(json!({"uti": "kept"}))).await.unwrap();
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod support;
 mod cache;
 mod keys;
 mod layer;
+mod limits;
 mod policy;
 mod secret_leak;
 mod table;
