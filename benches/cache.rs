@@ -90,8 +90,8 @@ fn single_thread(c: &mut Criterion) {
     g.bench_function("floor_clone_headervalue", |b| {
         b.iter(|| black_box(&f.floor).clone())
     });
-    g.bench_function("handle_try_header", |b| {
-        b.iter(|| black_box(&handle).try_header())
+    g.bench_function("handle_cached_header", |b| {
+        b.iter(|| black_box(&handle).cached_header())
     });
     HELD.with(|h| *h.borrow_mut() = Some(f.floor.clone()));
     g.bench_function("thread_local_clone_reference", |b| {
@@ -116,8 +116,12 @@ fn two_threads(c: &mut Criterion) {
     g.bench_function("floor_clone_headervalue", |b| {
         b.iter_custom(|n| run_on(2, n, &|| drop(black_box(black_box(&f.floor).clone()))))
     });
-    g.bench_function("handle_try_header", |b| {
-        b.iter_custom(|n| run_on(2, n, &|| drop(black_box(black_box(&handle).try_header()))))
+    g.bench_function("handle_cached_header", |b| {
+        b.iter_custom(|n| {
+            run_on(2, n, &|| {
+                drop(black_box(black_box(&handle).cached_header()))
+            })
+        })
     });
     g.bench_function("common_rwlock_hashmap_format", |b| {
         b.iter_custom(|n| {
@@ -147,7 +151,7 @@ fn print_ratios() {
         };
         println!("  {group}: floor {floor:.2} ns, common design {common:.2} ns");
         for id in [
-            "handle_try_header",
+            "handle_cached_header",
             "thread_local_clone_reference",
             "handle_header_async",
             "provider_header_by_audience",
@@ -179,21 +183,25 @@ fn interleaved_hit() {
                 batch_of(|| black_box(&f.floor).clone()),
             ),
             (
-                "handle_try_header",
-                batch_of(|| black_box(&handle).try_header()),
+                "handle_cached_header",
+                batch_of(|| black_box(&handle).cached_header()),
             ),
             ("thread_local_clone_reference", batch_of(thread_local_clone)),
+            (
+                "handle_header_async",
+                batch_of(|| poll_once(black_box(&handle).header())),
+            ),
             (
                 "common_rwlock_hashmap_format",
                 batch_of(|| common_design(&f.common, black_box(f.audience.resource()))),
             ),
         ],
     );
-    let (floor, common) = (&timings[0], &timings[3]);
+    let (floor, common) = (&timings[0], &timings[4]);
     println!(
         "\ninterleaved, 1 thread, {ROUNDS} rounds of {BATCH} calls (median of per-round ratios, quartiles in brackets; fastest batch):"
     );
-    for t in &timings[1..3] {
+    for t in &timings[1..4] {
         let (q1, m, q3) = t.ratio_to(floor);
         let (c1, c, c3) = common.ratio_to(t);
         println!(
@@ -203,6 +211,10 @@ fn interleaved_hit() {
             t.best_ns()
         );
     }
+    let (a1, a, a3) = timings[3].ratio_to(&timings[1]);
+    println!(
+        "  handle_header_async / handle_cached_header: {a:.2}x [{a1:.2}-{a3:.2}] (the awaited getter against the synchronous one, same rounds)"
+    );
     println!(
         "  baselines: floor {:.1} ns (fastest {:.1}), common design {:.1} ns (fastest {:.1})",
         floor.median_ns(),

@@ -119,8 +119,8 @@ fn tower_noop(c: &mut Criterion) {
     g.bench_function("route_match_uri", |b| {
         b.iter(|| router.match_uri(black_box(&uri)).is_some())
     });
-    g.bench_function("handle_try_header", |b| {
-        b.iter(|| black_box(&handle).try_header())
+    g.bench_function("handle_cached_header", |b| {
+        b.iter(|| black_box(&handle).cached_header())
     });
     g.bench_function("new_request_with_uri", |b| {
         b.iter(|| {

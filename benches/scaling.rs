@@ -4,7 +4,7 @@
 //! * **routes** — matching a request URI and taking its cached header (what both middlewares
 //!   do per request) with 1, 10, 100 and 1,000 routes, each its own audience; the URI hits a
 //!   route in the middle of the table. Baseline: the same with 1 route.
-//! * **threads** — `TokenHandle::try_header` on 1, 2, 4 and 8 threads at once (this machine
+//! * **threads** — `TokenHandle::cached_header` on 1, 2, 4 and 8 threads at once (this machine
 //!   has 2 cores), time per call per thread; baselines: cloning a prebuilt `HeaderValue` and
 //!   the common design (`RwLock<HashMap<String, String>>` + `format!`) on as many threads.
 //! * **cold** — 1,000 tasks ask an empty cache for a token at once (multi-thread runtime, 2
@@ -62,7 +62,7 @@ fn routes(c: &mut Criterion) {
             b.iter(|| {
                 router
                     .match_uri(black_box(&uri))
-                    .and_then(|r| r.handle().try_header())
+                    .and_then(|r| r.handle().cached_header())
             })
         });
     }
@@ -92,10 +92,10 @@ fn threads(c: &mut Criterion) {
                 })
             },
         );
-        g.bench_with_input(BenchmarkId::new("handle_try_header", n), &n, |b, &n| {
+        g.bench_with_input(BenchmarkId::new("handle_cached_header", n), &n, |b, &n| {
             b.iter_custom(|iters| {
                 run_on(n, iters, &|| {
-                    drop(black_box(black_box(&handle).try_header()))
+                    drop(black_box(black_box(&handle).cached_header()))
                 })
             })
         });
@@ -192,13 +192,13 @@ fn print_ratios() {
     for n in THREAD_COUNTS {
         let (Some(floor), Some(ours), Some(common)) = (
             mean_ns("threads", &format!("floor_clone_headervalue/{n}")),
-            mean_ns("threads", &format!("handle_try_header/{n}")),
+            mean_ns("threads", &format!("handle_cached_header/{n}")),
             mean_ns("threads", &format!("common_rwlock_hashmap_format/{n}")),
         ) else {
             continue;
         };
         println!(
-            "  threads {n}: try_header {ours:>8.2} ns = {:.2}x the floor ({floor:.2} ns), {:.1}x faster than the common design ({common:.2} ns)",
+            "  threads {n}: cached_header {ours:>8.2} ns = {:.2}x the floor ({floor:.2} ns), {:.1}x faster than the common design ({common:.2} ns)",
             ours / floor,
             common / ours
         );

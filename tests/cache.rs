@@ -62,7 +62,7 @@ fn graph() -> Audience {
 async fn a_cached_token_is_served_without_a_request() {
     let s = setup(|c| token_reply(c, "tok-A", 3600), false).await;
     let h = s.provider.handle(&graph());
-    assert!(h.try_header().is_none(), "cold cache");
+    assert!(h.cached_header().is_none(), "cold cache");
     let first = h.header().await.unwrap();
     assert!(first.is_sensitive());
     assert_eq!(first.as_bytes(), b"Bearer tok-A");
@@ -108,7 +108,7 @@ async fn stale_tokens_are_served_at_once_while_one_refresh_runs() {
     h.header().await.unwrap();
     // A 1 h token refreshes 5 min before expiry (no jitter here).
     s.clock.advance(Duration::from_secs(3300 - 1));
-    assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+    assert_eq!(h.cached_header().unwrap().as_bytes(), b"Bearer tok-A");
     assert_eq!(s.provider.stats().stale_hits, 0);
     s.clock.advance(Duration::from_secs(2));
     s.server.push(Reply::Delayed(
@@ -117,10 +117,14 @@ async fn stale_tokens_are_served_at_once_while_one_refresh_runs() {
     ));
     // Many callers see the stale token at once; exactly one refresh goes out.
     for _ in 0..50 {
-        assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+        assert_eq!(h.cached_header().unwrap().as_bytes(), b"Bearer tok-A");
     }
     assert!(eventually(5, || s.server.count() == 2).await);
-    assert!(eventually(5, || h.try_header().unwrap().as_bytes() == b"Bearer tok-B").await);
+    assert!(
+        eventually(5, || h.cached_header().unwrap().as_bytes()
+            == b"Bearer tok-B")
+        .await
+    );
     assert_eq!(s.server.count(), 2);
     let stats = s.provider.stats();
     assert!(stats.stale_hits >= 50);
@@ -176,7 +180,7 @@ async fn a_failed_refresh_keeps_the_valid_token_and_backs_off() {
     let h = s.provider.handle(&graph());
     h.header().await.unwrap();
     s.clock.advance(Duration::from_secs(3301));
-    assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+    assert_eq!(h.cached_header().unwrap().as_bytes(), b"Bearer tok-A");
     assert!(eventually(5, || s.provider.stats().failures == 1).await);
     assert_eq!(s.server.count(), 2);
     // Within the 30 s backoff: still served, no new request.
@@ -188,8 +192,12 @@ async fn a_failed_refresh_keeps_the_valid_token_and_backs_off() {
     assert_eq!(s.server.count(), 2, "backed off");
     s.clock.advance(Duration::from_secs(2));
     s.server.push(token_reply(&s.clock, "tok-B", 3600));
-    h.try_header().unwrap();
-    assert!(eventually(5, || h.try_header().unwrap().as_bytes() == b"Bearer tok-B").await);
+    h.cached_header().unwrap();
+    assert!(
+        eventually(5, || h.cached_header().unwrap().as_bytes()
+            == b"Bearer tok-B")
+        .await
+    );
     assert_eq!(s.server.count(), 3);
 }
 
@@ -206,7 +214,7 @@ async fn expired_tokens_make_callers_wait_and_errors_reach_them() {
     // Past expiry minus the 60 s buffer.
     s.clock.advance(Duration::from_secs(3600 - 59));
     assert!(
-        h.try_header().is_none(),
+        h.cached_header().is_none(),
         "an expiring token is never handed out"
     );
     let err = h.header().await.unwrap_err();
@@ -236,7 +244,11 @@ async fn eager_mode_refreshes_without_traffic() {
         eventually(5, || s.server.count() == 2).await,
         "refreshed by the timer"
     );
-    assert!(eventually(5, || h.try_header().unwrap().as_bytes() == b"Bearer tok-B").await);
+    assert!(
+        eventually(5, || h.cached_header().unwrap().as_bytes()
+            == b"Bearer tok-B")
+        .await
+    );
     assert_eq!(s.provider.stats().stale_hits, 0, "no caller saw it stale");
     drop(h);
     drop(s.provider);
@@ -273,7 +285,7 @@ async fn a_refresh_returning_the_same_token_does_not_loop() {
     // Walk through the token's whole life, one request every second.
     for _ in 0..3540 {
         clock.advance(Duration::from_secs(1));
-        if let Some(v) = h.try_header() {
+        if let Some(v) = h.cached_header() {
             assert_eq!(v.as_bytes(), b"Bearer same-token");
         }
         tokio::task::yield_now().await;
@@ -297,9 +309,9 @@ async fn invalidate_if_current_only_drops_the_matching_token() {
     let stranger = AccessToken::new("tok-X", a.expires_on());
     assert!(!h.invalidate_if_current(&stranger));
     assert!(!s.provider.invalidate_if_current(&graph(), &stranger));
-    assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+    assert_eq!(h.cached_header().unwrap().as_bytes(), b"Bearer tok-A");
     assert!(s.provider.invalidate_if_current(&graph(), &a));
-    assert!(h.try_header().is_none());
+    assert!(h.cached_header().is_none());
     let b = h.token().await.unwrap();
     assert_eq!(b.secret(), "tok-B");
     // A second 401 for the old token does not drop the new one.
@@ -319,10 +331,10 @@ async fn refresh_in_from_the_source_sets_the_refresh_point() {
     let h = s.provider.handle(&graph());
     h.header().await.unwrap();
     s.clock.advance(Duration::from_secs(599));
-    h.try_header().unwrap();
+    h.cached_header().unwrap();
     assert_eq!(s.provider.stats().stale_hits, 0);
     s.clock.advance(Duration::from_secs(2));
-    h.try_header().unwrap();
+    h.cached_header().unwrap();
     assert_eq!(s.provider.stats().stale_hits, 1);
 }
 
@@ -339,14 +351,14 @@ async fn long_tokens_refresh_at_half_life_and_short_ones_five_minutes_early() {
         let h = s.provider.handle(&graph());
         h.header().await.unwrap();
         s.clock.advance(Duration::from_secs(fresh_until - 1));
-        h.try_header().unwrap();
+        h.cached_header().unwrap();
         assert_eq!(
             s.provider.stats().stale_hits,
             0,
             "lifetime {lifetime}: fresh before {fresh_until}"
         );
         s.clock.advance(Duration::from_secs(2));
-        h.try_header().unwrap();
+        h.cached_header().unwrap();
         assert_eq!(
             s.provider.stats().stale_hits,
             1,
@@ -375,10 +387,10 @@ async fn jitter_only_moves_the_refresh_earlier_and_within_bounds() {
     let h = provider.handle(&graph());
     h.header().await.unwrap();
     clock.advance(Duration::from_secs(43_200 - 300 - 5));
-    h.try_header().unwrap();
+    h.cached_header().unwrap();
     assert_eq!(provider.stats().stale_hits, 0);
     clock.advance(Duration::from_secs(10));
-    h.try_header().unwrap();
+    h.cached_header().unwrap();
     assert_eq!(provider.stats().stale_hits, 1);
 }
 
@@ -472,11 +484,11 @@ async fn per_thread_copies_follow_invalidation_and_replacement_on_other_threads(
                 if from_main.recv_timeout(Duration::from_secs(10)).is_err() {
                     return;
                 }
-                let seen = h.try_header().map(|v| v.as_bytes().to_vec());
+                let seen = h.cached_header().map(|v| v.as_bytes().to_vec());
                 // Again, many times: from the copy of the entry the first look made, and
                 // past the point where the thread makes its own copy of the header.
                 for _ in 0..200 {
-                    let again = h.try_header();
+                    let again = h.cached_header();
                     assert_eq!(seen.as_deref(), again.as_ref().map(|v| v.as_bytes()));
                     assert!(again.is_none_or(|v| v.is_sensitive()));
                 }
@@ -546,10 +558,10 @@ async fn a_new_thread_never_serves_a_dead_threads_copy_of_a_replaced_token() {
     let serve = || {
         let (h, other) = (h.clone(), other.clone());
         std::thread::spawn(move || {
-            assert!(other.try_header().is_some());
+            assert!(other.cached_header().is_some());
             // Past the point where the thread makes its own copy of the header.
             let seen: Vec<_> = (0..200)
-                .map(|_| h.try_header().map(|v| v.as_bytes().to_vec()))
+                .map(|_| h.cached_header().map(|v| v.as_bytes().to_vec()))
                 .collect();
             assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
             seen[0].clone()
@@ -594,7 +606,7 @@ impl Drop for UsesCacheOnExit {
         if let Some(h) = self.handle.borrow_mut().take() {
             let _ = self
                 .seen
-                .send(h.try_header().map(|v| v.as_bytes().to_vec()));
+                .send(h.cached_header().map(|v| v.as_bytes().to_vec()));
         }
     }
 }
@@ -622,7 +634,7 @@ async fn the_cache_works_from_a_thread_local_destructor() {
                     seen: tx,
                 })
             });
-            assert!(h.try_header().is_some());
+            assert!(h.cached_header().is_some());
         }
     });
     worker.join().expect("the thread exits cleanly");
@@ -651,7 +663,7 @@ async fn one_thread_serves_many_audiences_each_its_own_token() {
             let mut served = 0;
             for round in 0..100 {
                 for (i, h) in handles.iter().enumerate() {
-                    let header = h.try_header().expect("cached");
+                    let header = h.cached_header().expect("cached");
                     let text = header.to_str().unwrap();
                     assert!(
                         text.ends_with(&format!("-for-api://app-{i}")),
@@ -677,10 +689,13 @@ async fn short_tokens_stop_being_served_a_second_before_expiry() {
     let h = s.provider.handle(&graph());
     h.header().await.unwrap();
     s.clock.advance(Duration::from_millis(3_990));
-    assert!(h.try_header().is_some(), "still usable (stale) just before");
+    assert!(
+        h.cached_header().is_some(),
+        "still usable (stale) just before"
+    );
     s.clock.advance(Duration::from_millis(10));
     assert!(
-        h.try_header().is_none(),
+        h.cached_header().is_none(),
         "1 s before the computed expiry the token is no longer served"
     );
 }

@@ -59,15 +59,15 @@ async fn a_machine_that_slept_never_serves_an_expired_token() {
     assert_eq!(h.header().await.unwrap().as_bytes(), b"Bearer tok-A");
     // Many hits: this thread now serves its own copy.
     for _ in 0..200 {
-        assert!(h.try_header().is_some());
+        assert!(h.cached_header().is_some());
     }
     // Asleep for two hours: the token expired an hour ago in wall-clock terms.
     clock.suspend(Duration::from_secs(7200));
     assert!(
-        h.try_header().is_none(),
+        h.cached_header().is_none(),
         "a token that expired while the machine slept was served"
     );
-    assert!(provider.try_header(&graph()).is_none());
+    assert!(provider.cached_header(&graph()).is_none());
     // The next caller waits for a new one.
     server.push(Reply::json(200, imds_body("tok-B", unix(&clock), 3600)));
     assert_eq!(h.header().await.unwrap().as_bytes(), b"Bearer tok-B");
@@ -76,15 +76,15 @@ async fn a_machine_that_slept_never_serves_an_expired_token() {
     // Asleep past the refresh point only (5 min before expiry): stale, still served once,
     // and a refresh starts.
     for _ in 0..200 {
-        assert!(h.try_header().is_some());
+        assert!(h.cached_header().is_some());
     }
     server.push(Reply::json(200, imds_body("tok-C", unix(&clock), 3600)));
     clock.suspend(Duration::from_secs(3600 - 240));
-    assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-B");
+    assert_eq!(h.cached_header().unwrap().as_bytes(), b"Bearer tok-B");
     assert!(provider.stats().stale_hits >= 1);
     assert!(
         support::eventually(5, || h
-            .try_header()
+            .cached_header()
             .is_some_and(|v| v.as_bytes() == b"Bearer tok-C"))
         .await,
         "the refresh after the suspend was not started"
@@ -100,18 +100,18 @@ async fn a_wall_clock_set_back_does_not_stretch_a_token() {
     let h = provider.handle(&graph());
     h.header().await.unwrap();
     for _ in 0..200 {
-        assert!(h.try_header().is_some());
+        assert!(h.cached_header().is_some());
     }
     // The wall clock is set back two hours; the token is still fresh (on both clocks)…
     clock.set_wall_back(Duration::from_secs(7200));
     for _ in 0..200 {
-        assert!(h.try_header().is_some());
+        assert!(h.cached_header().is_some());
     }
     // …until a minute before its expiry on the monotonic clock, where the wall clock (now
     // two hours behind) would still call it fresh.
     clock.advance(Duration::from_secs(3600 - 50));
-    assert!(h.try_header().is_none(), "the token outlived its expiry");
-    assert!(provider.try_header(&graph()).is_none());
+    assert!(h.cached_header().is_none(), "the token outlived its expiry");
+    assert!(provider.cached_header(&graph()).is_none());
 }
 
 /// A credential whose fetch never completes.
@@ -283,7 +283,7 @@ async fn a_token_no_header_can_carry_is_a_credential_error() {
             "{shown}"
         );
         assert!(!shown.contains("SECRET"), "{shown}");
-        assert!(provider.try_header(&graph()).is_none());
+        assert!(provider.cached_header(&graph()).is_none());
     }
 }
 
@@ -368,7 +368,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ReentrantLayer {
             let h = p.handle(&graph());
             // Each takes the slot's lock.
             let _ = h.invalidate_if_current(&AccessToken::new("other", SystemTime::now()));
-            let _ = h.try_header();
+            let _ = h.cached_header();
         }
     }
 }
@@ -404,7 +404,7 @@ fn no_log_event_is_written_while_a_cache_lock_is_held() {
             clock.advance(Duration::from_secs(2));
             h.header().await.unwrap();
             clock.advance(Duration::from_secs(3000));
-            let _ = h.try_header();
+            let _ = h.cached_header();
             let _ = h.header().await;
             // The same token handed back after a rejection, and held back.
             let token = h.token().await.unwrap();

@@ -394,14 +394,15 @@ async fn the_cache_in_front_of_the_emulator_refreshes_proactively() {
     .eager_refresh(true)
     .build();
     let graph = provider.handle(&Audience::microsoft_graph());
-    let first = graph.try_header().is_none();
+    let first = graph.cached_header().is_none();
     assert!(first, "cold");
     let first = graph.header().await.unwrap();
     assert_eq!(provider.credential_name(), "managed-identity/imds");
     // The emulator, like real endpoints, may hand back its cached token at the first refresh;
     // the timer then retries before expiry, and a new token is in place without any caller
     // waiting for it.
-    let changed = support::eventually(8, || graph.try_header().is_some_and(|h| h != first)).await;
+    let changed =
+        support::eventually(8, || graph.cached_header().is_some_and(|h| h != first)).await;
     assert!(changed, "a new token within the old one's life");
     assert!(emu.requests(Endpoint::Imds) >= 2);
     assert_eq!(provider.stats().waits, 1, "only the cold start waited");

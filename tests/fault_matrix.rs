@@ -1675,7 +1675,7 @@ async fn refresh_case(fault: RefreshFault) {
     };
     clock.advance(Duration::from_secs(301));
     assert_eq!(
-        h.try_header().unwrap().as_bytes(),
+        h.cached_header().unwrap().as_bytes(),
         b"Bearer tok-A",
         "stale, still served"
     );
@@ -1685,7 +1685,7 @@ async fn refresh_case(fault: RefreshFault) {
         provider.stats()
     );
     for _ in 0..3 {
-        assert_eq!(h.try_header().unwrap().as_bytes(), b"Bearer tok-A");
+        assert_eq!(h.cached_header().unwrap().as_bytes(), b"Bearer tok-A");
         assert_eq!(h.header().await.unwrap().as_bytes(), b"Bearer tok-A");
     }
     let stats = provider.stats();

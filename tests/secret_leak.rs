@@ -65,7 +65,9 @@ async fn no_secret_reaches_logs_errors_or_debug_output() {
             "{token:?} {token} {header:?} {handle:?} {provider:?}"
         ));
         // Let a refresh or two happen in the background.
-        assert!(support::eventually(5, || handle.try_header().is_some_and(|h| h != header)).await);
+        assert!(
+            support::eventually(5, || handle.cached_header().is_some_and(|h| h != header)).await
+        );
         let newer = handle.token().await.unwrap();
         secrets.push(newer.secret().to_string());
         assert!(handle.invalidate_if_current(&newer));

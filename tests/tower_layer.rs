@@ -457,7 +457,7 @@ async fn a_sent_key_names_the_route_and_the_token_version() {
     let provider = TokenProvider::new(emulator_credential(&emu));
     let layer = layer(&provider, &api);
     let route = api.route_in(layer.router());
-    let (_, version) = route.handle().header_versioned().await.unwrap();
+    let (_, version) = route.handle().header_with_version().await.unwrap();
     let key = route.sent_key(version).expect("small numbers fit one word");
     assert_eq!(key.route_key(), route.key());
     assert_eq!(key.version(), version);

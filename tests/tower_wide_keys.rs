@@ -58,7 +58,7 @@ async fn recovery_works_when_the_route_key_does_not_fit_a_sent_key() {
     let resp = svc.ready().await.unwrap().call(post(&api, b"1")).await;
     assert_eq!(resp.unwrap().status(), 200);
     assert_eq!(emu.requests(Endpoint::Imds), 2);
-    let (_, version) = route.handle().header_versioned().await.unwrap();
+    let (_, version) = route.handle().header_with_version().await.unwrap();
     assert_eq!(
         route.sent_key(version),
         None,

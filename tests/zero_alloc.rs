@@ -43,17 +43,17 @@ fn cache_hits_do_not_allocate() {
     // Steady state: after its first hits a thread serves its own copy of the header, made
     // once (one allocation per thread per token).
     for _ in 0..100 {
-        drop(handle.try_header());
+        drop(handle.cached_header());
     }
     // Outside `block_on` nothing else runs on this runtime: every allocation counted below is
     // the hot path's.
     let region = Region::new(GLOBAL);
     for _ in 0..10_000 {
-        let h = handle.try_header().expect("cached");
+        let h = handle.cached_header().expect("cached");
         assert_eq!(h.len(), warm.len());
         let h = poll_once(handle.header()).unwrap();
         assert!(h.is_sensitive());
-        let h = provider.try_header(&graph).expect("cached");
+        let h = provider.cached_header(&graph).expect("cached");
         drop(h);
         let h = poll_once(provider.header(&graph)).unwrap();
         drop(h);

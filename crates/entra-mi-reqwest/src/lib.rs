@@ -195,7 +195,7 @@ impl Middleware for BearerAuthMiddleware {
         };
         let (header, version) = route
             .handle()
-            .header_versioned()
+            .header_with_version()
             .await
             .map_err(token_error)?;
         // Cloned before the header goes in: the retry gets the new token instead.

@@ -122,7 +122,7 @@ where
         recover: bool,
     ) -> Self {
         let handle = route.handle().clone();
-        let token: BoxFuture<_> = Box::pin(async move { handle.header_versioned().await });
+        let token: BoxFuture<_> = Box::pin(async move { handle.header_with_version().await });
         Self {
             state: State::WaitToken {
                 token,

@@ -124,7 +124,7 @@ impl<S: Clone, R> BearerAuth<S, R> {
         } else {
             None
         };
-        let Some(version) = route.handle().try_insert_header(request.headers_mut()) else {
+        let Some(version) = route.handle().insert_cached_header(request.headers_mut()) else {
             return Err((route.clone(), again));
         };
         if !self.recover {

@@ -723,8 +723,8 @@ impl BoundRoute {
     }
 
     /// After the API answered `401` with `challenge` to a request sent with the token of
-    /// `sent` (from [`TokenHandle::try_header_versioned`] or
-    /// [`TokenHandle::header_versioned`]): drops the token if it is still the cached one (so
+    /// `sent` (from [`TokenHandle::header_with_version`] or
+    /// [`TokenHandle::header_with_version`]): drops the token if it is still the cached one (so
     /// concurrent `401`s for one token cause one refetch), gets the next one — with the
     /// challenge's claims when it asked for claims — and returns its header when it is another
     /// token. `None` means a retry cannot help: the source handed back the rejected token
@@ -740,9 +740,9 @@ impl BoundRoute {
             BearerChallenge::InsufficientClaims { claims } if dropped => {
                 tracing::debug!(audience = %self.audience(), "claims challenge; fetching a token with the requested claims");
                 Box::pin(handle.fetch_with_claims(claims)).await?;
-                Box::pin(handle.header_versioned()).await?
+                Box::pin(handle.header_with_version()).await?
             }
-            _ => Box::pin(handle.header_versioned()).await?,
+            _ => Box::pin(handle.header_with_version()).await?,
         };
         if version == sent || handle.is_rejected_again(sent, version) {
             tracing::debug!(audience = %self.audience(), "the token source returned the rejected token again; not retrying");

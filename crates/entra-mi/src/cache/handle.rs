@@ -1,8 +1,11 @@
 //! [`TokenHandle`]: one audience's slot, resolved once, and the hot path that serves it.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use http::HeaderValue;
 
@@ -24,7 +27,7 @@ pub struct TokenVersion(pub(crate) u64);
 
 /// The cache slot of one audience (and tenant), resolved once.
 ///
-/// [`TokenHandle::try_header`] is the hot path: a per-thread copy of the entry checked against
+/// [`TokenHandle::cached_header`] is the hot path: a per-thread copy of the entry checked against
 /// the slot's version (one `ArcSwap` load when it is out of date), one clock read, one
 /// `HeaderValue` clone; no lock, no allocation, no hashing. Cheap to clone.
 #[derive(Clone)]
@@ -117,38 +120,30 @@ impl TokenHandle {
         self.slot.request.audience()
     }
 
-    /// The header if a valid (fresh or stale) token is cached — the hot path. A stale token
-    /// also starts the background refresh (when called inside a tokio runtime).
+    /// The header if a valid (fresh or stale) token is cached, without waiting — the hot
+    /// path. A stale token also starts the background refresh (when called inside a tokio
+    /// runtime). `None` means the caller has to wait: use [`header`](Self::header).
     #[inline]
-    pub fn try_header(&self) -> Option<HeaderValue> {
+    pub fn cached_header(&self) -> Option<HeaderValue> {
         try_header(&self.inner, &self.slot, &mut 0)
-    }
-
-    /// [`try_header`](Self::try_header) with the [`TokenVersion`] of the token served: keep
-    /// the version (a number) instead of a copy of the header to act on a `401` later with
-    /// [`invalidate_version_if_current`](Self::invalidate_version_if_current).
-    #[inline]
-    pub fn try_header_versioned(&self) -> Option<(HeaderValue, TokenVersion)> {
-        let mut version = 0;
-        try_header(&self.inner, &self.slot, &mut version).map(|h| (h, TokenVersion(version)))
     }
 
     /// Sets `Authorization` in `headers` to the cached token's header (replacing any value it
     /// had) when a valid token is cached, and returns the token's [`TokenVersion`]; leaves
-    /// `headers` alone and returns `None` otherwise. What a middleware does per request, with
-    /// the header going straight from the cache into the map.
+    /// `headers` alone and returns `None` otherwise, without waiting. What a middleware does
+    /// per request, with the header going straight from the cache into the map.
     ///
     /// ```
     /// # async fn demo(handle: entra_mi::TokenHandle) {
     /// let mut headers = http::HeaderMap::new();
-    /// if let Some(version) = handle.try_insert_header(&mut headers) {
+    /// if let Some(version) = handle.insert_cached_header(&mut headers) {
     ///     assert!(headers[http::header::AUTHORIZATION].is_sensitive());
     ///     # let _ = version;
     /// }
     /// # }
     /// ```
     #[inline]
-    pub fn try_insert_header(&self, headers: &mut http::HeaderMap) -> Option<TokenVersion> {
+    pub fn insert_cached_header(&self, headers: &mut http::HeaderMap) -> Option<TokenVersion> {
         let mut version = 0;
         let header = try_header(&self.inner, &self.slot, &mut version)?;
         headers.insert(http::header::AUTHORIZATION, header);
@@ -157,18 +152,26 @@ impl TokenHandle {
 
     /// The `Authorization` header value (`Bearer …`, marked sensitive): at once when a valid
     /// token is cached, else after the single in-flight fetch.
-    pub async fn header(&self) -> Result<HeaderValue, Error> {
-        if let Some(h) = self.try_header() {
-            return Ok(h);
+    ///
+    /// The cache is looked at when this is called, so on a hit the future is ready at its
+    /// first poll and costs about what [`cached_header`](Self::cached_header) does.
+    #[inline]
+    pub fn header(&self) -> impl Future<Output = Result<HeaderValue, Error>> + Send + '_ {
+        match self.cached_header() {
+            Some(header) => Header::Ready(Some(header)),
+            None => Header::Waiting(Box::pin(
+                async move { Ok(self.wait().await?.header.clone()) },
+            )),
         }
-        // The waiting path is boxed so the future of a cache hit stays small.
-        Ok(Box::pin(self.wait()).await?.header.clone())
     }
 
-    /// [`header`](Self::header) with the [`TokenVersion`] of the token served.
-    pub async fn header_versioned(&self) -> Result<(HeaderValue, TokenVersion), Error> {
-        if let Some(found) = self.try_header_versioned() {
-            return Ok(found);
+    /// [`header`](Self::header) with the [`TokenVersion`] of the token served: keep the
+    /// version (a number) instead of a copy of the header to act on a `401` later with
+    /// [`invalidate_version_if_current`](Self::invalidate_version_if_current).
+    pub async fn header_with_version(&self) -> Result<(HeaderValue, TokenVersion), Error> {
+        let mut version = 0;
+        if let Some(header) = try_header(&self.inner, &self.slot, &mut version) {
+            return Ok((header, TokenVersion(version)));
         }
         let entry = Box::pin(self.wait()).await?;
         Ok((entry.header.clone(), TokenVersion(entry.version)))
@@ -241,5 +244,27 @@ impl TokenHandle {
     pub async fn fetch_with_claims(&self, claims: &str) -> Result<AccessToken, Error> {
         let entry = Box::pin(flight::wait(&self.inner, &self.slot, Some(claims))).await?;
         Ok(entry.token.clone())
+    }
+}
+
+/// The future of [`TokenHandle::header`]: ready at once on a hit, else the boxed wait (so the
+/// future of a hit stays two words).
+enum Header<'a> {
+    Ready(Option<HeaderValue>),
+    Waiting(Pin<Box<dyn Future<Output = Result<HeaderValue, Error>> + Send + 'a>>),
+}
+
+impl Future for Header<'_> {
+    type Output = Result<HeaderValue, Error>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Header::Ready(header) => match header.take() {
+                Some(h) => Poll::Ready(Ok(h)),
+                None => panic!("`TokenHandle::header`'s future polled after it completed"),
+            },
+            Header::Waiting(wait) => wait.as_mut().poll(cx),
+        }
     }
 }

@@ -312,7 +312,7 @@ impl TokenProvider {
     /// An `Authorization` header value for `audience`, waiting for a fetch only when no valid
     /// token is cached. Marked sensitive.
     pub async fn header(&self, audience: &Audience) -> Result<HeaderValue, Error> {
-        if let Some(h) = self.try_header(audience) {
+        if let Some(h) = self.cached_header(audience) {
             return Ok(h);
         }
         let handle = self.handle(audience);
@@ -320,7 +320,7 @@ impl TokenProvider {
     }
 
     /// The header for `audience` if a valid token is cached, without waiting.
-    pub fn try_header(&self, audience: &Audience) -> Option<HeaderValue> {
+    pub fn cached_header(&self, audience: &Audience) -> Option<HeaderValue> {
         let slots = self.inner.slots.load();
         let slot = slots.get(audience.resource(), None)?;
         handle::try_header(&self.inner, slot, &mut 0)
