@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use clap::{Args, Subcommand, ValueEnum};
-use entra_mi::{Environment, TokenProvider};
+use entra_mi::{Environment, Guid, TokenProvider};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -94,20 +94,12 @@ pub(crate) struct ChangeArgs {
     dry_run: bool,
 }
 
-fn is_guid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
 /// `--api`: the application id it names (a clap value parser).
 fn api_app_id(api: &str) -> Result<String, String> {
     match api.to_ascii_lowercase().as_str() {
         "graph" => Ok(GRAPH_APP_ID.to_owned()),
         "arm" => Ok(ARM_APP_ID.to_owned()),
-        _ if is_guid(api) => Ok(api.to_owned()),
+        _ if Guid::is_guid(api) => Ok(api.to_owned()),
         _ => Err("expected an application id (GUID), `graph` or `arm`".into()),
     }
 }
@@ -166,7 +158,7 @@ impl Session {
     /// display name.
     async fn identity(&self, wanted: &str) -> Result<Value, Failure> {
         let g = &self.graph;
-        if is_guid(wanted) {
+        if Guid::is_guid(wanted) {
             match g
                 .send(
                     Method::GET,

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::guid::Guid;
 
 const DEFAULT_SUFFIX: &str = "/.default";
 
@@ -60,7 +61,7 @@ impl Audience {
         if resource.is_empty() {
             return Err(refuse("`/.default` must follow a resource"));
         }
-        if !is_guid(resource) {
+        if !Guid::is_guid(resource) {
             match url::Url::parse(resource) {
                 Ok(url) if url.cannot_be_a_base() && url.path().is_empty() => {
                     return Err(refuse("it has a scheme but nothing after it"));
@@ -114,16 +115,6 @@ impl Audience {
             resource: Arc::from(resource),
         }
     }
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in hex digits.
-pub(crate) fn is_guid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }
 
 impl FromStr for Audience {

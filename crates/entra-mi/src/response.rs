@@ -128,7 +128,7 @@ pub(crate) fn answered_for_another(
         ));
     }
     if let (Some(want), Some(Value::String(got))) = (requested_client_id, map.get("client_id"))
-        && crate::audience::is_guid(got)
+        && crate::guid::Guid::is_guid(got)
         && !got.eq_ignore_ascii_case(want)
     {
         return Some(format!(

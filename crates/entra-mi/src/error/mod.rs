@@ -22,6 +22,7 @@ mod source;
 
 use std::time::Duration;
 
+pub use crate::guid::NotAGuid;
 pub use chain::{ChainAttempt, ChainError};
 pub use configuration::ConfigurationError;
 pub use credential::CredentialError;

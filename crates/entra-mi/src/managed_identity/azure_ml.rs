@@ -66,7 +66,7 @@ fn client_id(
                 DEFAULT_IDENTITY_CLIENT_ID,
                 "it holds the placeholder `clientid`: this compute has no managed identity enabled",
             )),
-            Some(v) if !crate::audience::is_guid(&v) => Err(Error::configuration(
+            Some(v) if !crate::guid::Guid::is_guid(&v) => Err(Error::configuration(
                 DEFAULT_IDENTITY_CLIENT_ID,
                 "expected the client id of the compute's identity, a GUID",
             )),

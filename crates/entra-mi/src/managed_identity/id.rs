@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use crate::audience::is_guid;
 use crate::error::Error;
+use crate::guid::Guid;
 
 /// Which managed identity to use.
 ///
@@ -59,7 +59,7 @@ impl ManagedIdentityId {
                     );
                 }
             }
-            _ if !is_guid(value) => {
+            _ if !Guid::is_guid(value) => {
                 return bad("expected a GUID such as 00000000-0000-0000-0000-000000000000");
             }
             _ => {}
@@ -120,7 +120,7 @@ impl std::str::FromStr for ManagedIdentityId {
                     ));
                 }
             }
-        } else if is_guid(text) {
+        } else if Guid::is_guid(text) {
             return Err(Error::configuration(
                 ID_SETTING,
                 "a GUID alone does not say which id it is: write client_id=<GUID> or object_id=<GUID> (the identity's Overview page shows both)",
