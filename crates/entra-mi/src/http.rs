@@ -6,6 +6,16 @@ use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Unavailable};
 
+/// `value` as a header value marked sensitive, so that `http`'s `Debug` and well-behaved
+/// loggers show `Sensitive` instead of it: for every header that carries a secret (an
+/// `Authorization` token, an identity header, a key). `None` when `value` holds a byte a header
+/// value cannot (a control character other than tab, or DEL).
+pub(crate) fn sensitive_header(value: impl AsRef<[u8]>) -> Option<::http::HeaderValue> {
+    let mut header = ::http::HeaderValue::from_bytes(value.as_ref()).ok()?;
+    header.set_sensitive(true);
+    Some(header)
+}
+
 /// Largest response body read from a token endpoint. Real token responses are 2–5 KiB.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
@@ -193,6 +203,18 @@ fn tls_verification_failure(e: &(dyn std::error::Error + 'static)) -> Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensitive_headers_are_marked_and_redacted() {
+        let header = sensitive_header("Bearer eyJ-canary-secret").unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header.as_bytes(), b"Bearer eyJ-canary-secret");
+        assert!(!format!("{header:?}").contains("canary"));
+        assert!(sensitive_header(b"tab\tis allowed").is_some());
+        for bad in [&b"line\nbreak"[..], b"nul\0", b"del\x7f"] {
+            assert!(sensitive_header(bad).is_none(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_raw_response_never_shows_its_body() {
