@@ -64,6 +64,9 @@ mod response;
 mod retry;
 mod routing;
 mod secret;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod time;
 mod token;
 mod workload_identity;

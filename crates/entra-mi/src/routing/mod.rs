@@ -48,4 +48,6 @@ pub use bound::{BoundRoute, RouteKey, SentKey};
 pub use builder::TokenRouterBuilder;
 pub use challenge::BearerChallenge;
 pub use route::Route;
+#[cfg(feature = "test-util")]
+pub(crate) use table::INDEX_FROM;
 pub use table::TokenRouter;

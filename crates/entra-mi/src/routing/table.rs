@@ -11,7 +11,7 @@ use super::route::Route;
 use crate::hash::{FxBuild, hash_ignoring_ascii_case};
 
 /// Tables of this many routes or more get a host index.
-const INDEX_FROM: usize = 8;
+pub(crate) const INDEX_FROM: usize = 8;
 
 /// The routing table: request URL → the [`TokenHandle`](crate::TokenHandle) of the route's
 /// audience.
