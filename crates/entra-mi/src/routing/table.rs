@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::bound::BoundRoute;
 use super::matching::{host_of, matches, matches_authority};
 use super::route::Route;
-use crate::hash::{FxBuild, hash_ignoring_ascii_case};
+use crate::hash::{FxBuild, key_ignoring_ascii_case};
 
 /// Tables of this many routes or more get a host index.
 pub(crate) const INDEX_FROM: usize = 8;
@@ -26,8 +26,8 @@ pub struct TokenRouter {
     /// Most specific first.
     routes: Arc<[BoundRoute]>,
     /// For large tables: the indices into `routes` (in order) of each host's routes, by the
-    /// host's case-insensitive hash. Candidates are then compared in full, so a hash collision
-    /// only costs time.
+    /// host's case-insensitive key. Candidates are then compared in full, so two hosts with one
+    /// key only cost time.
     by_host: Option<Arc<HostIndex>>,
     /// Per route (in order), what a small table compares first.
     quick: Arc<[Quick]>,
@@ -55,7 +55,7 @@ impl TokenRouter {
             for (i, b) in bound.iter().enumerate() {
                 let i = u32::try_from(i).expect("fewer than 2^32 routes");
                 index
-                    .entry(hash_ignoring_ascii_case(b.inner.route.host.as_bytes()))
+                    .entry(key_ignoring_ascii_case(b.inner.route.host.as_bytes()))
                     .or_default()
                     .push(i);
             }
@@ -163,7 +163,7 @@ impl TokenRouter {
         matches: &dyn Fn(&Route) -> bool,
     ) -> Option<&BoundRoute> {
         index
-            .get(&hash_ignoring_ascii_case(host))?
+            .get(&key_ignoring_ascii_case(host))?
             .iter()
             .map(|&i| &self.routes[i as usize])
             .find(|b| matches(&b.inner.route))
