@@ -6,18 +6,16 @@ use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Unavailable};
 
-/// `value` as a header value marked sensitive, so that `http`'s `Debug` and well-behaved
-/// loggers show `Sensitive` instead of it: for every header that carries a secret (an
-/// `Authorization` token, an identity header, a key). `None` when `value` holds a byte a header
-/// value cannot (a control character other than tab, or DEL).
-pub(crate) fn sensitive_header(value: impl AsRef<[u8]>) -> Option<::http::HeaderValue> {
-    let mut header = ::http::HeaderValue::from_bytes(value.as_ref()).ok()?;
+/// Largest response body read from a token endpoint. Real token responses are 2–5 KiB.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// `value` as a header value marked sensitive (never shown by `Debug`, kept out of HTTP/2
+/// header compression tables); `None` when it cannot be sent in a header.
+pub(crate) fn sensitive_header(value: impl AsRef<[u8]>) -> Option<http::HeaderValue> {
+    let mut header = http::HeaderValue::from_bytes(value.as_ref()).ok()?;
     header.set_sensitive(true);
     Some(header)
 }
-
-/// Largest response body read from a token endpoint. Real token responses are 2–5 KiB.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// What came back from one request. Its `Debug` shows the status, content type and body
 /// length, never the body (a token response holds the token).
