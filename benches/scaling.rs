@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group};
+use entra_mi::test_util::reference_match;
 use entra_mi::{Audience, Route, TokenProvider, TokenRouter};
 use http::Uri;
 
@@ -54,10 +55,12 @@ fn routes(c: &mut Criterion) {
         for route in router.routes() {
             rt.block_on(provider.header(route.audience())).unwrap();
         }
-        let uri: Uri = format!("https://api{}.example.com/v1/orders?top=5", n / 2)
-            .parse()
-            .unwrap();
-        assert!(router.match_uri(&uri).is_some());
+        let target = format!("https://api{}.example.com/v1/orders?top=5", n / 2);
+        let uri: Uri = target.parse().unwrap();
+        // The measured lookup finds the route the reference matcher picks.
+        let expected = reference_match(router.routes(), &url::Url::parse(&target).unwrap());
+        assert!(expected.is_some());
+        assert_eq!(router.match_uri(&uri).map(|b| b.route()), expected);
         g.bench_with_input(BenchmarkId::new("match_and_header", n), &n, |b, _| {
             b.iter(|| {
                 router

@@ -15,7 +15,8 @@
 //!   ports and schemes never match; `match_uri` is never more permissive than `match_url`.
 //!
 //! Uses the hidden `entra_mi::__fuzz` wrappers (feature `fuzzing`) for the crate-private
-//! parsers.
+//! parsers, and the fixture route table and reference matcher of `entra_mi::test_util`
+//! (feature `test-util`) that the `routing` fuzz target uses too.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -25,9 +26,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use entra_mi::__fuzz::{self, Clocks, MAX_LIFETIME};
 use entra_mi::middleware::BearerChallenge;
-use entra_mi::{
-    AccessToken, Audience, Route, TokenCredential, TokenProvider, TokenRequest, TokenRouter,
+use entra_mi::test_util::{
+    FIXTURE_HOSTS, fixture_router, reference_is_dot_segment, reference_match,
+    reference_prefix_matches, small_fixture_router,
 };
+use entra_mi::{Route, TokenRouter};
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
@@ -727,119 +730,15 @@ fn arc_fixture_sanity() {
 // Routing
 // ---------------------------------------------------------------------------------------------
 
-/// Never asked: routing does not fetch tokens.
-#[derive(Debug)]
-struct NoCredential;
-
-#[async_trait::async_trait]
-impl TokenCredential for NoCredential {
-    async fn get_token(&self, _: &TokenRequest) -> entra_mi::Result<AccessToken> {
-        unreachable!("routing never fetches")
-    }
-    fn name(&self) -> &str {
-        "none"
-    }
-}
-
-/// Every route the routing properties use.
-fn routes() -> Vec<Route> {
-    let aud = |a: &str| Audience::new(a).unwrap();
-    vec![
-        Route::microsoft_graph(),
-        Route::azure_resource_manager(),
-        Route::key_vault("https://myvault.vault.azure.net").unwrap(),
-        Route::new("https://orders.example.com/api", aud("api://orders")).unwrap(),
-        Route::new("https://orders.example.com/api/admin/", aud("api://admin")).unwrap(),
-        Route::new("https://orders.example.com:8443", aud("api://alt")).unwrap(),
-        Route::new("https://bücher.example/shop", aud("api://idn")).unwrap(),
-        Route::new("https://[::1]:9443/v6", aud("api://v6")).unwrap(),
-        Route::new("http://127.0.0.1:8080/local", aud("api://local")).unwrap(),
-    ]
-}
-
-fn table(routes: impl IntoIterator<Item = Route>) -> TokenRouter {
-    let provider = TokenProvider::new(NoCredential);
-    routes
-        .into_iter()
-        .fold(
-            TokenRouter::builder(&provider).allow_http_loopback(true),
-            |b, r| b.route(r),
-        )
-        .build()
-        .unwrap()
-}
-
-/// All the routes: a table with a host index.
-fn router() -> &'static TokenRouter {
-    static R: OnceLock<TokenRouter> = OnceLock::new();
-    R.get_or_init(|| table(routes()))
-}
-
-/// A table under 8 routes (scanned in order, with the scheme and first-byte filter), without
-/// two of them.
-fn small_router() -> &'static TokenRouter {
-    static R: OnceLock<TokenRouter> = OnceLock::new();
-    R.get_or_init(|| {
-        let small = table(
-            routes()
-                .into_iter()
-                .filter(|r| r.path_prefix() != "/api" && !r.host().starts_with("xn--")),
-        );
-        assert_eq!(small.routes().count(), 7);
-        small
-    })
-}
-
-const HOSTS: &[&str] = &[
-    "graph.microsoft.com",
-    "management.azure.com",
-    "myvault.vault.azure.net",
-    "orders.example.com",
-    "xn--bcher-kva.example",
-    "[::1]",
-    "127.0.0.1",
-];
-
 fn scheme_of(r: &Route) -> &'static str {
     if r.is_https() { "https" } else { "http" }
-}
-
-fn is_dot_segment(seg: &str) -> bool {
-    let lower = seg.to_ascii_lowercase().replace("%2e", ".");
-    lower == "." || lower == ".."
-}
-
-fn prefix_ok(prefix: &str, path: &str) -> bool {
-    prefix.is_empty()
-        || ((path == prefix
-            || path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/')))
-            && !path.split('/').any(is_dot_segment))
-}
-
-/// The reference matcher: exact origin, whole-segment prefix, longest prefix wins.
-fn reference<'a>(router: &'a TokenRouter, url: &url::Url) -> Option<&'a Route> {
-    if !url.username().is_empty() || url.password().is_some() {
-        return None;
-    }
-    let (host, port) = (url.host_str()?, url.port_or_known_default()?);
-    router
-        .routes()
-        .filter(|r| {
-            url.scheme() == scheme_of(r)
-                && host == r.host()
-                && port == r.port()
-                && prefix_ok(r.path_prefix(), url.path())
-        })
-        .max_by_key(|r| r.path_prefix().len())
 }
 
 /// Checks one URL string against every routing property, on a table with a host index and
 /// on a small one; returns the `match_url` route of the first.
 fn check_routing(input: &str) -> Result<Option<Route>, TestCaseError> {
-    check_routing_on(small_router(), input)?;
-    check_routing_on(router(), input)
+    check_routing_on(small_fixture_router(), input)?;
+    check_routing_on(fixture_router(), input)
 }
 
 fn check_routing_on(router: &TokenRouter, input: &str) -> Result<Option<Route>, TestCaseError> {
@@ -849,13 +748,18 @@ fn check_routing_on(router: &TokenRouter, input: &str) -> Result<Option<Route>, 
         .and_then(|u| router.match_url(u))
         .map(|b| b.route().clone());
     if let Some(u) = &url {
-        prop_assert_eq!(hit.as_ref(), reference(router, u), "{}", input);
+        prop_assert_eq!(
+            hit.as_ref(),
+            reference_match(router.routes(), u),
+            "{}",
+            input
+        );
         if let Some(r) = &hit {
             prop_assert_eq!(u.scheme(), scheme_of(r));
             prop_assert_eq!(u.host_str(), Some(r.host()));
             prop_assert_eq!(u.port_or_known_default(), Some(r.port()));
             prop_assert!(u.username().is_empty() && u.password().is_none());
-            prop_assert!(prefix_ok(r.path_prefix(), u.path()));
+            prop_assert!(reference_prefix_matches(r.path_prefix(), u.path()));
         }
     }
     // On an input already in the URL parser's canonical form (up to the case of the scheme
@@ -881,7 +785,7 @@ fn check_routing_on(router: &TokenRouter, input: &str) -> Result<Option<Route>, 
         let authority = uri.authority().unwrap();
         prop_assert!(!authority.as_str().contains('@'), "{}", input);
         prop_assert!(authority.host().eq_ignore_ascii_case(r.host()));
-        prop_assert!(prefix_ok(r.path_prefix(), uri.path()));
+        prop_assert!(reference_prefix_matches(r.path_prefix(), uri.path()));
         prop_assert_eq!(
             hit.as_ref(),
             Some(r),
@@ -893,7 +797,7 @@ fn check_routing_on(router: &TokenRouter, input: &str) -> Result<Option<Route>, 
 }
 
 fn url_parts() -> impl Strategy<Value = (String, String, String, String, String, String)> {
-    let hosts: Vec<String> = HOSTS
+    let hosts: Vec<String> = FIXTURE_HOSTS
         .iter()
         .flat_map(|h| {
             [
@@ -974,7 +878,7 @@ proptest! {
         // parsed URL decides what the request really names: the URL standard reads `127.0.0.1.`
         // as `127.0.0.1` and drops an empty user info (`https://:@host/` is `https://host/`).
         let parsed = url::Url::parse(&input).ok();
-        let own_host = parsed.as_ref().and_then(|u| u.host_str()).is_some_and(|h| HOSTS.contains(&h));
+        let own_host = parsed.as_ref().and_then(|u| u.host_str()).is_some_and(|h| FIXTURE_HOSTS.contains(&h));
         let user_info = parsed.as_ref().is_some_and(|u| !u.username().is_empty() || u.password().is_some());
         if !own_host || user_info || (!userinfo.is_empty() && userinfo != ":@") {
             prop_assert!(hit.is_none(), "{}", input);
@@ -983,16 +887,16 @@ proptest! {
 
     #[test]
     fn routing_prefixes_match_whole_segments(route_index in 0usize..9, tail in "[a-z0-9._~-]{1,8}", more in "(/[a-z0-9]{0,6}){0,3}") {
-        let routes: Vec<&Route> = router().routes().collect();
+        let routes: Vec<&Route> = fixture_router().routes().collect();
         let r = routes[route_index % routes.len()];
         let origin = format!("{}://{}:{}", scheme_of(r), r.host(), r.port());
         // prefix + "x…": never this route (e.g. `/apix` is not `/api`).
-        if !r.path_prefix().is_empty() && !is_dot_segment(&tail) {
+        if !r.path_prefix().is_empty() && !reference_is_dot_segment(&tail) {
             let hit = check_routing(&format!("{origin}{}{tail}{more}", r.path_prefix()))?;
             prop_assert!(hit.as_ref() != Some(r));
         }
         // prefix + "/…": this route or a more specific one on the same origin.
-        if !is_dot_segment(&tail) {
+        if !reference_is_dot_segment(&tail) {
             let hit = check_routing(&format!("{origin}{}/{tail}{more}", r.path_prefix()))?;
             let hit = hit.expect("a path under the prefix matches");
             prop_assert_eq!(hit.host(), r.host());
@@ -1008,7 +912,7 @@ proptest! {
 #[test]
 fn both_matchers_find_routes_for_hosts_in_any_case() {
     let mut matched = 0;
-    for router in [router(), small_router()] {
+    for router in [fixture_router(), small_fixture_router()] {
         for r in router.routes() {
             let scheme = scheme_of(r);
             let default = if r.is_https() { 443 } else { 80 };
@@ -1054,13 +958,15 @@ fn a_backslash_in_a_request_uri_path_gets_no_token() {
         "https://graph.microsoft.com/v1.0\\me",
     ] {
         let uri: http::Uri = input.parse().unwrap();
-        assert!(router().match_uri(&uri).is_none(), "{input}");
-        assert!(small_router().match_uri(&uri).is_none(), "{input}");
+        assert!(fixture_router().match_uri(&uri).is_none(), "{input}");
+        assert!(small_fixture_router().match_uri(&uri).is_none(), "{input}");
     }
     let url = url::Url::parse("https://orders.example.com/api\\admin/x").unwrap();
     assert_eq!(url.path(), "/api/admin/x");
     assert_eq!(
-        router().match_url(&url).map(|b| b.route().path_prefix()),
+        fixture_router()
+            .match_url(&url)
+            .map(|b| b.route().path_prefix()),
         Some("/api/admin")
     );
 }

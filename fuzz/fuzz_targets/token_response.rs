@@ -85,8 +85,11 @@ fn check(data: &[u8], content_type: Option<&str>) {
                     Some(at - c.sent_monotonic)
                 );
             }
-            // The header value is the scheme and the secret.
-            let header = token.header_value();
+            // The header value is the scheme and the secret (the parser refuses what a header
+            // cannot carry, so a parsed token always has one).
+            let header = token
+                .header_value()
+                .expect("a parsed token has a header value");
             assert!(header.is_sensitive());
             assert_eq!(header.as_bytes(), format!("{tt} {secret}").as_bytes());
         }

@@ -217,6 +217,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sensitive_headers_are_marked_and_redacted() {
+        let header = sensitive_header("Bearer eyJ-canary-secret").unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header.as_bytes(), b"Bearer eyJ-canary-secret");
+        assert!(!format!("{header:?}").contains("canary"));
+        assert!(sensitive_header(b"tab\tis allowed").is_some());
+        for bad in [&b"line\nbreak"[..], b"nul\0", b"del\x7f"] {
+            assert!(sensitive_header(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_raw_response_never_shows_its_body() {
         let r = RawResponse {
             status: 200,

@@ -71,6 +71,9 @@ mod retry;
 mod routing;
 mod secret;
 mod source_kind;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 pub mod time;
 mod token;
 mod workload_identity;
@@ -113,14 +116,4 @@ pub mod credentials {
 pub mod middleware {
     pub use crate::cache::TokenVersion;
     pub use crate::routing::{BearerChallenge, BoundRoute, RouteKey, SentKey, TokenRouterBuilder};
-}
-
-/// Helpers for tests of code that uses this crate (the `test-util` feature): a manual clock,
-/// an instant timer and a fixed jitter, so tests step time instead of sleeping.
-#[cfg(feature = "test-util")]
-pub mod test_util {
-    pub use crate::time::{FixedJitter, InstantSleep, ManualClock};
-
-    #[doc(hidden)]
-    pub use crate::routing::__route_keys_past_32_bits;
 }

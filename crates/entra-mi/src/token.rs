@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
+use zeroize::Zeroizing;
 
 use crate::secret::Secret;
 
@@ -98,13 +99,12 @@ impl AccessToken {
             return None;
         }
         let secret = self.secret();
-        let mut bytes = Vec::with_capacity(self.token_type.len() + 1 + secret.len());
+        let mut bytes =
+            Zeroizing::new(Vec::with_capacity(self.token_type.len() + 1 + secret.len()));
         bytes.extend_from_slice(self.token_type.as_bytes());
         bytes.push(b' ');
         bytes.extend_from_slice(secret.as_bytes());
-        let mut value = HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok()?;
-        value.set_sensitive(true);
-        Some(value)
+        crate::http::sensitive_header(&*bytes)
     }
 
     /// How long the token stays valid from now: by the deadline on `time`'s monotonic clock

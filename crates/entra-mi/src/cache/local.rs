@@ -95,13 +95,13 @@ struct Held {
     own: OnceCell<HeaderValue>,
 }
 
-/// A copy of `header` in storage of its own, already shared so that clones never allocate.
+/// A copy of `header` (an `Authorization` value, so marked sensitive like it) in storage of its
+/// own, already shared so that clones never allocate.
 #[cold]
 fn own_copy(header: &HeaderValue) -> HeaderValue {
-    let Ok(mut own) = HeaderValue::from_bytes(header.as_bytes()) else {
+    let Some(own) = crate::http::sensitive_header(header.as_bytes()) else {
         return header.clone();
     };
-    own.set_sensitive(header.is_sensitive());
     drop(own.clone());
     own
 }
