@@ -155,14 +155,20 @@ impl TokenHandle {
     ///
     /// The cache is looked at when this is called, so on a hit the future is ready at its
     /// first poll and costs about what [`cached_header`](Self::cached_header) does.
-    #[inline]
+    // Forced inline for the reason `try_header` is: a call would return the future through
+    // memory, and the caller's first read of it would wait for those stores to drain.
+    #[inline(always)]
     pub fn header(&self) -> impl Future<Output = Result<HeaderValue, Error>> + Send + '_ {
         match self.cached_header() {
             Some(header) => Header::Ready(Some(header)),
-            None => Header::Waiting(Box::pin(
-                async move { Ok(self.wait().await?.header.clone()) },
-            )),
+            None => Header::Waiting(self.wait_for_header()),
         }
+    }
+
+    /// The waiting path of [`header`](Self::header), out of line and boxed.
+    #[inline(never)]
+    fn wait_for_header(&self) -> Pin<Box<HeaderWait<'_>>> {
+        Box::pin(async move { Ok(self.wait().await?.header.clone()) })
     }
 
     /// [`header`](Self::header) with the [`TokenVersion`] of the token served: keep the
@@ -251,13 +257,16 @@ impl TokenHandle {
 /// future of a hit stays two words).
 enum Header<'a> {
     Ready(Option<HeaderValue>),
-    Waiting(Pin<Box<dyn Future<Output = Result<HeaderValue, Error>> + Send + 'a>>),
+    Waiting(Pin<Box<HeaderWait<'a>>>),
 }
+
+/// The boxed waiting path of [`TokenHandle::header`].
+type HeaderWait<'a> = dyn Future<Output = Result<HeaderValue, Error>> + Send + 'a;
 
 impl Future for Header<'_> {
     type Output = Result<HeaderValue, Error>;
 
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             Header::Ready(header) => match header.take() {
