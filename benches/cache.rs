@@ -32,6 +32,8 @@ use entra_mi::{Audience, TokenProvider};
 use http::HeaderValue;
 
 /// Polls a future once; the cache's hit path is ready at once.
+// Inlined, as `.await` in an async fn is: the output goes straight to the caller.
+#[inline(always)]
 fn poll_once<F: std::future::Future>(f: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     match pin!(f).poll(&mut cx) {
