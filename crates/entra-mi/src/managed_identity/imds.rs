@@ -98,6 +98,39 @@ impl Source for Imds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::SourceError;
+
+    fn imds() -> Imds {
+        Imds::new(
+            "http://169.254.169.254/metadata/identity/oauth2/token"
+                .parse()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn docker_desktops_403_is_no_imds_and_other_403s_are_refusals() {
+        let docker = RawResponse::for_tests(
+            403,
+            "application/json",
+            r#"{"error":"connection_error","error_description":"A socket operation was attempted to an unreachable network."}"#,
+        );
+        let e = imds().classify(&docker, 1, false);
+        assert!(e.is_unavailable(), "{e}");
+        assert!(e.is_foreign_answer(), "{e}");
+        let refused = RawResponse::for_tests(
+            403,
+            "application/json",
+            r#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+        );
+        let e = imds().classify(&refused, 1, false);
+        assert!(
+            matches!(e, Error::Source(SourceError::Refused { .. })),
+            "{e:?}"
+        );
+        let html = RawResponse::for_tests(403, "text/html", "<html><body>Proxy</body></html>");
+        assert!(imds().classify(&html, 1, false).is_foreign_answer());
+    }
 
     #[test]
     fn the_request_names_the_identity_as_imds_does() {
