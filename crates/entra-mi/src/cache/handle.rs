@@ -165,9 +165,12 @@ impl TokenHandle {
         }
     }
 
-    /// The waiting path of [`header`](Self::header), out of line and boxed.
+    /// The waiting path of [`header`](Self::header), out of line and boxed (its concrete
+    /// type, not a `dyn Future`, which costs a hit more).
     #[inline(never)]
-    fn wait_for_header(&self) -> Pin<Box<HeaderWait<'_>>> {
+    fn wait_for_header(
+        &self,
+    ) -> Pin<Box<impl Future<Output = Result<HeaderValue, Error>> + Send + '_>> {
         Box::pin(async move { Ok(self.wait().await?.header.clone()) })
     }
 
@@ -253,17 +256,13 @@ impl TokenHandle {
     }
 }
 
-/// The future of [`TokenHandle::header`]: ready at once on a hit, else the boxed wait (so the
-/// future of a hit stays two words).
-enum Header<'a> {
+/// The future of [`TokenHandle::header`]: ready at once on a hit, else the boxed wait.
+enum Header<W> {
     Ready(Option<HeaderValue>),
-    Waiting(Pin<Box<HeaderWait<'a>>>),
+    Waiting(Pin<Box<W>>),
 }
 
-/// The boxed waiting path of [`TokenHandle::header`].
-type HeaderWait<'a> = dyn Future<Output = Result<HeaderValue, Error>> + Send + 'a;
-
-impl Future for Header<'_> {
+impl<W: Future<Output = Result<HeaderValue, Error>>> Future for Header<W> {
     type Output = Result<HeaderValue, Error>;
 
     #[inline(always)]
