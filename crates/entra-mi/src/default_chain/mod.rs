@@ -7,6 +7,8 @@ use std::fmt;
 
 mod builder;
 mod chain;
+#[cfg(test)]
+mod features;
 mod probe;
 
 pub use builder::DefaultCredentialBuilder;
