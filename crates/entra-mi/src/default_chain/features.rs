@@ -16,7 +16,10 @@ fn build(vars: &[(&str, &str)]) -> Result<DefaultCredential, Error> {
 fn feature_disabled(result: Result<DefaultCredential, Error>) -> (String, &'static str, String) {
     let e = match result {
         Err(e) => e,
-        Ok(chain) => panic!("expected FeatureDisabled, got a chain of {:?}", chain.links()),
+        Ok(chain) => panic!(
+            "expected FeatureDisabled, got a chain of {:?}",
+            chain.links()
+        ),
     };
     let shown = e.to_string();
     match e {

@@ -13,7 +13,9 @@ pub enum ConfigurationError {
         reason: String,
     },
     /// A credential this build of entra-mi leaves out was asked for: its cargo feature is off.
-    #[error("invalid configuration: {setting}: {credential} needs entra-mi's `{feature}` cargo feature, which this build does not enable")]
+    #[error(
+        "invalid configuration: {setting}: {credential} needs entra-mi's `{feature}` cargo feature, which this build does not enable"
+    )]
     FeatureDisabled {
         /// Where the credential was asked for (an environment variable or builder option).
         setting: String,
