@@ -44,6 +44,27 @@
 //! computes thumbprints and signs certificate assertions (RSA-PSS/SHA-256). PEM is read with
 //! `rustls-pki-types`, PKCS#12 with `p12-keystore` (pure Rust, maintained, PBES2/AES and legacy
 //! PBES1 files), and certificate validity and key matching with `x509-parser`.
+//!
+//! # Cargo features
+//!
+//! All on by default; a build that needs only managed identity can turn them off
+//! (`entra-mi = { version = "0.1", default-features = false }`) and compiles neither
+//! certificate parsing nor process spawning.
+//!
+//! | feature | what it adds | dependencies it brings |
+//! |---|---|---|
+//! | `client-certificate` | `ClientCertificateCredential`, and the certificate half of [`DefaultCredential`]'s environment link | `x509-parser`, `p12-keystore` |
+//! | `azure-cli` | `AzureCliCredential`, and [`DefaultCredential`]'s Azure CLI link | tokio's `process` support |
+//! | `test-util` | `test_util`: a manual clock, an instant sleep and a fixed jitter for tests | none |
+//!
+//! With a feature off, [`DefaultCredential`] leaves its link out of the default chain, and
+//! naming that credential (in `AZURE_TOKEN_CREDENTIALS`, with
+//! [`links`](credentials::DefaultCredentialBuilder::links), or by setting
+//! `AZURE_CLIENT_CERTIFICATE_PATH` for the environment link) is a configuration error,
+//! [`ConfigurationError::FeatureDisabled`](error::ConfigurationError::FeatureDisabled), that
+//! names the feature to enable. Service Fabric's pinned TLS needs only `rustls` and
+//! `aws-lc-rs`, which `reqwest`'s TLS brings anyway, so every managed-identity source is
+//! always built.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "fuzzing")]
@@ -51,8 +72,10 @@
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
 mod audience;
+#[cfg(feature = "azure-cli")]
 mod azure_cli;
 mod cache;
+#[cfg(feature = "client-certificate")]
 mod client_certificate;
 mod client_secret;
 mod credential;
@@ -94,7 +117,11 @@ pub use token::AccessToken;
 /// secret and certificate, workload identity, a managed identity as an app's federated
 /// credential, the Azure CLI, and the pieces of the default chain.
 pub mod credentials {
+    #[cfg(feature = "azure-cli")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "azure-cli")))]
     pub use crate::azure_cli::{AzureCliCredential, AzureCliCredentialBuilder};
+    #[cfg(feature = "client-certificate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client-certificate")))]
     pub use crate::client_certificate::{
         ClientCertificate, ClientCertificateCredential, ClientCertificateCredentialBuilder,
     };

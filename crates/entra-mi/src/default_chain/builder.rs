@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::ChainLink;
 use super::chain::{DefaultCredential, Link, Slot};
 use super::probe::Probe;
+#[cfg(feature = "azure-cli")]
 use crate::azure_cli::AzureCliCredential;
+#[cfg(feature = "client-certificate")]
 use crate::client_certificate::ClientCertificateCredential;
 use crate::client_secret::ClientSecretCredential;
 use crate::entra::AZURE_CLIENT_ID;
@@ -49,7 +51,9 @@ impl DefaultCredentialBuilder {
     }
 
     /// Use exactly these links, in this order (default: all four, or what
-    /// `AZURE_TOKEN_CREDENTIALS` selects).
+    /// `AZURE_TOKEN_CREDENTIALS` selects). A link whose cargo feature is off (the Azure CLI
+    /// without `azure-cli`) makes [`build`](Self::build) fail with
+    /// [`ConfigurationError::FeatureDisabled`](crate::error::ConfigurationError::FeatureDisabled).
     pub fn links(mut self, links: &[ChainLink]) -> Self {
         self.links = Some(links.to_vec());
         self
@@ -102,13 +106,28 @@ impl DefaultCredentialBuilder {
     /// Reads the environment, validates every configured link and builds the chain.
     ///
     /// Fails with [`Error::Configuration`] when `AZURE_TOKEN_CREDENTIALS` has an unknown value
-    /// (the message lists the valid ones) or a link's variables are set but malformed.
+    /// (the message lists the valid ones), a link's variables are set but malformed, or a
+    /// link is asked for whose cargo feature this build leaves off
+    /// ([`ConfigurationError::FeatureDisabled`](crate::error::ConfigurationError::FeatureDisabled)).
+    /// Without being asked for, such a link is left out of the chain.
     pub fn build(self) -> Result<DefaultCredential, Error> {
-        let selected = match (&self.links, self.env.get(AZURE_TOKEN_CREDENTIALS)) {
-            (Some(links), _) => links.clone(),
-            (None, None) => ChainLink::ALL.to_vec(),
-            (None, Some(v)) => parse_selection(&v)?,
+        let (selected, selected_by) = match (&self.links, self.env.get(AZURE_TOKEN_CREDENTIALS)) {
+            (Some(links), _) => (links.clone(), LINKS_OPTION),
+            (None, None) => (
+                ChainLink::ALL
+                    .into_iter()
+                    .filter(|l| l.disabled_feature().is_none())
+                    .collect(),
+                LINKS_OPTION,
+            ),
+            (None, Some(v)) => (parse_selection(&v)?, AZURE_TOKEN_CREDENTIALS),
         };
+        if let Some((link, feature)) = selected
+            .iter()
+            .find_map(|l| l.disabled_feature().map(|f| (l, f)))
+        {
+            return Err(feature_disabled(selected_by, link.env_name(), feature));
+        }
         let explicit_mi = selected == [ChainLink::ManagedIdentity];
         let mut links = Vec::new();
         for kind in selected {
@@ -186,13 +205,7 @@ impl DefaultCredentialBuilder {
                     });
                     continue;
                 }
-                ChainLink::AzureCli => Slot::Ready(Arc::new(
-                    AzureCliCredential::builder()
-                        .environment(self.env.clone())
-                        .time_source(self.time.clone())
-                        .timeout(self.cli_timeout)
-                        .build()?,
-                )),
+                ChainLink::AzureCli => self.azure_cli_link(selected_by)?,
             };
             links.push(Link {
                 kind,
@@ -225,6 +238,11 @@ impl DefaultCredentialBuilder {
             })) => reason,
             Err(e) => return Err(e),
         };
+        self.certificate_link(secret)
+    }
+
+    #[cfg(feature = "client-certificate")]
+    fn certificate_link(&self, secret: String) -> Result<Slot, Error> {
         match ClientCertificateCredential::builder_from_environment(&self.env) {
             Ok(mut b) => {
                 if let Some(h) = &self.authority_host {
@@ -245,6 +263,64 @@ impl DefaultCredentialBuilder {
             Err(e) => Err(e),
         }
     }
+
+    /// Without the `client-certificate` feature: an environment that configures a certificate
+    /// (tenant, client id and certificate path all set) is refused with the feature to enable,
+    /// rather than skipped in favour of another identity.
+    #[cfg(not(feature = "client-certificate"))]
+    fn certificate_link(&self, secret: String) -> Result<Slot, Error> {
+        let configured = [
+            crate::entra::AZURE_TENANT_ID,
+            AZURE_CLIENT_ID,
+            AZURE_CLIENT_CERTIFICATE_PATH,
+        ]
+        .iter()
+        .all(|name| self.env.get(name).is_some());
+        if configured {
+            return Err(feature_disabled(
+                AZURE_CLIENT_CERTIFICATE_PATH,
+                "ClientCertificateCredential",
+                "client-certificate",
+            ));
+        }
+        Ok(Slot::Unconfigured(format!(
+            "{secret} (and AZURE_CLIENT_CERTIFICATE_PATH is not set either)"
+        )))
+    }
+
+    #[cfg(feature = "azure-cli")]
+    fn azure_cli_link(&self, _selected_by: &str) -> Result<Slot, Error> {
+        Ok(Slot::Ready(Arc::new(
+            AzureCliCredential::builder()
+                .environment(self.env.clone())
+                .time_source(self.time.clone())
+                .timeout(self.cli_timeout)
+                .build()?,
+        )))
+    }
+
+    #[cfg(not(feature = "azure-cli"))]
+    fn azure_cli_link(&self, selected_by: &str) -> Result<Slot, Error> {
+        Err(feature_disabled(
+            selected_by,
+            ChainLink::AzureCli.env_name(),
+            "azure-cli",
+        ))
+    }
+}
+
+/// Where a selection of links came from when it was not `AZURE_TOKEN_CREDENTIALS`.
+const LINKS_OPTION: &str = "DefaultCredentialBuilder::links";
+
+#[cfg(not(feature = "client-certificate"))]
+const AZURE_CLIENT_CERTIFICATE_PATH: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
+
+fn feature_disabled(setting: &str, credential: &'static str, feature: &'static str) -> Error {
+    Error::Configuration(crate::error::ConfigurationError::FeatureDisabled {
+        setting: setting.to_owned(),
+        credential,
+        feature,
+    })
 }
 
 fn parse_selection(value: &str) -> Result<Vec<ChainLink>, Error> {

@@ -25,6 +25,12 @@ const NONE: usize = usize::MAX;
 /// (the Azure CLI), or one link's name (`EnvironmentCredential`, `WorkloadIdentityCredential`,
 /// `ManagedIdentityCredential`, `AzureCliCredential`).
 ///
+/// * A link whose cargo feature is off is left out: the Azure CLI without `azure-cli`, the
+///   certificate half of the environment link without `client-certificate`. Asking for it
+///   (`AZURE_TOKEN_CREDENTIALS=AzureCliCredential` or `dev`, a certificate configured in the
+///   environment) fails [`build`](super::DefaultCredentialBuilder::build) with
+///   [`ConfigurationError::FeatureDisabled`](crate::error::ConfigurationError::FeatureDisabled),
+///   which names the feature.
 /// * A link whose configuration is absent is skipped; a configured link that fails stops the
 ///   chain with its error (no silent switch to another identity).
 /// * When the managed-identity link would use IMDS and no other managed-identity variable is

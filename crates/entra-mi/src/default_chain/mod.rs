@@ -7,6 +7,8 @@ use std::fmt;
 
 mod builder;
 mod chain;
+#[cfg(test)]
+mod features;
 mod probe;
 
 pub use builder::DefaultCredentialBuilder;
@@ -17,13 +19,15 @@ pub use chain::DefaultCredential;
 #[non_exhaustive]
 pub enum ChainLink {
     /// A client secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`), else a
-    /// client certificate (`AZURE_CLIENT_CERTIFICATE_PATH`, …) from the environment.
+    /// client certificate (`AZURE_CLIENT_CERTIFICATE_PATH`, …; cargo feature
+    /// `client-certificate`) from the environment.
     Environment,
     /// [`WorkloadIdentityCredential`](crate::WorkloadIdentityCredential) from its environment variables.
     WorkloadIdentity,
     /// [`ManagedIdentityCredential`](crate::ManagedIdentityCredential), source detected from the environment.
     ManagedIdentity,
-    /// [`AzureCliCredential`](crate::AzureCliCredential).
+    /// [`AzureCliCredential`](crate::credentials::AzureCliCredential) (cargo feature
+    /// `azure-cli`; without it the default chain leaves this link out).
     AzureCli,
 }
 
@@ -45,6 +49,14 @@ impl ChainLink {
             ChainLink::WorkloadIdentity => "WorkloadIdentityCredential",
             ChainLink::ManagedIdentity => "ManagedIdentityCredential",
             ChainLink::AzureCli => "AzureCliCredential",
+        }
+    }
+
+    /// The cargo feature this link needs when this build leaves it off.
+    pub(crate) fn disabled_feature(self) -> Option<&'static str> {
+        match self {
+            ChainLink::AzureCli if !cfg!(feature = "azure-cli") => Some("azure-cli"),
+            _ => None,
         }
     }
 

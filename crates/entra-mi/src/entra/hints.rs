@@ -37,6 +37,7 @@ pub(crate) fn aadsts_hint(code: u32) -> Option<&'static str> {
 }
 
 /// The AADSTS codes quoted in `text` (`AADSTS700082: …`), in order.
+#[cfg(any(feature = "azure-cli", test))]
 pub(crate) fn aadsts_codes(text: &str) -> Vec<u32> {
     text.match_indices("AADSTS")
         .filter_map(|(i, m)| {

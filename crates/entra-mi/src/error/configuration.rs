@@ -12,6 +12,18 @@ pub enum ConfigurationError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A credential this build of entra-mi leaves out was asked for: its cargo feature is off.
+    #[error(
+        "invalid configuration: {setting}: {credential} needs entra-mi's `{feature}` cargo feature, which this build does not enable"
+    )]
+    FeatureDisabled {
+        /// Where the credential was asked for (an environment variable or builder option).
+        setting: String,
+        /// The credential asked for.
+        credential: &'static str,
+        /// The cargo feature of the `entra-mi` crate that brings it.
+        feature: &'static str,
+    },
     /// The audience string cannot name an API.
     #[error("invalid audience {input:?}: {reason}")]
     Audience {

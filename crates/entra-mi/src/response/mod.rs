@@ -11,6 +11,8 @@ mod retry_after;
 mod token;
 
 pub(crate) use body::{ErrorBody, answered_for_another, error_body, json_object};
-pub(crate) use expiry::{MAX_LIFETIME, SentAt};
+#[cfg(any(feature = "azure-cli", feature = "fuzzing"))]
+pub(crate) use expiry::MAX_LIFETIME;
+pub(crate) use expiry::SentAt;
 pub(crate) use retry_after::retry_after;
 pub(crate) use token::{parse_token, token_from_map};
