@@ -69,7 +69,7 @@ impl EntraOptions {
 macro_rules! entra_builder_methods {
     () => {
         /// The cloud's authority host (default: `AZURE_AUTHORITY_HOST` where the credential
-        /// reads the environment, else [`crate::authority::AZURE_PUBLIC_CLOUD`]). It must be
+        /// reads the environment, else [`AZURE_PUBLIC_CLOUD`](crate::credentials::authority::AZURE_PUBLIC_CLOUD)). It must be
         /// `https`.
         pub fn authority_host(mut self, host: impl Into<String>) -> Self {
             self.opts.authority_host = Some(host.into());
