@@ -20,7 +20,8 @@ pub(crate) const AZURE_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
 /// The secret is sent form-encoded in the body; `Debug` never shows it.
 ///
 /// ```no_run
-/// use entra_mi::{Audience, ClientSecretCredential, TokenCredential, TokenRequest};
+/// use entra_mi::credentials::ClientSecretCredential;
+/// use entra_mi::{Audience, TokenCredential, TokenRequest};
 /// # async fn run() -> Result<(), entra_mi::Error> {
 /// let credential = ClientSecretCredential::builder(
 ///     "contoso.onmicrosoft.com",

@@ -53,7 +53,8 @@ const ASSERTION_REFUSED: &[u32] = &[700024, 700027, 50027, 70021, 700211, 700212
 /// for another caller's fetch, the fetch and the exchange. `Debug` never shows the assertion.
 ///
 /// ```no_run
-/// use entra_mi::{Audience, FederatedManagedIdentityCredential, ManagedIdentityCredential, TokenCredential, TokenRequest};
+/// use entra_mi::credentials::FederatedManagedIdentityCredential;
+/// use entra_mi::{Audience, ManagedIdentityCredential, TokenCredential, TokenRequest};
 /// # async fn run() -> Result<(), entra_mi::Error> {
 /// let credential = FederatedManagedIdentityCredential::builder(
 ///     "contoso.onmicrosoft.com",

@@ -795,7 +795,7 @@ impl BearerChallenge {
     /// padded or not. Anything it cannot read is ignored.
     ///
     /// ```
-    /// use entra_mi::BearerChallenge;
+    /// use entra_mi::middleware::BearerChallenge;
     /// let mut headers = http::HeaderMap::new();
     /// headers.append("www-authenticate", r#"Basic realm="x", Bearer realm="", error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ==""#.parse().unwrap());
     /// assert_eq!(
