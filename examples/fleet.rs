@@ -4,6 +4,9 @@
 //! them. Prints the refresh-time histogram and the peak refresh rate per second, both ways.
 //!
 //! Run: `cargo run --release --example fleet` (virtual time: it takes seconds, not hours).
+//! With `-- --csv <file>` it also writes the refreshes of every second of the window, both
+//! ways, as CSV (`second,without_jitter,with_jitter`, seconds since the replicas started),
+//! which `cargo run -p entra-mi-charts -- fleet <file> <svg>` draws.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,10 @@ use entra_mi::{AccessToken, Audience, Error, TokenCredential, TokenProvider, Tok
 
 const REPLICAS: usize = 10_000;
 const LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Nothing can be due before half-life minus the largest jitter (5 min): the simulation jumps
+/// to a minute before that, then walks second by second for this many seconds.
+const WINDOW_START: Duration = Duration::from_secs(12 * 3600 - 6 * 60);
+const WINDOW_SECONDS: u64 = 7 * 60;
 
 /// A token endpoint on the virtual clock that records when each refresh reached it.
 #[derive(Debug)]
@@ -71,11 +78,10 @@ async fn simulate(jitter: Arc<dyn Jitter>) -> BTreeMap<u64, u64> {
     let received = |e: &Endpoint| e.calls.lock().unwrap().values().sum::<u64>();
     let baseline = started(&providers) - received(&endpoint);
     endpoint.calls.lock().unwrap().clear();
-    // Nothing can be due before half-life minus the largest jitter (5 min): jump there, then
-    // walk second by second, every replica making one request per second.
-    let window_start = LIFETIME / 2 - Duration::from_secs(6 * 60);
-    clock.advance(window_start);
-    for _ in 0..(7 * 60) {
+    // Jump to the window, then walk second by second, every replica making one request per
+    // second.
+    clock.advance(WINDOW_START);
+    for _ in 0..WINDOW_SECONDS {
         clock.advance(Duration::from_secs(1));
         for h in &handles {
             let _ = h.cached_header().expect("never expired");
@@ -119,7 +125,31 @@ fn report(name: &str, calls: &BTreeMap<u64, u64>) {
     }
 }
 
+/// Writes the refreshes per second of the window, both ways, as CSV.
+fn write_csv(
+    path: &str,
+    without: &BTreeMap<u64, u64>,
+    with: &BTreeMap<u64, u64>,
+) -> std::io::Result<()> {
+    let mut csv = String::from("second,without_jitter,with_jitter\n");
+    let first = WINDOW_START.as_secs() + 1;
+    for second in first..first + WINDOW_SECONDS {
+        let count = |c: &BTreeMap<u64, u64>| c.get(&second).copied().unwrap_or(0);
+        csv.push_str(&format!("{second},{},{}\n", count(without), count(with)));
+    }
+    std::fs::write(path, csv)
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let csv = match args.as_slice() {
+        [] => None,
+        [flag, path] if flag == "--csv" => Some(path.clone()),
+        _ => {
+            eprintln!("usage: fleet [--csv <file>]");
+            std::process::exit(2);
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -133,5 +163,9 @@ fn main() {
         report("with the cache's jitter (up to 5 min early)", &with);
         let peak = |c: &BTreeMap<u64, u64>| c.values().copied().max().unwrap_or(0);
         println!("\npeak refresh rate: {} /s without jitter, {} /s with it ({}x lower)", peak(&without), peak(&with), peak(&without) / peak(&with).max(1));
+        if let Some(path) = csv {
+            write_csv(&path, &without, &with).expect("write the CSV file");
+            println!("refreshes per second written to {path}");
+        }
     });
 }

@@ -1,4 +1,4 @@
-//! Pitfall 34: a credential keeps one pooled HTTP client, so sequential token requests travel
+//! A credential keeps one pooled HTTP client, so sequential token requests travel
 //! over one kept-alive TCP connection instead of opening a socket each (socket and SNAT
 //! exhaustion on App Service, Functions and Container Apps).
 //!

@@ -234,7 +234,7 @@ async fn something_that_is_no_imds_on_169_254_lets_the_chain_move_on() {
     // Docker Desktop answers 169.254.169.254 itself: the probe gets an answer, then the token
     // request gets a 403 saying the network is unreachable. A proxy or captive portal answers
     // with a page. None of them is a managed-identity endpoint, so the chain goes on to the
-    // Azure CLI (pitfall: "separate not available here from available but failed").
+    // Azure CLI: a managed identity that is not there differs from one that is there and fails.
     let docker = json!({"error": "unreachable", "error_description": "connecting to 169.254.169.254:80: connecting to 169.254.169.254:80: dial tcp 169.254.169.254:80: connect: network is unreachable"});
     let cases = [
         ("docker-403", Reply::json(403, docker)),

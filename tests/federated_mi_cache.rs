@@ -1,4 +1,4 @@
-//! Pitfall 14: `FederatedManagedIdentityCredential` caches the managed identity's assertion
+//! `FederatedManagedIdentityCredential` caches the managed identity's assertion
 //! (its token for `api://AzureADTokenExchange`) and reuses it for every audience and tenant
 //! until five minutes before it expires; concurrent callers share one fetch; an assertion
 //! Entra refuses is dropped. Against the emulator, which really validates the assertion.

@@ -585,7 +585,8 @@ async fn a_claims_challenge_makes_service_fabric_replace_its_cached_token() {
         "lowercase hex SHA-256"
     );
     assert!(!format!("{named:?}").contains(replaced.secret()));
-    // The example of MSAL.NET's revocation design (protocols §13.3).
+    // The example of MSAL.NET's token revocation design:
+    // https://github.com/AzureAD/microsoft-authentication-library-for-dotnet/blob/main/docs/msiv1_token_revocation.md
     let example =
         entra_mi::AccessToken::new("test_token", SystemTime::now() + Duration::from_secs(3600));
     assert_eq!(

@@ -1,31 +1,4 @@
-//! entra-mi credentials for the official Azure SDK for Rust clients, and official credentials
-//! behind entra-mi's cache: an [`azure_core::credentials::TokenCredential`] adapter, both
-//! ways.
-//!
-//! * [`TokenProviderCredential`] — an entra-mi [`TokenProvider`](entra_mi::TokenProvider) (any
-//!   entra-mi credential: every managed-identity source, workload identity, client secret or
-//!   certificate, Azure CLI, the default chain) as the `Arc<dyn TokenCredential>` that the
-//!   official clients (`SecretClient`, `BlobClient`, …) take. Scopes come from the client at
-//!   run time, tokens carry their real `expires_on`, and the cache refreshes them before the
-//!   client's bearer policy asks again.
-//! * [`AzureCoreCredential`] — any `azure_core` credential (an official identity crate's
-//!   developer credential, say) as an entra-mi [`TokenCredential`](entra_mi::TokenCredential),
-//!   so it sits behind entra-mi's cache, routing and middlewares.
-//!
-//! ```no_run
-//! use std::sync::Arc;
-//! use azure_security_keyvault_secrets::SecretClient;
-//! use entra_mi::{Audience, ManagedIdentityCredential, TokenProvider};
-//! use entra_mi_azure::TokenProviderCredential;
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let provider = TokenProvider::new(ManagedIdentityCredential::system_assigned()?);
-//! // Only Key Vault tokens: the client takes its scope from the vault's 401 challenge.
-//! let credential = TokenProviderCredential::new(provider).only_audiences([Audience::key_vault()]);
-//! let client = SecretClient::new("https://my-vault.vault.azure.net", Arc::new(credential), None)?;
-//! let secret = client.get_secret("db-password", None).await?.into_model()?;
-//! # let _ = secret; Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # Errors
 //!

@@ -43,7 +43,18 @@ pub(crate) struct EmulatorArgs {
     /// Print only `NAME=value` lines for the environment (for scripts), then keep serving.
     #[arg(long)]
     print_env: bool,
+    /// Do not give the system-assigned identity Microsoft Graph's `AppRoleAssignment.ReadWrite.All`
+    /// and `Application.Read.All` (without them, `entra-mi perms` against the emulator gets
+    /// Graph's `403 Authorization_RequestDenied`, as an identity without them does in Azure).
+    #[arg(long)]
+    no_graph_admin: bool,
 }
+
+/// Microsoft Graph's resource URI, the audience of the administrator's roles.
+const GRAPH: &str = "https://graph.microsoft.com";
+/// The application permissions `entra-mi perms` needs on Microsoft Graph: reading service
+/// principals and their app roles, and creating and deleting app-role assignments.
+const GRAPH_ADMIN_ROLES: [&str; 2] = ["AppRoleAssignment.ReadWrite.All", "Application.Read.All"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum EnvFor {
@@ -212,6 +223,11 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
     for id in &identities {
         builder = builder.identity(id.clone());
     }
+    // `entra-mi perms` uses the managed identity without a selector, the system-assigned one:
+    // it administers app roles through the emulator's Graph out of the box.
+    if !args.no_graph_admin {
+        builder = builder.roles(&system.object_id, GRAPH, &GRAPH_ADMIN_ROLES);
+    }
     for (who, audience, role) in &s.roles {
         let object_id = if who == "system" {
             &system.object_id
@@ -244,8 +260,11 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
             return Err(Failure::new(format!("cannot wait for Ctrl-C: {e}")));
         }
     };
+    // Where `entra-mi perms` finds the emulator's Microsoft Graph.
+    let graph = ("ENTRA_MI_GRAPH_URL", emulator.base_url());
     let text = if args.print_env {
         env.iter()
+            .chain([&graph])
             .map(|(k, v)| format!("{k}={v}\n"))
             .collect::<String>()
     } else {
@@ -261,6 +280,12 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
                 system.object_id, system.client_id
             ),
         ];
+        if !args.no_graph_admin {
+            lines.push(format!(
+                "    holds {GRAPH} {} (for `entra-mi perms`)",
+                GRAPH_ADMIN_ROLES.join(", ")
+            ));
+        }
         for id in &identities {
             // Names may come from a configuration file.
             lines.push(format!(
@@ -275,6 +300,8 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
         for (k, v) in &env {
             lines.push(format!("  export {k}={v}"));
         }
+        lines.push("point `entra-mi perms` at its Microsoft Graph:".to_owned());
+        lines.push(format!("  export {}={}", graph.0, graph.1));
         lines.push("Ctrl-C stops it.".to_owned());
         lines.join("\n") + "\n"
     };

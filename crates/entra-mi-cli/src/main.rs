@@ -1,7 +1,8 @@
-//! `entra-mi`: managed-identity tokens from the command line, a diagnosis of the environment,
-//! app-role permissions, and a local emulator of the managed-identity endpoints.
+#![doc = include_str!("../README.md")]
 //!
-//! Exit codes, the same for every subcommand (messages on stderr, prefixed `entra-mi: `,
+//! # Exit codes
+//!
+//! The same for every subcommand (messages on stderr, prefixed `entra-mi: `,
 //! never a secret):
 //!
 //! | code | when |
@@ -13,6 +14,7 @@
 //! So flag values the command line alone can judge (a malformed GUID, audience, URL, range)
 //! are checked by clap's value parsers, and every failure at run time is 1: the same command
 //! line is never 2 in one environment and 0 in another.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod claims;
 mod credential;

@@ -1,7 +1,8 @@
-//! A local, protocol-faithful emulator of Azure managed-identity endpoints.
+#![doc = include_str!("../README.md")]
 //!
-//! [`Emulator`] serves, on `127.0.0.1` with a free port, the token endpoints that Azure offers
-//! workloads:
+//! # Endpoints
+//!
+//! [`Emulator`] serves, on `127.0.0.1` with a free port:
 //!
 //! - **IMDS** (VMs, VM scale sets, AKS nodes): `GET /metadata/identity/oauth2/token` with
 //!   `Metadata: true`, selectors `client_id` / `object_id` / `msi_res_id`;
@@ -43,32 +44,6 @@
 //! The emulator is written from the wire protocol alone: it shares no code with the
 //! `entra-mi` client, so a test against it cannot agree with the client's own mistakes.
 //!
-//! # Example
-//!
-//! ```no_run
-//! use entra_mi_emulator::{Emulator, Identity};
-//!
-//! # async fn run() -> Result<(), entra_mi_emulator::EmulatorError> {
-//! let api = Identity::user_assigned("api-caller");
-//! let emulator = Emulator::builder()
-//!     .identity(api.clone())
-//!     .roles(&api.object_id, "api://my-api", &["Orders.Read"])
-//!     .start()
-//!     .await?;
-//!
-//! // Point an App Service client at it …
-//! println!("IDENTITY_ENDPOINT={}", emulator.app_service_endpoint());
-//! println!("IDENTITY_HEADER={}", emulator.identity_header());
-//! // … or an IMDS client (azure-identity, MSAL.NET, Azure SDK for .NET honour this).
-//! println!("AZURE_POD_IDENTITY_AUTHORITY_HOST={}", emulator.imds_host());
-//! // Validate issued tokens with these.
-//! println!("issuer {} keys {}", emulator.issuer(), emulator.jwks_url());
-//!
-//! emulator.shutdown().await;
-//! # Ok(())
-//! # }
-//! ```
-//!
 //! # Crates used
 //!
 //! The server is `axum` on a `hyper` HTTP/1.1 accept loop of its own, so that a fault can drop
@@ -80,6 +55,7 @@
 //! with `tokio-rustls`; thumbprints are computed with `aws-lc-rs` (the TLS provider) and
 //! registered certificates are read with `x509-parser`. That key is a test key: `rsa` makes no constant-time promise
 //! (RUSTSEC-2023-0071), which does not matter for an emulator on loopback.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod directory;
 mod endpoint;

@@ -1,26 +1,4 @@
-//! Managed-identity tokens for [`reqwest`] clients: a [`reqwest_middleware::Middleware`] that
-//! attaches the right `Authorization: Bearer …` header to each request whose URL matches a
-//! route, and recovers once from a `401` that a new token can fix.
-//!
-//! ```no_run
-//! use entra_mi::{ManagedIdentityCredential, Route, TokenProvider};
-//! use entra_mi_reqwest::BearerAuthMiddleware;
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let provider = TokenProvider::new(ManagedIdentityCredential::system_assigned()?);
-//! let auth = BearerAuthMiddleware::builder(&provider)
-//!     .route(Route::microsoft_graph())
-//!     .route(Route::key_vault("https://my-vault.vault.azure.net")?)
-//!     .build()?;
-//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(auth)
-//!     .build();
-//! let response = client
-//!     .get("https://graph.microsoft.com/v1.0/servicePrincipals?$top=5")
-//!     .send()
-//!     .await?;
-//! # let _ = response; Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # What gets a token
 //!

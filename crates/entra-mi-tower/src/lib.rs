@@ -1,20 +1,4 @@
-//! Managed-identity tokens for tower stacks (hyper clients, axum outbound calls): a
-//! [`BearerAuthLayer`] that attaches the right `Authorization: Bearer …` header to each
-//! request whose URI matches a route, and recovers from a `401` a new token can fix.
-//!
-//! ```no_run
-//! use entra_mi::{ManagedIdentityCredential, Route, TokenProvider};
-//! use entra_mi_tower::BearerAuthLayer;
-//! use tower_layer::Layer;
-//!
-//! # fn run<S: Clone>(http_client: S) -> Result<(), entra_mi::Error> {
-//! let provider = TokenProvider::new(ManagedIdentityCredential::system_assigned()?);
-//! let layer = BearerAuthLayer::builder(&provider)
-//!     .route(Route::api("11111111-2222-3333-4444-555555555555", "https://orders.example.com")?)
-//!     .build()?;
-//! let client = layer.layer(http_client); // any `Service<http::Request<B>>`
-//! # let _ = client; Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # The request path
 //!

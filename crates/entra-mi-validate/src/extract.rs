@@ -12,6 +12,7 @@ use crate::claims::Claims;
 
 /// The verified claims of the request's token. A handler taking `Claims` runs only behind a
 /// [`ValidateTokenLayer`](crate::ValidateTokenLayer); `Option<Claims>` is `None` elsewhere.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> FromRequestParts<S> for Claims {
     type Rejection = ClaimsRejection;
 
@@ -24,6 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Claims {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
     type Rejection = Infallible;
 

@@ -1,22 +1,4 @@
-//! The protected API's side of managed identity: validation of Microsoft Entra access
-//! tokens, as a [`TokenValidator`], a tower layer ([`ValidateTokenLayer`], feature `tower`)
-//! and an axum extractor for [`Claims`] (feature `axum`).
-//!
-//! ```no_run
-//! use entra_mi_validate::{Policy, TokenValidator};
-//!
-//! # async fn run(token: &str) -> Result<(), Box<dyn std::error::Error>> {
-//! let validator = TokenValidator::builder()
-//!     .audience("api://orders")
-//!     .tenant("4e7a1f2c-5b3d-4c8e-9a61-0d2f3b4c5e6f")
-//!     .policy(Policy::new().require_roles(["Orders.Read"]))
-//!     .build()?;
-//! match validator.validate(token).await {
-//!     Ok(claims) => println!("caller {:?} holds {:?}", claims.app_id(), claims.roles().collect::<Vec<_>>()),
-//!     Err(e) => println!("refused: {e}"), // "audience: …", "expired: …", "role: …"
-//! }
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! # What is checked, in order
 //!
@@ -128,9 +110,11 @@ pub use policy::Policy;
 pub use validator::TokenValidator;
 
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use crate::tower::{ValidateToken, ValidateTokenLayer};
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::ClaimsRejection;
 
 /// The token parser, for the fuzz targets only (feature `fuzzing`; not a supported API).

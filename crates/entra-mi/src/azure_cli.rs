@@ -28,8 +28,9 @@ const MAX_OUTPUT: u64 = 64 * 1024;
 /// credential's [`Environment`]. The token's expiry is taken from `expires_on` (Azure CLI
 /// 2.54.0 or newer).
 ///
-/// "az not found", "not logged in" and timeouts are [`Error::CredentialUnavailable`] (a chain
-/// moves on); other failures are [`Error::Credential`] with `az`'s message, tokens redacted.
+/// "az not found", "not logged in" and timeouts are [`CredentialError::Unavailable`](crate::error::CredentialError::Unavailable) (a chain
+/// moves on); other failures are [`CredentialError::Failed`](crate::error::CredentialError::Failed)
+/// with `az`'s message, tokens redacted.
 #[derive(Debug, Clone)]
 pub struct AzureCliCredential {
     env: Environment,

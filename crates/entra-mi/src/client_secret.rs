@@ -86,7 +86,7 @@ impl ClientSecretCredential {
     }
 
     /// From `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` and
-    /// `AZURE_AUTHORITY_HOST`; [`Error::CredentialUnavailable`] when one of the first three
+    /// `AZURE_AUTHORITY_HOST`; [`CredentialError::Unavailable`](crate::error::CredentialError::Unavailable) when one of the first three
     /// is not set.
     pub fn from_environment(env: &Environment) -> Result<Self, Error> {
         Self::builder_from_environment(env)?.build()

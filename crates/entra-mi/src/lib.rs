@@ -1,38 +1,13 @@
-//! Microsoft Entra ID tokens from the **managed identity** of the Azure resource your code
-//! runs on — no app registration, no client secret, no Key Vault.
+#![doc = include_str!("../README.md")]
 //!
-//! * [`ManagedIdentityCredential`] gets tokens from the platform's managed-identity endpoint,
-//!   detected from the environment: IMDS (VMs, scale sets, AKS nodes), App Service / Functions /
-//!   Container Apps, Azure Arc, Service Fabric, Azure ML and legacy App Service (2017-09-01),
-//!   Cloud Shell.
-//! * [`DefaultCredential`] is the same code on a laptop: client secret or certificate from the
-//!   environment → [workload identity](credentials::WorkloadIdentityCredential) → managed
-//!   identity → [Azure CLI](credentials::AzureCliCredential),
-//!   selectable with `AZURE_TOKEN_CREDENTIALS`; a managed identity that exists but fails is
-//!   reported, never silently replaced by a developer identity.
-//! * [`credentials`] has the others: client secret and certificate, and
-//!   [`FederatedManagedIdentityCredential`](credentials::FederatedManagedIdentityCredential)
-//!   (a managed identity as the federated credential of a multi-tenant app), on the Entra v2.0
-//!   token endpoint of any cloud ([`credentials::authority`]).
-//! * [`managed_identity`] has source detection and the sources' descriptions; [`error`] the
-//!   error families; [`middleware`] what the reqwest and tower middlewares build on;
-//!   `test_util` (feature `test-util`) a manual clock for tests.
-//! * [`TokenProvider`] caches them per [`Audience`], refreshes them before they expire, and
-//!   hands out ready `Authorization` header values on a lock-free, allocation-free hot path.
+//! # Where things are
 //!
-//! ```no_run
-//! use entra_mi::{Audience, ManagedIdentityCredential, TokenProvider};
-//! # async fn run() -> Result<(), entra_mi::Error> {
-//! // One provider per process: it is cheap to clone and shares its cache.
-//! let provider = TokenProvider::new(ManagedIdentityCredential::system_assigned()?);
-//! // Resolve a handle once per API; each call then costs one atomic load and a clone.
-//! let graph = provider.handle(&Audience::microsoft_graph());
-//! let header = graph.header().await?; // `Bearer …`, marked sensitive
-//! # let _ = header; Ok(()) }
-//! ```
-//!
-//! Tokens never appear in `Debug`, `Display`, errors or logs; neither do client secrets,
-//! assertions, identity headers, Arc key files, federated token files or private keys.
+//! The root holds what most code needs: [`ManagedIdentityCredential`], [`DefaultCredential`],
+//! [`TokenProvider`] and its [`TokenHandle`]s, [`Audience`], [`Route`] and [`TokenRouter`],
+//! [`Error`]. [`credentials`] has the other credentials; [`managed_identity`] source detection
+//! and the sources' descriptions; [`error`] the error families; [`middleware`] what the reqwest
+//! and tower middlewares build on; [`time`] the clock, timer and jitter the cache runs on;
+//! `test_util` (feature `test-util`) a manual clock for tests.
 //!
 //! # Crates used for cryptography and TLS
 //!

@@ -214,6 +214,7 @@ impl TimeSource {
 }
 
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use manual::{FixedJitter, InstantSleep, ManualClock};
 
 #[cfg(feature = "test-util")]

@@ -77,7 +77,7 @@ impl WorkloadIdentityCredential {
     }
 
     /// From `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_FEDERATED_TOKEN_FILE` and
-    /// `AZURE_AUTHORITY_HOST` (what the AKS webhook injects); [`Error::CredentialUnavailable`]
+    /// `AZURE_AUTHORITY_HOST` (what the AKS webhook injects); [`CredentialError::Unavailable`](crate::error::CredentialError::Unavailable)
     /// when one of the first three is not set.
     pub fn from_environment(env: &Environment) -> Result<Self, Error> {
         Self::builder_from_environment(env)?.build()

@@ -111,7 +111,8 @@ fn endpoint_report(detection: &Detection) -> Value {
     })
 }
 
-/// What the API receiving the token validates (pitfall: v1 vs v2 issuers).
+/// What the API receiving the token validates: v1.0 and v2.0 tokens carry different issuers
+/// (<https://learn.microsoft.com/en-us/entra/identity-platform/access-tokens>).
 fn receiver_summary(shown: &serde_json::Map<String, Value>) -> Option<String> {
     let aud = shown.get("aud")?;
     let iss = shown.get("iss")?;

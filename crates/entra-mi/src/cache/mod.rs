@@ -140,7 +140,7 @@ impl TokenProviderBuilder {
     }
 
     /// The longest a fetch may take (default 120 s) before every caller waiting for it gets
-    /// [`Error::FetchTimeout`]; the fetch is then abandoned and counts as a failure. A token
+    /// [`DeadlineError::FetchTimeout`](crate::error::DeadlineError::FetchTimeout); the fetch is then abandoned and counts as a failure. A token
     /// request with a longer deadline of its own ([`TokenRequest::with_deadline`], given to
     /// [`TokenProvider::handle_for`]) extends it for that slot. It needs a tokio runtime:
     /// outside one, a fetch runs in the caller's task, bounded by the credential's own

@@ -48,7 +48,7 @@ const NONE: usize = usize::MAX;
 /// * When every link fails, [`Error::Chain`] lists each one with its reason, one line each.
 /// * A deadline on the request ([`TokenRequest::with_deadline`]) bounds the whole chain, probe
 ///   included: each link gets what is left of it, and a link that runs out of it
-///   ([`Error::DeadlineExceeded`]) stops the chain.
+///   ([`DeadlineError::Caller`](crate::error::DeadlineError::Caller)) stops the chain.
 #[derive(Clone, Debug)]
 pub struct DefaultCredential {
     inner: Arc<Inner>,

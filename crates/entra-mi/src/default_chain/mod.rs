@@ -22,7 +22,7 @@ pub enum ChainLink {
     /// client certificate (`AZURE_CLIENT_CERTIFICATE_PATH`, …; cargo feature
     /// `client-certificate`) from the environment.
     Environment,
-    /// [`WorkloadIdentityCredential`](crate::WorkloadIdentityCredential) from its environment variables.
+    /// [`WorkloadIdentityCredential`](crate::credentials::WorkloadIdentityCredential) from its environment variables.
     WorkloadIdentity,
     /// [`ManagedIdentityCredential`](crate::ManagedIdentityCredential), source detected from the environment.
     ManagedIdentity,

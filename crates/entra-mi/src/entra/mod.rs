@@ -69,7 +69,7 @@ impl EntraOptions {
 macro_rules! entra_builder_methods {
     () => {
         /// The cloud's authority host (default: `AZURE_AUTHORITY_HOST` where the credential
-        /// reads the environment, else [`crate::authority::AZURE_PUBLIC_CLOUD`]). It must be
+        /// reads the environment, else [`AZURE_PUBLIC_CLOUD`](crate::credentials::authority::AZURE_PUBLIC_CLOUD)). It must be
         /// `https`.
         pub fn authority_host(mut self, host: impl Into<String>) -> Self {
             self.opts.authority_host = Some(host.into());
@@ -358,8 +358,10 @@ impl ConfidentialClient {
 }
 
 /// The `claims` parameter: a challenge's `claims` with the client `capabilities` added as
-/// `access_token.xms_cc.values` (protocols §13.2). Claims that are not a JSON object are sent
-/// as they came (the API's words; the capabilities are then left out).
+/// `access_token.xms_cc.values`
+/// (<https://learn.microsoft.com/en-us/entra/identity-platform/claims-challenge#client-capabilities>).
+/// Claims that are not a JSON object are sent as they came (the API's words; the capabilities
+/// are then left out).
 fn with_capabilities(claims: Option<&str>, capabilities: &[String]) -> Option<String> {
     if capabilities.is_empty() {
         return claims.map(str::to_owned);
