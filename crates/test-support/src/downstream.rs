@@ -27,15 +27,24 @@ pub enum Mode {
     RejectAll,
     /// The next request with a valid token gets a claims challenge for this JSON (base64 in
     /// the given alphabet); later ones are accepted.
-    ClaimsOnce { claims: String, url_safe: bool },
+    ClaimsOnce {
+        /// The claims JSON.
+        claims: String,
+        /// Base64url (`true`) or standard base64 (`false`).
+        url_safe: bool,
+    },
 }
 
 /// One request as seen.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// The request path.
     pub path: String,
+    /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The status answered.
     pub status: u16,
+    /// The body answered.
     pub body: Bytes,
 }
 
@@ -49,7 +58,9 @@ struct DsState {
     unauthorized: AtomicUsize,
 }
 
+/// A protected API on 127.0.0.1:0 (see the module docs).
 pub struct Downstream {
+    /// The listening address.
     pub addr: SocketAddr,
     state: Arc<DsState>,
     task: tokio::task::JoinHandle<()>,
@@ -99,6 +110,7 @@ impl Downstream {
         Self { addr, state, task }
     }
 
+    /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -109,18 +121,22 @@ impl Downstream {
         router.match_uri(&uri).expect("a route to the API").clone()
     }
 
+    /// Sets what happens to the next valid tokens.
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().unwrap() = mode;
     }
 
+    /// Every request seen so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
     }
 
+    /// How many requests were accepted.
     pub fn ok(&self) -> usize {
         self.state.ok.load(Ordering::SeqCst)
     }
 
+    /// How many requests got `401`.
     pub fn unauthorized(&self) -> usize {
         self.state.unauthorized.load(Ordering::SeqCst)
     }

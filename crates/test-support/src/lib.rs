@@ -78,8 +78,11 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Reply {
     /// Status, headers and body.
     Http {
+        /// The status code.
         status: u16,
+        /// Header names and values, in order.
         headers: Vec<(String, String)>,
+        /// The body.
         body: Vec<u8>,
     },
     /// Bytes written verbatim, then the connection is closed.
@@ -89,12 +92,16 @@ pub enum Reply {
     /// Never answer (until the server is dropped).
     Hang,
     /// Announce `total` bytes of JSON body and stream them (bounded memory).
-    Huge { total: usize },
+    Huge {
+        /// The body's length in bytes.
+        total: usize,
+    },
     /// Wait, then answer.
     Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
+    /// A JSON body with `status`.
     pub fn json(status: u16, body: serde_json::Value) -> Self {
         Reply::Http {
             status,
@@ -102,6 +109,7 @@ impl Reply {
             body: body.to_string().into_bytes(),
         }
     }
+    /// A body of `content_type` with `status`.
     pub fn body(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Reply::Http {
             status,
@@ -109,6 +117,7 @@ impl Reply {
             body: body.into(),
         }
     }
+    /// Adds a header (to an `Http` reply; other replies are left as they are).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         if let Reply::Http { headers, .. } = &mut self {
             headers.push((name.into(), value.into()));
@@ -120,25 +129,32 @@ impl Reply {
 /// A request the server received.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// The method.
     pub method: String,
+    /// The request target (path and query).
     pub target: String,
+    /// Header names and values, in order.
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 impl Recorded {
+    /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+    /// The first query parameter named `name`, decoded.
     pub fn query(&self, name: &str) -> Option<String> {
         let query = self.target.split_once('?')?.1;
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     }
+    /// The path, without the query.
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
     }
@@ -146,6 +162,7 @@ impl Recorded {
 
 /// The server. Replies are taken from the script in order; when it is empty, `fallback`.
 pub struct RawServer {
+    /// The listening address.
     pub addr: SocketAddr,
     script: Arc<Mutex<VecDeque<Reply>>>,
     fallback: Arc<Mutex<Reply>>,
@@ -160,6 +177,7 @@ impl Drop for RawServer {
 }
 
 impl RawServer {
+    /// Starts a server on 127.0.0.1:0 that answers with queued replies, then with `fallback`.
     pub async fn start(fallback: Reply) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -187,22 +205,27 @@ impl RawServer {
         }
     }
 
+    /// `http://<addr><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Queues a reply for the next request.
     pub fn push(&self, reply: Reply) {
         self.script.lock().unwrap().push_back(reply);
     }
 
+    /// Replaces the answer given once the queue is empty.
     pub fn set_fallback(&self, reply: Reply) {
         *self.fallback.lock().unwrap() = reply;
     }
 
+    /// The requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 
+    /// How many requests were received.
     pub fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }

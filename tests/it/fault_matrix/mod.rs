@@ -5,7 +5,8 @@
 //! policy allows, and, through a [`TokenProvider`], a valid cached token that is never lost.
 //! Time is virtual (`ManualClock`, `InstantSleep`); only the hang faults wait, for 300 ms.
 //!
-//! `cargo test -p entra-mi-suite --test it fault_matrix -- --nocapture` prints every table with its count.
+//! `cargo test -p entra-mi-suite --test it fault_matrix -- --nocapture` prints every table with
+//! its count.
 //!
 //! # The matrix (`fault_matrix`), by source
 //!
@@ -103,23 +104,34 @@ use support::{RawServer, Reply, eventually, imds_body};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-mod imds;
 mod app_service;
 mod arc;
-mod service_fabric;
-mod cloud_shell;
 mod azure_ml;
+mod cloud_shell;
 mod entra;
-mod refresh;
 mod environment;
+mod imds;
+mod refresh;
+mod service_fabric;
 
-use imds::{imds_gone_for_70_s, imds_429_with_retry_after, imds_429_without_retry_after, imds_5xx_sequence, imds_400, imds_401, imds_403, imds_connection_refused, imds_hang, imds_closed_mid_body, imds_truncated_json, imds_one_gib_body, imds_json_as_text_plain, imds_json_as_html, imds_missing_access_token, imds_expires_on_past, imds_expires_on_zero, imds_expires_on_far_future, imds_non_utf8, imds_redirect};
-use app_service::{app_service_redirect, app_service_5xx_sequence, app_service_502, app_service_html};
-use arc::{arc_no_challenge, arc_500_then_token};
-use service_fabric::{sf_wrong_thumbprint, sf_503_then_token, sf_400};
+use app_service::{
+    app_service_5xx_sequence, app_service_502, app_service_html, app_service_redirect,
+};
+use arc::{arc_500_then_token, arc_no_challenge};
+use azure_ml::{azure_ml_date_in_the_past, azure_ml_wrong_secret};
 use cloud_shell::{cloud_shell_audience, cloud_shell_closed};
-use azure_ml::{azure_ml_wrong_secret, azure_ml_date_in_the_past};
-use entra::{wi_file_missing, wi_entra_503, secret_wrong, secret_500_then_token, secret_429, secret_truncated_json, secret_one_gib_body, secret_hang, secret_connection_refused, secret_redirect};
+use entra::{
+    secret_429, secret_500_then_token, secret_connection_refused, secret_hang, secret_one_gib_body,
+    secret_redirect, secret_truncated_json, secret_wrong, wi_entra_503, wi_file_missing,
+};
+use imds::{
+    imds_5xx_sequence, imds_400, imds_401, imds_403, imds_429_with_retry_after,
+    imds_429_without_retry_after, imds_closed_mid_body, imds_connection_refused,
+    imds_expires_on_far_future, imds_expires_on_past, imds_expires_on_zero, imds_gone_for_70_s,
+    imds_hang, imds_json_as_html, imds_json_as_text_plain, imds_missing_access_token,
+    imds_non_utf8, imds_one_gib_body, imds_redirect, imds_truncated_json,
+};
+use service_fabric::{sf_400, sf_503_then_token, sf_wrong_thumbprint};
 
 /// A token that must never show in an error.
 const CANARY: &str = "CANARY-fault-matrix-token";

@@ -16,8 +16,8 @@ use entra_mi::{
 use serde_json::json;
 use support::{RawServer, Reply, eventually, imds_body};
 
-mod serving;
 mod refresh;
+mod serving;
 mod threads;
 
 fn token_reply(clock: &ManualClock, token: &str, lifetime: u64) -> Reply {

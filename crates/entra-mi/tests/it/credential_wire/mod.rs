@@ -15,11 +15,11 @@ use entra_mi::{
 use serde_json::json;
 use support::{RawServer, Reply, imds_body};
 
+mod audiences;
+mod bad_answers;
 mod requests;
 mod responses;
-mod bad_answers;
 mod retries;
-mod audiences;
 
 const CANARY: &str = "eyJ0eXAiOiJKV1QifQ.CANARY-SECRET-TOKEN.c2ln";
 

@@ -15,9 +15,8 @@ use entra_mi_emulator::{
 use serde_json::json;
 use support::{RawServer, Reply, jwt_claims};
 
-mod links;
 mod limits;
-
+mod links;
 
 struct Dir(PathBuf);
 impl Drop for Dir {

@@ -36,12 +36,10 @@ use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-mod token_response;
-mod www_authenticate;
 mod arc;
 mod routing;
-
-use token_response::{clocks, parse, secret};
+mod token_response;
+mod www_authenticate;
 
 fn config() -> ProptestConfig {
     ProptestConfig {

@@ -5,7 +5,7 @@ use super::*;
 const SENT_EPOCH: u64 = 1_700_000_000;
 const LATENCY: Duration = Duration::from_millis(250);
 
-pub(super) fn clocks() -> Clocks {
+fn clocks() -> Clocks {
     let sent_wall = UNIX_EPOCH + Duration::from_secs(SENT_EPOCH);
     Clocks {
         sent_wall,
@@ -15,7 +15,7 @@ pub(super) fn clocks() -> Clocks {
     }
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<__fuzz::ParsedToken, entra_mi::error::Unavailable> {
+fn parse(body: &[u8]) -> Result<__fuzz::ParsedToken, entra_mi::error::Unavailable> {
     __fuzz::parse_token(Some("application/json"), body, clocks())
 }
 
@@ -61,7 +61,7 @@ fn check_any(body: &[u8]) {
 }
 
 /// A header-safe token long enough that no fixed message text can contain it.
-pub(super) fn secret() -> impl Strategy<Value = String> {
+fn secret() -> impl Strategy<Value = String> {
     "[A-Za-z0-9._~+/=-]{24,64}"
 }
 
