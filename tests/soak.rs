@@ -11,7 +11,7 @@
 //! Every loop is bounded by an iteration count and by a deadline; the whole test runs in well
 //! under a minute. This file holds a single test: it installs a counting global allocator.
 
-mod support;
+use entra_mi_test_support as support;
 
 use std::alloc::System;
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! Thin wrappers around crate-private parsers, for the `cargo fuzz` targets in `fuzz/` and the
-//! property tests in `tests/properties.rs`. Compiled only with the `fuzzing` feature; not part
+//! property tests in `tests/it/properties/`. Compiled only with the `fuzzing` feature; not part
 //! of the supported API and exempt from semver.
 //!
 //! Each wrapper calls the same function the library calls, with no extra checks, so what the

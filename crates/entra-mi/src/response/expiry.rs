@@ -224,7 +224,7 @@ mod tests {
                 .unwrap_err()
                 .contains("no known format")
         );
-        // Found by tests/properties.rs: past the platform's `SystemTime` range, not a panic.
+        // Found by the property tests: past the platform's `SystemTime` range, not a panic.
         for huge in [Value::from(1u64 << 63), Value::from(u64::MAX.to_string())] {
             assert!(
                 parse_expires_on(&huge)

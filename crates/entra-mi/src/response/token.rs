@@ -136,7 +136,7 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    /// Found by tests/properties.rs: a body's huge `expires_in` / `expires_on` used to overflow
+    /// Found by the property tests: a body's huge `expires_in` / `expires_on` used to overflow
     /// `SystemTime + Duration` (a panic) before the lifetime bound was checked.
     #[test]
     fn huge_lifetimes_are_refused_not_a_panic() {
