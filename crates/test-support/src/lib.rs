@@ -19,6 +19,8 @@ pub struct RefusedPort {
 
 impl RefusedPort {
     /// Binds 127.0.0.1:0 without listening.
+    // Binding a socket is an action, not a default value.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
         socket

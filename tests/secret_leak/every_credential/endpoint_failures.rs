@@ -133,7 +133,7 @@ pub(super) async fn run(w: &World, built: &Built, ev: &mut Evidence) {
         "CANARY-not-a-jwt".to_owned(),
     ] {
         ev.secret(content.clone());
-        std::fs::write(&wi_file, &content).unwrap();
+        std::fs::write(wi_file, &content).unwrap();
         ev.result("workload identity refused", wi.get_token(&graph()).await);
     }
     let cred = FederatedManagedIdentityCredential::builder(
@@ -189,7 +189,7 @@ pub(super) async fn run(w: &World, built: &Built, ev: &mut Evidence) {
             ("AZURE_TENANT_ID", &emu.tenant_id()),
             ("AZURE_CLIENT_ID", &secret_app.client_id),
             ("AZURE_CLIENT_SECRET", WRONG_SECRET),
-            ("AZURE_AUTHORITY_HOST", &authority),
+            ("AZURE_AUTHORITY_HOST", authority),
             ("PATH", "/nonexistent"),
         ]),
         env(&[

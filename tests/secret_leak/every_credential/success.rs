@@ -133,7 +133,7 @@ pub(super) async fn run(w: &World, ev: &mut Evidence) -> Built {
 
     let pem =
         ClientCertificate::from_pem(format!("{}{}", g.cert_pem, g.key_pem).as_bytes()).unwrap();
-    let p12 = pkcs12(&g, PFX_PASSWORD);
+    let p12 = pkcs12(g, PFX_PASSWORD);
     let p12_path = wi_dir.path().join("cert.p12");
     std::fs::write(&p12_path, &p12).unwrap();
     let from_p12 = ClientCertificate::from_pkcs12(&p12, PFX_PASSWORD).unwrap();
@@ -212,14 +212,14 @@ pub(super) async fn run(w: &World, ev: &mut Evidence) -> Built {
             ("AZURE_TENANT_ID", &emu.tenant_id()),
             ("AZURE_CLIENT_ID", &secret_app.client_id),
             ("AZURE_CLIENT_SECRET", CLIENT_SECRET),
-            ("AZURE_AUTHORITY_HOST", &authority),
+            ("AZURE_AUTHORITY_HOST", authority),
             ("PATH", "/nonexistent"),
         ]),
         env(&[
             ("AZURE_TENANT_ID", &emu.tenant_id()),
             ("AZURE_CLIENT_ID", &wi_app.client_id),
             ("AZURE_FEDERATED_TOKEN_FILE", &wi_file.display().to_string()),
-            ("AZURE_AUTHORITY_HOST", &authority),
+            ("AZURE_AUTHORITY_HOST", authority),
             ("PATH", "/nonexistent"),
         ]),
         env(&[
