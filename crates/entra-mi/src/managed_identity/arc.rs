@@ -72,27 +72,25 @@ impl Arc {
     }
 }
 
-/// `GET {endpoint}?api-version=2020-06-01&resource=…` with `Metadata: true`, and on the second
-/// leg `Authorization: Basic <key file content>`.
+/// `GET {endpoint}?api-version=2020-06-01&resource=…` with `Metadata: true`.
 fn request(
     client: &reqwest::Client,
     endpoint: &url::Url,
     resource: &str,
-    key: Option<&Secret>,
-) -> Result<reqwest::RequestBuilder, Error> {
+) -> reqwest::RequestBuilder {
     let url = source::token_url(endpoint, API_VERSION, resource);
-    let mut req = client.get(url).header("Metadata", "true");
-    if let Some(key) = key {
-        let value =
-            crate::http::sensitive_header(format!("Basic {}", key.expose())).ok_or_else(|| {
-                Error::Source(SourceError::ArcKeyFile {
-                    path: String::new(),
-                    reason: "its content cannot be sent in an HTTP header".into(),
-                })
-            })?;
-        req = req.header(http::header::AUTHORIZATION, value);
-    }
-    Ok(req)
+    client.get(url).header("Metadata", "true")
+}
+
+/// The second leg: `request` with `Authorization: Basic <key file content>`; `None` when the
+/// key cannot be sent in a header.
+fn with_key(request: reqwest::RequestBuilder, key: &Secret) -> Option<reqwest::RequestBuilder> {
+    // Built in a buffer that is wiped when dropped: it holds the key.
+    let mut basic = zeroize::Zeroizing::new(Vec::with_capacity(6 + key.expose().len()));
+    basic.extend_from_slice(b"Basic ");
+    basic.extend_from_slice(key.expose().as_bytes());
+    let value = crate::http::sensitive_header(basic.as_slice())?;
+    Some(request.header(http::header::AUTHORIZATION, value))
 }
 
 #[async_trait]
@@ -114,12 +112,11 @@ impl Source for Arc {
         cx: &RequestContext<'_>,
         request: &TokenRequest,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        self::request(
+        Ok(self::request(
             cx.client,
             &self.endpoint,
             request.audience().resource(),
-            None,
-        )
+        ))
     }
 
     /// The first answer must be the `401` Basic challenge naming a key file in the agent's
@@ -142,13 +139,8 @@ impl Source for Arc {
         let path =
             challenge_path(first.www_authenticate.as_deref()).map_err(|p| self.invalid(p))?;
         let key = read_key(&path, &self.key_dir).await?;
-        let second = self::request(
-            http.inner(),
-            &self.endpoint,
-            request.audience().resource(),
-            Some(&key),
-        )
-        .map_err(|_| {
+        let first_leg = self::request(http.inner(), &self.endpoint, request.audience().resource());
+        let second = with_key(first_leg, &key).ok_or_else(|| {
             Error::Source(SourceError::ArcKeyFile {
                 path: path.clone(),
                 reason: "its content cannot be sent in an HTTP header".into(),
@@ -289,8 +281,7 @@ mod tests {
             .parse()
             .unwrap();
         let client = reqwest::Client::new();
-        let first = request(&client, &endpoint, "https://management.azure.com", None)
-            .unwrap()
+        let first = request(&client, &endpoint, "https://management.azure.com")
             .build()
             .unwrap();
         assert_eq!(
@@ -300,7 +291,7 @@ mod tests {
         assert_eq!(first.headers()["Metadata"], "true");
         assert!(first.headers().get(http::header::AUTHORIZATION).is_none());
         let key = Secret::new("k3y");
-        let second = request(&client, &endpoint, "x", Some(&key))
+        let second = with_key(request(&client, &endpoint, "x"), &key)
             .unwrap()
             .build()
             .unwrap();
@@ -308,6 +299,6 @@ mod tests {
         assert_eq!(auth, "Basic k3y");
         assert!(auth.is_sensitive());
         let bad = Secret::new("line\nbreak");
-        assert!(request(&client, &endpoint, "x", Some(&bad)).is_err());
+        assert!(with_key(request(&client, &endpoint, "x"), &bad).is_none());
     }
 }

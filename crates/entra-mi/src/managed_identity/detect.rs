@@ -329,3 +329,68 @@ fn check_plain_http(url: &url::Url, name: &str, allow: bool) -> Result<(), Error
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detection(vars: &[(&str, &str)]) -> Detection {
+        Detection::from_env(&Environment::from_vars(vars.iter().copied())).expect("detected")
+    }
+
+    #[test]
+    fn detection_names_the_variables_that_selected_the_source() {
+        let app = detection(&[
+            (IDENTITY_ENDPOINT, "http://127.0.0.1:41000/msi/token"),
+            (IDENTITY_HEADER, "h"),
+        ]);
+        assert_eq!(app.source.kind(), SourceKind::AppService);
+        assert_eq!(
+            app.evidence,
+            "IDENTITY_ENDPOINT and IDENTITY_HEADER are set"
+        );
+        assert_eq!(app.fallback, None);
+
+        let with_2017 = detection(&[
+            (IDENTITY_ENDPOINT, "http://127.0.0.1:41000/msi/token"),
+            (IDENTITY_HEADER, "h"),
+            (MSI_ENDPOINT, "http://127.0.0.1:41001/msi/token"),
+            (MSI_SECRET, "s"),
+        ]);
+        assert_eq!(
+            with_2017.fallback.as_ref().map(url::Url::as_str),
+            Some("http://127.0.0.1:41001/msi/token")
+        );
+
+        let ml = detection(&[(MSI_ENDPOINT, "http://127.0.0.1:41001/"), (MSI_SECRET, "s")]);
+        assert_eq!(ml.source.kind(), SourceKind::AzureMl);
+        assert_eq!(ml.evidence, "MSI_ENDPOINT and MSI_SECRET are set");
+
+        let shell = detection(&[(MSI_ENDPOINT, "http://localhost:50342/oauth2/token")]);
+        assert_eq!(shell.evidence, "MSI_ENDPOINT is set without MSI_SECRET");
+
+        let moved = detection(&[(AZURE_POD_IDENTITY_AUTHORITY_HOST, "http://127.0.0.1:8080")]);
+        assert_eq!(moved.source.kind(), SourceKind::Imds);
+        assert!(
+            moved.evidence.contains(AZURE_POD_IDENTITY_AUTHORITY_HOST),
+            "{}",
+            moved.evidence
+        );
+    }
+
+    #[test]
+    fn every_variable_detection_reads_is_listed() {
+        for name in [
+            IDENTITY_ENDPOINT,
+            IDENTITY_HEADER,
+            IDENTITY_SERVER_THUMBPRINT,
+            IMDS_ENDPOINT,
+            MSI_ENDPOINT,
+            MSI_SECRET,
+            AZURE_POD_IDENTITY_AUTHORITY_HOST,
+            DEFAULT_IDENTITY_CLIENT_ID,
+        ] {
+            assert!(VARIABLES.contains(&name), "{name}");
+        }
+    }
+}
