@@ -153,25 +153,14 @@ impl TokenHandle {
     /// The `Authorization` header value (`Bearer …`, marked sensitive): at once when a valid
     /// token is cached, else after the single in-flight fetch.
     ///
-    /// The cache is looked at when this is called, so on a hit the future is ready at its
-    /// first poll and costs about what [`cached_header`](Self::cached_header) does.
-    // Forced inline for the reason `try_header` is: a call would return the future through
-    // memory, and the caller's first read of it would wait for those stores to drain.
-    #[inline(always)]
+    /// The cache is looked at when the future is first polled; on a hit it is ready then and
+    /// costs about what [`cached_header`](Self::cached_header) does.
+    #[inline]
     pub fn header(&self) -> impl Future<Output = Result<HeaderValue, Error>> + Send + '_ {
-        match self.cached_header() {
-            Some(header) => Header::Ready(Some(header)),
-            None => Header::Waiting(self.wait_for_header()),
+        Header {
+            handle: self,
+            wait: None,
         }
-    }
-
-    /// The waiting path of [`header`](Self::header), out of line and boxed (its concrete
-    /// type, not a `dyn Future`, which costs a hit more).
-    #[inline(never)]
-    fn wait_for_header(
-        &self,
-    ) -> Pin<Box<impl Future<Output = Result<HeaderValue, Error>> + Send + '_>> {
-        Box::pin(async move { Ok(self.wait().await?.header.clone()) })
     }
 
     /// [`header`](Self::header) with the [`TokenVersion`] of the token served: keep the
@@ -256,23 +245,60 @@ impl TokenHandle {
     }
 }
 
-/// The future of [`TokenHandle::header`]: ready at once on a hit, else the boxed wait.
-enum Header<W> {
-    Ready(Option<HeaderValue>),
-    Waiting(Pin<Box<W>>),
+/// The future of [`TokenHandle::header`]: the handle, and the boxed wait once a poll found no
+/// valid token.
+///
+/// The hit is looked for in `poll` itself, not when the future is made, so the header is
+/// written once, straight into the poll's result: a header kept in the future and moved out
+/// of it at the poll travels through the stack in stores narrower than the loads that read it
+/// back, and each such move stalls on store forwarding.
+struct Header<'a> {
+    handle: &'a TokenHandle,
+    wait: Option<Pin<Box<dyn Future<Output = Result<HeaderValue, Error>> + Send + 'a>>>,
 }
 
-impl<W: Future<Output = Result<HeaderValue, Error>>> Future for Header<W> {
+impl Future for Header<'_> {
     type Output = Result<HeaderValue, Error>;
 
+    // Forced inline for the reason `try_header` is; only the per-thread hit is inlined, the
+    // rest is `poll_slow`.
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Header::Ready(header) => match header.take() {
-                Some(h) => Poll::Ready(Ok(h)),
-                None => panic!("`TokenHandle::header`'s future polled after it completed"),
-            },
-            Header::Waiting(wait) => wait.as_mut().poll(cx),
+        let this = self.get_mut();
+        if this.wait.is_none() {
+            let (inner, slot) = (&this.handle.inner, &this.handle.slot);
+            let current = slot.version.load(Ordering::Acquire);
+            if let Some(header) =
+                slot.lines
+                    .hit(current, || inner.time.wall_nanos(), &inner.stats.hits)
+            {
+                return Poll::Ready(Ok(header));
+            }
         }
+        this.poll_slow(cx)
+    }
+}
+
+impl<'a> Header<'a> {
+    /// Everything but the per-thread hit: the shared store, then the wait.
+    #[inline(never)]
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<HeaderValue, Error>> {
+        let handle = self.handle;
+        let wait = match &mut self.wait {
+            Some(wait) => wait,
+            None => {
+                if let Some(header) = try_header_shared(&handle.inner, &handle.slot, &mut 0) {
+                    return Poll::Ready(Ok(header));
+                }
+                self.wait.insert(Box::pin(
+                    async move { Ok(handle.wait().await?.header.clone()) },
+                ))
+            }
+        };
+        let result = wait.as_mut().poll(cx);
+        if result.is_ready() {
+            self.wait = None;
+        }
+        result
     }
 }

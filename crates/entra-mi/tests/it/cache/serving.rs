@@ -26,6 +26,27 @@ async fn a_cached_token_is_served_without_a_request() {
 }
 
 #[tokio::test]
+async fn a_header_future_looks_at_the_cache_when_first_polled() {
+    let s = setup(|c| token_reply(c, "tok-A", 3600), false).await;
+    let h = s.provider.handle(&graph());
+    // Made while the cache is cold, polled after another caller cached a token: served from
+    // the cache, no second request.
+    let early = h.header();
+    let first = h.header().await.unwrap();
+    assert_eq!(early.await.unwrap(), first);
+    assert_eq!(s.server.count(), 1);
+    let stats = s.provider.stats();
+    assert_eq!(
+        (stats.waits, stats.hits),
+        (1, 1),
+        "the early future was a cache hit"
+    );
+    // Dropped before its first poll: nothing happens.
+    drop(h.header());
+    assert_eq!(s.provider.stats().fetches, 1);
+}
+
+#[tokio::test]
 async fn audiences_and_tenants_have_their_own_slots() {
     let s = setup(|c| token_reply(c, "tok", 3600), false).await;
     s.server.push(token_reply(&s.clock, "graph-token", 3600));
