@@ -339,7 +339,8 @@ async fn ipv6_loopback_and_the_http_opt_in() {
         assert!(
             matches!(
                 err,
-                entra_mi::Error::Configuration(entra_mi::error::ConfigurationError::Route { .. })
+                entra_mi::Error::Configuration(ref c)
+                    if matches!(**c, entra_mi::error::ConfigurationError::Route { .. })
             ),
             "{route}: {err}"
         );

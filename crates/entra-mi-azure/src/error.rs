@@ -44,7 +44,7 @@ pub(crate) enum Failure {
 pub(crate) fn to_entra(credential: &str, failure: Failure) -> entra_mi::Error {
     let message = match failure {
         Failure::Deadline(deadline) => {
-            return entra_mi::Error::Deadline(entra_mi::error::DeadlineError::Caller {
+            return entra_mi::Error::from(entra_mi::error::DeadlineError::Caller {
                 credential: credential.to_owned(),
                 deadline,
                 last: None,
@@ -56,7 +56,7 @@ pub(crate) fn to_entra(credential: &str, failure: Failure) -> entra_mi::Error {
         }
         Failure::AlreadyExpired => "the credential returned an already-expired token".to_owned(),
     };
-    entra_mi::Error::Credential(entra_mi::error::CredentialError::Failed {
+    entra_mi::Error::from(entra_mi::error::CredentialError::Failed {
         credential: credential.to_owned(),
         message,
     })

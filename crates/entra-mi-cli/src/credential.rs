@@ -54,11 +54,13 @@ pub(crate) struct IdentityArgs {
 fn parse_id(kind: &str, value: &str) -> Result<ManagedIdentityId, String> {
     format!("{kind}={value}")
         .parse::<ManagedIdentityId>()
-        .map_err(|e| match e {
-            Error::Configuration(entra_mi::error::ConfigurationError::Setting {
-                reason, ..
-            }) => reason,
-            other => other.to_string(),
+        .map_err(|e| match &e {
+            Error::Configuration(family)
+                if let entra_mi::error::ConfigurationError::Setting { reason, .. } = &**family =>
+            {
+                reason.clone()
+            }
+            _ => e.to_string(),
         })
 }
 
@@ -294,9 +296,8 @@ fn configured(link: ChainLink, env: &Environment) -> bool {
     fn absent<T>(built: Result<T, Error>) -> bool {
         matches!(
             built,
-            Err(Error::Credential(
-                entra_mi::error::CredentialError::Unavailable { .. }
-            ))
+            Err(Error::Credential(ref c))
+                if matches!(**c, entra_mi::error::CredentialError::Unavailable { .. })
         )
     }
     match link {

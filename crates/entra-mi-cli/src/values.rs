@@ -5,11 +5,13 @@ use entra_mi::{Audience, Error};
 
 /// An audience (`--resource`, `--scope`) by the library's own rules.
 pub(crate) fn audience(value: &str) -> Result<Audience, String> {
-    Audience::new(value).map_err(|e| match e {
-        Error::Configuration(entra_mi::error::ConfigurationError::Audience { reason, .. }) => {
-            reason.to_owned()
+    Audience::new(value).map_err(|e| match &e {
+        Error::Configuration(family)
+            if let entra_mi::error::ConfigurationError::Audience { reason, .. } = &**family =>
+        {
+            reason.to_string()
         }
-        other => other.to_string(),
+        _ => e.to_string(),
     })
 }
 

@@ -42,7 +42,7 @@ impl Audience {
     /// Parses a resource or a `/.default` scope.
     pub fn new(input: &str) -> Result<Self, Error> {
         let refuse = |reason| {
-            Error::Configuration(crate::error::ConfigurationError::Audience {
+            Error::from(crate::error::ConfigurationError::Audience {
                 input: input.to_owned(),
                 reason,
             })
@@ -215,10 +215,9 @@ mod tests {
             let err = Audience::new(bad).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains(needle), "{bad:?}: {msg}");
-            assert!(matches!(
-                err,
-                Error::Configuration(crate::error::ConfigurationError::Audience { .. })
-            ));
+            assert!(
+                matches!(&err, Error::Configuration(family) if matches!(&**family, crate::error::ConfigurationError::Audience { .. }))
+            );
         }
     }
 }

@@ -93,14 +93,14 @@ impl AzureCliCredential {
     }
 
     fn unavailable(reason: impl Into<String>) -> Error {
-        Error::Credential(crate::error::CredentialError::Unavailable {
+        Error::from(crate::error::CredentialError::Unavailable {
             credential: NAME.into(),
             reason: reason.into(),
         })
     }
 
     fn failed(message: impl Into<String>) -> Error {
-        Error::Credential(crate::error::CredentialError::Failed {
+        Error::from(crate::error::CredentialError::Failed {
             credential: NAME.into(),
             message: message.into(),
         })

@@ -132,9 +132,10 @@ impl ClientCertificate {
             Self::from_pkcs12(&data, password.unwrap_or(""))
         };
         parsed.map_err(|e| match e {
-            Error::Configuration(crate::error::ConfigurationError::Setting { reason, .. }) => {
-                fail(reason)
-            }
+            Error::Configuration(family) => match *family {
+                crate::error::ConfigurationError::Setting { reason, .. } => fail(reason),
+                other => other.into(),
+            },
             other => other,
         })
     }
@@ -343,16 +344,14 @@ impl ClientCertificateCredential {
                 b.opts = b.opts.with_env_authority(env);
                 Ok(b)
             }
-            (t, c, p) => Err(Error::Credential(
-                crate::error::CredentialError::Unavailable {
-                    credential: "client-certificate".into(),
-                    reason: crate::client_secret::missing(&[
-                        (AZURE_TENANT_ID, t.is_some()),
-                        (AZURE_CLIENT_ID, c.is_some()),
-                        (AZURE_CLIENT_CERTIFICATE_PATH, p.is_some()),
-                    ]),
-                },
-            )),
+            (t, c, p) => Err(Error::from(crate::error::CredentialError::Unavailable {
+                credential: "client-certificate".into(),
+                reason: crate::client_secret::missing(&[
+                    (AZURE_TENANT_ID, t.is_some()),
+                    (AZURE_CLIENT_ID, c.is_some()),
+                    (AZURE_CLIENT_CERTIFICATE_PATH, p.is_some()),
+                ]),
+            })),
         }
     }
 }

@@ -106,16 +106,14 @@ impl ClientSecretCredential {
                 b.opts = b.opts.with_env_authority(env);
                 Ok(b)
             }
-            (t, c, s) => Err(Error::Credential(
-                crate::error::CredentialError::Unavailable {
-                    credential: "client-secret".into(),
-                    reason: missing(&[
-                        (AZURE_TENANT_ID, t.is_some()),
-                        (AZURE_CLIENT_ID, c.is_some()),
-                        (AZURE_CLIENT_SECRET, s.is_some()),
-                    ]),
-                },
-            )),
+            (t, c, s) => Err(Error::from(crate::error::CredentialError::Unavailable {
+                credential: "client-secret".into(),
+                reason: missing(&[
+                    (AZURE_TENANT_ID, t.is_some()),
+                    (AZURE_CLIENT_ID, c.is_some()),
+                    (AZURE_CLIENT_SECRET, s.is_some()),
+                ]),
+            })),
         }
     }
 

@@ -192,7 +192,9 @@ impl FederatedManagedIdentityCredential {
 /// True when `result` is Entra refusing the client assertion itself.
 fn assertion_refused(result: &Result<AccessToken, Error>) -> bool {
     match result {
-        Err(Error::TokenEndpoint(crate::error::TokenEndpointError::Refused { error, .. })) => {
+        Err(Error::TokenEndpoint(family))
+            if let crate::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
+        {
             blames_assertion(error)
         }
         _ => false,

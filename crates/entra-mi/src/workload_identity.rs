@@ -96,16 +96,14 @@ impl WorkloadIdentityCredential {
                 b.opts = b.opts.with_env_authority(env);
                 Ok(b)
             }
-            (t, c, f) => Err(Error::Credential(
-                crate::error::CredentialError::Unavailable {
-                    credential: "workload-identity".into(),
-                    reason: missing(&[
-                        (AZURE_TENANT_ID, t.is_some()),
-                        (AZURE_CLIENT_ID, c.is_some()),
-                        (AZURE_FEDERATED_TOKEN_FILE, f.is_some()),
-                    ]),
-                },
-            )),
+            (t, c, f) => Err(Error::from(crate::error::CredentialError::Unavailable {
+                credential: "workload-identity".into(),
+                reason: missing(&[
+                    (AZURE_TENANT_ID, t.is_some()),
+                    (AZURE_CLIENT_ID, c.is_some()),
+                    (AZURE_FEDERATED_TOKEN_FILE, f.is_some()),
+                ]),
+            })),
         }
     }
 
@@ -166,24 +164,24 @@ impl TokenCredential for WorkloadIdentityCredential {
             .client
             .get_token(request, ClientAuth::Assertion(assertion.expose()))
             .await;
-        match result {
-            Err(Error::TokenEndpoint(crate::error::TokenEndpointError::Refused {
-                ref error,
-                ..
-            })) if error.aadsts.contains(&700024) => {
-                let fresh = self.read_assertion().await?;
-                if fresh == assertion {
-                    return result;
-                }
-                tracing::debug!(
-                    "federated token expired; the file has been rotated, retrying once"
-                );
-                self.client
-                    .get_token(request, ClientAuth::Assertion(fresh.expose()))
-                    .await
-            }
-            other => other,
+        let expired_assertion = matches!(
+            &result,
+            Err(Error::TokenEndpoint(e)) if matches!(
+                &**e,
+                crate::error::TokenEndpointError::Refused { error, .. } if error.aadsts.contains(&700024)
+            )
+        );
+        if !expired_assertion {
+            return result;
         }
+        let fresh = self.read_assertion().await?;
+        if fresh == assertion {
+            return result;
+        }
+        tracing::debug!("federated token expired; the file has been rotated, retrying once");
+        self.client
+            .get_token(request, ClientAuth::Assertion(fresh.expose()))
+            .await
     }
 
     fn name(&self) -> &str {

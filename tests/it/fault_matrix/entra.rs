@@ -20,7 +20,7 @@ pub(super) async fn wi_file_missing() {
     .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("does not exist")),
+        matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("does not exist"))),
         "{err:?}"
     );
     assert_names(&err, &["AZURE_FEDERATED_TOKEN_FILE", "does not exist"]);
@@ -61,7 +61,7 @@ pub(super) async fn wi_entra_503() {
         .unwrap();
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) if error.status == 503),
+        matches!(&err, Error::TokenEndpoint(family) if matches!(family.as_ref(), entra_mi::error::TokenEndpointError::Refused { error, .. } if error.status == 503)),
         "{err:?}"
     );
     assert_clean(&err);
@@ -97,7 +97,9 @@ pub(super) async fn secret_wrong() {
     let (emu, cred, sleeps) = secret_setup("CANARY-wrong-secret").await;
     let err = cred.get_token(&graph()).await.unwrap_err();
     match &err {
-        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+        Error::TokenEndpoint(family)
+            if let entra_mi::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
+        {
             assert_eq!(error.status, 401);
             assert_eq!(error.aadsts, vec![7000215]);
         }
@@ -139,7 +141,7 @@ pub(super) async fn secret_429() {
     );
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) if error.status == 429),
+        matches!(&err, Error::TokenEndpoint(family) if matches!(family.as_ref(), entra_mi::error::TokenEndpointError::Refused { error, .. } if error.status == 429)),
         "{err:?}"
     );
     assert_clean(&err);

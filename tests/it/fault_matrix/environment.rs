@@ -6,7 +6,10 @@ use super::*;
 fn assert_config(err: &Error, variable: &str, needle: &str) {
     assert_clean(err);
     match err {
-        Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) => {
+        Error::Configuration(family)
+            if let entra_mi::error::ConfigurationError::Setting { setting, reason } =
+                family.as_ref() =>
+        {
             assert_eq!(setting, variable, "{err}");
             assert!(reason.contains(needle), "{needle:?} not in {reason:?}");
         }
@@ -18,7 +21,7 @@ fn assert_config(err: &Error, variable: &str, needle: &str) {
 /// A credential that is not set up, saying `variable` is missing.
 fn assert_not_set(err: &Error, variable: &str) {
     assert!(
-        matches!(err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains(variable) && reason.contains("not set")),
+        matches!(err, Error::Credential(family) if matches!(family.as_ref(), entra_mi::error::CredentialError::Unavailable { reason, .. } if reason.contains(variable) && reason.contains("not set"))),
         "{variable}: {err:?}"
     );
     assert!(err.is_unavailable());
@@ -385,7 +388,7 @@ async fn bad_and_empty_environment_values() {
             .unwrap();
         let err = cli.get_token(&graph()).await.unwrap_err();
         assert!(
-            matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains("not found")),
+            matches!(&err, Error::Credential(family) if matches!(family.as_ref(), entra_mi::error::CredentialError::Unavailable { reason, .. } if reason.contains("not found"))),
             "PATH={path:?}: {err:?}"
         );
     }

@@ -211,11 +211,13 @@ fn assert_names(err: &Error, needles: &[&str]) {
 fn unavailable(err: &Error, kind: SourceKind) -> &Unavailable {
     assert_clean(err);
     match err {
-        Error::Source(entra_mi::error::SourceError::Unavailable {
-            source_kind,
-            reason,
-            endpoint,
-        }) => {
+        Error::Source(family)
+            if let entra_mi::error::SourceError::Unavailable {
+                source_kind,
+                reason,
+                endpoint,
+            } = family.as_ref() =>
+        {
             assert_eq!(*source_kind, kind, "{err}");
             assert!(!endpoint.contains('?'), "no query in errors: {endpoint}");
             assert!(err.is_unavailable());
@@ -232,11 +234,13 @@ fn past_deadline(err: &Error, deadline: Duration) -> &Error {
     assert!(!err.is_unavailable(), "{err}");
     assert_names(err, &["no token within the caller's deadline"]);
     match err {
-        Error::Deadline(entra_mi::error::DeadlineError::Caller {
-            deadline: d,
-            last: Some(last),
-            ..
-        }) => {
+        Error::Deadline(family)
+            if let entra_mi::error::DeadlineError::Caller {
+                deadline: d,
+                last: Some(last),
+                ..
+            } = family.as_ref() =>
+        {
             assert_eq!(*d, deadline, "{err}");
             last
         }
@@ -248,9 +252,12 @@ fn past_deadline(err: &Error, deadline: Duration) -> &Error {
 fn endpoint_unavailable(err: &Error) -> &Unavailable {
     assert_clean(err);
     match err {
-        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Unavailable {
-            reason, ..
-        }) => reason,
+        Error::TokenEndpoint(family)
+            if let entra_mi::error::TokenEndpointError::Unavailable { reason, .. } =
+                family.as_ref() =>
+        {
+            reason
+        }
         other => panic!("expected TokenEndpointUnavailable, got {other:?}"),
     }
 }
@@ -259,9 +266,11 @@ fn endpoint_unavailable(err: &Error) -> &Unavailable {
 fn refused(err: &Error, kind: SourceKind) -> u16 {
     assert_clean(err);
     match err {
-        Error::Source(entra_mi::error::SourceError::Refused {
-            source_kind, error, ..
-        }) => {
+        Error::Source(family)
+            if let entra_mi::error::SourceError::Refused {
+                source_kind, error, ..
+            } = family.as_ref() =>
+        {
             assert_eq!(*source_kind, kind, "{err}");
             assert!(!err.is_unavailable());
             error.status

@@ -134,10 +134,14 @@ fn receiver_summary(shown: &serde_json::Map<String, Value>) -> Option<String> {
 fn hints(error: &Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     match error {
-        Error::Source(entra_mi::error::SourceError::Refused { error, .. }) => {
+        Error::Source(family)
+            if let entra_mi::error::SourceError::Refused { error, .. } = family.as_ref() =>
+        {
             out.extend(error.hint().map(str::to_owned))
         }
-        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+        Error::TokenEndpoint(family)
+            if let entra_mi::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
+        {
             out.extend(error.hint().map(str::to_owned))
         }
         _ => {}

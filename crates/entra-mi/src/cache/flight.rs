@@ -77,7 +77,7 @@ pub(super) async fn wait(
             None => {}
         }
     }
-    Err(Error::Credential(crate::error::CredentialError::Aborted {
+    Err(Error::from(crate::error::CredentialError::Aborted {
         audience: slot.request.audience().to_string(),
     }))
 }
@@ -171,7 +171,7 @@ async fn run_flight(
     });
     let result = tokio::select! {
         result = inner.credential.get_token(&request) => result,
-        () = inner.time.sleep(timeout) => Err(Error::Deadline(crate::error::DeadlineError::FetchTimeout {
+        () = inner.time.sleep(timeout) => Err(Error::from(crate::error::DeadlineError::FetchTimeout {
             credential: inner.credential.name().to_owned(),
             audience: request.audience().to_string(),
             timeout,
@@ -217,7 +217,7 @@ impl Drop for FlightGuard {
                 st.failures += 1;
                 st.last_failure = Some((
                     now,
-                    Error::Credential(crate::error::CredentialError::Aborted {
+                    Error::from(crate::error::CredentialError::Aborted {
                         audience: self.slot.request.audience().to_string(),
                     }),
                 ));

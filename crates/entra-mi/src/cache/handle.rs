@@ -254,8 +254,11 @@ impl TokenHandle {
 /// back, and each such move stalls on store forwarding.
 struct Header<'a> {
     handle: &'a TokenHandle,
-    wait: Option<Pin<Box<dyn Future<Output = Result<HeaderValue, Error>> + Send + 'a>>>,
+    wait: Option<Wait<'a>>,
 }
+
+/// The waiting part of [`Header`]: joining or starting the slot's fetch.
+type Wait<'a> = Pin<Box<dyn Future<Output = Result<HeaderValue, Error>> + Send + 'a>>;
 
 impl Future for Header<'_> {
     type Output = Result<HeaderValue, Error>;

@@ -45,13 +45,13 @@ pub(super) fn complete(
     let checked = result.and_then(|token| {
         let remaining = token.remaining(time);
         if remaining.is_zero() {
-            return Err(Error::Credential(crate::error::CredentialError::Failed {
+            return Err(Error::from(crate::error::CredentialError::Failed {
                 credential: credential(),
                 message: format!("returned a token for {audience} that has already expired"),
             }));
         }
         let Some(header) = token.header_value() else {
-            return Err(Error::Credential(crate::error::CredentialError::Failed {
+            return Err(Error::from(crate::error::CredentialError::Failed {
                 credential: credential(),
                 message: format!(
                     "returned a token for {audience} whose value or type cannot be sent in an HTTP header"

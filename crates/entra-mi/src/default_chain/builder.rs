@@ -146,10 +146,12 @@ impl DefaultCredentialBuilder {
                                     .build()?,
                             ))
                         }
-                        Err(Error::Credential(crate::error::CredentialError::Unavailable {
-                            reason,
-                            ..
-                        })) => Slot::Unconfigured(reason),
+                        Err(Error::Credential(family)) => match *family {
+                            crate::error::CredentialError::Unavailable { reason, .. } => {
+                                Slot::Unconfigured(reason)
+                            }
+                            other => return Err(other.into()),
+                        },
                         Err(e) => return Err(e),
                     }
                 }
@@ -172,11 +174,10 @@ impl DefaultCredentialBuilder {
                         // AZURE_CLIENT_ID (meant for another link, perhaps) names an identity
                         // this source cannot select: the link reports it when reached and the
                         // chain stops there, rather than the whole chain failing to build.
-                        Err(
-                            e @ Error::Configuration(crate::error::ConfigurationError::Setting {
-                                ..
-                            }),
-                        ) if implicit => {
+                        Err(e @ Error::Configuration(_))
+                            if implicit
+                                && matches!(&e, Error::Configuration(c) if matches!(**c, crate::error::ConfigurationError::Setting { .. })) =>
+                        {
                             links.push(Link {
                                 kind,
                                 slot: Slot::Broken(e),
@@ -233,9 +234,10 @@ impl DefaultCredentialBuilder {
                     .build()?;
                 return Ok(Slot::Ready(Arc::new(c)));
             }
-            Err(Error::Credential(crate::error::CredentialError::Unavailable {
-                reason, ..
-            })) => reason,
+            Err(Error::Credential(family)) => match *family {
+                crate::error::CredentialError::Unavailable { reason, .. } => reason,
+                other => return Err(other.into()),
+            },
             Err(e) => return Err(e),
         };
         self.certificate_link(secret)
@@ -255,7 +257,9 @@ impl DefaultCredentialBuilder {
                     .build()?;
                 Ok(Slot::Ready(Arc::new(c)))
             }
-            Err(Error::Credential(crate::error::CredentialError::Unavailable { .. })) => {
+            Err(Error::Credential(family))
+                if let crate::error::CredentialError::Unavailable { .. } = family.as_ref() =>
+            {
                 Ok(Slot::Unconfigured(format!(
                     "{secret} (and AZURE_CLIENT_CERTIFICATE_PATH is not set either)"
                 )))
@@ -316,7 +320,7 @@ const LINKS_OPTION: &str = "DefaultCredentialBuilder::links";
 const AZURE_CLIENT_CERTIFICATE_PATH: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
 
 fn feature_disabled(setting: &str, credential: &'static str, feature: &'static str) -> Error {
-    Error::Configuration(crate::error::ConfigurationError::FeatureDisabled {
+    Error::from(crate::error::ConfigurationError::FeatureDisabled {
         setting: setting.to_owned(),
         credential,
         feature,

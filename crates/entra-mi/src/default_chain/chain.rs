@@ -116,7 +116,7 @@ impl DefaultCredential {
             "default",
             until.deadline,
             (!attempts.is_empty())
-                .then(|| Error::Chain(crate::error::ChainError::new(attempts.to_vec()))),
+                .then(|| Error::from(crate::error::ChainError::new(attempts.to_vec()))),
         )
     }
 
@@ -148,7 +148,7 @@ impl DefaultCredential {
                         ),
                         unavailable: false,
                     });
-                    return Err(Error::Chain(crate::error::ChainError::new(attempts)));
+                    return Err(Error::from(crate::error::ChainError::new(attempts)));
                 }
                 Slot::Ready(c) => c,
             };
@@ -171,7 +171,7 @@ impl DefaultCredential {
                     Err(ProbeMiss::OutOfTime) => {
                         return Err(match until {
                             Some(u) => Self::out_of_time(u, &attempts),
-                            None => Error::Chain(crate::error::ChainError::new(attempts)),
+                            None => Error::from(crate::error::ChainError::new(attempts)),
                         });
                     }
                 }
@@ -213,10 +213,7 @@ impl DefaultCredential {
                 // A configured link that fails — and any failure of a managed-identity endpoint
                 // once it is known to exist — stops the chain; so does the caller's deadline.
                 Err(e) => {
-                    let out_of_time = matches!(
-                        e,
-                        Error::Deadline(crate::error::DeadlineError::Caller { .. })
-                    );
+                    let out_of_time = matches!(&e, Error::Deadline(d) if matches!(**d, crate::error::DeadlineError::Caller { .. }));
                     attempts.push(ChainAttempt {
                         credential: name,
                         reason: e.to_string(),
@@ -224,12 +221,12 @@ impl DefaultCredential {
                     });
                     return Err(match until {
                         Some(u) if out_of_time => Self::out_of_time(u, &attempts),
-                        _ => Error::Chain(crate::error::ChainError::new(attempts)),
+                        _ => Error::from(crate::error::ChainError::new(attempts)),
                     });
                 }
             }
         }
-        Err(Error::Chain(crate::error::ChainError::new(attempts)))
+        Err(Error::from(crate::error::ChainError::new(attempts)))
     }
 }
 

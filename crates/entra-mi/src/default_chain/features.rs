@@ -22,12 +22,16 @@ fn feature_disabled(result: Result<DefaultCredential, Error>) -> (String, &'stat
         ),
     };
     let shown = e.to_string();
-    match e {
-        Error::Configuration(ConfigurationError::FeatureDisabled {
-            setting,
-            credential,
-            feature,
-        }) => (setting, credential, format!("{feature} / {shown}")),
+    match &e {
+        Error::Configuration(family)
+            if let ConfigurationError::FeatureDisabled {
+                setting,
+                credential,
+                feature,
+            } = family.as_ref() =>
+        {
+            (setting.clone(), credential, format!("{feature} / {shown}"))
+        }
         other => panic!("expected FeatureDisabled, got {other:?}"),
     }
 }
@@ -97,10 +101,7 @@ fn a_certificate_in_the_environment_needs_its_feature() {
         // The credential is built, so the file is read: its absence is the error.
         let e = result.unwrap_err();
         assert!(
-            !matches!(
-                e,
-                Error::Configuration(ConfigurationError::FeatureDisabled { .. })
-            ),
+            !matches!(&e, Error::Configuration(family) if matches!(&**family, ConfigurationError::FeatureDisabled { .. })),
             "{e:?}"
         );
         assert!(e.to_string().contains("absent.pem"), "{e}");

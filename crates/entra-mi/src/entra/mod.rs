@@ -338,18 +338,16 @@ impl ConfidentialClient {
                     },
                 ));
             }
-            return Err(Error::TokenEndpoint(
-                crate::error::TokenEndpointError::Refused {
-                    credential: self.name.clone(),
-                    endpoint,
-                    error: Box::new(entra_error(&response)),
-                },
-            ));
+            return Err(Error::from(crate::error::TokenEndpointError::Refused {
+                credential: self.name.clone(),
+                endpoint,
+                error: Box::new(entra_error(&response)),
+            }));
         }
     }
 
     fn failure(&self, endpoint: &str, reason: Unavailable) -> Error {
-        Error::TokenEndpoint(crate::error::TokenEndpointError::Unavailable {
+        Error::from(crate::error::TokenEndpointError::Unavailable {
             credential: self.name.clone(),
             endpoint: endpoint.to_owned(),
             reason,

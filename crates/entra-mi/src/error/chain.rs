@@ -53,7 +53,7 @@ mod tests {
 
     #[test]
     fn chain_errors_render_one_line_per_link() {
-        let e = Error::Chain(ChainError::new(vec![
+        let e = Error::from(ChainError::new(vec![
             ChainAttempt {
                 credential: "a".into(),
                 reason: "line one\r\nline two".into(),

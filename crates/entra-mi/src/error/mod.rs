@@ -34,38 +34,87 @@ pub use source::{ServiceError, SourceError, Unavailable};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong when getting a token: one variant per family.
+///
+/// Each variant holds its family boxed, so an `Error` is two words and a `Result` carrying one
+/// is no larger than its `Ok` value needs: a `Result<HeaderValue, Error>` is the size of the
+/// header, which keeps the cache's hot paths from moving a large error slot around. Each family
+/// converts into its variant with `From`. Match a family through the box:
+///
+/// ```
+/// use entra_mi::Error;
+/// use entra_mi::error::{SourceError, TokenEndpointError};
+///
+/// fn status_of_refusal(e: &Error) -> Option<u16> {
+///     match e {
+///         Error::Source(source) if let SourceError::Refused { error, .. } = &**source => {
+///             Some(error.status)
+///         }
+///         Error::TokenEndpoint(endpoint) => match &**endpoint {
+///             TokenEndpointError::Refused { error, .. } => Some(error.status),
+///             _ => None,
+///         },
+///         _ => None,
+///     }
+/// }
+/// # let _ = status_of_refusal;
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A setting, builder option, environment variable, audience or route is wrong: nothing
     /// was sent.
     #[error(transparent)]
-    Configuration(#[from] ConfigurationError),
+    Configuration(Box<ConfigurationError>),
     /// A managed-identity source failed: unreachable, refusing, not supported here, or (Azure
     /// Arc) its key file.
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(Box<SourceError>),
     /// Entra's token endpoint refused the request or could not be used.
     #[error(transparent)]
-    TokenEndpoint(#[from] TokenEndpointError),
+    TokenEndpoint(Box<TokenEndpointError>),
     /// Another credential failed or cannot be used here (a developer tool, a custom
     /// credential), or its fetch ended without a result.
     #[error(transparent)]
-    Credential(#[from] CredentialError),
+    Credential(Box<CredentialError>),
     /// Every credential of a chain failed.
     #[error(transparent)]
-    Chain(#[from] ChainError),
+    Chain(Box<ChainError>),
     /// A deadline passed first: the caller's, or a provider's fetch timeout.
     #[error(transparent)]
-    Deadline(#[from] DeadlineError),
+    Deadline(Box<DeadlineError>),
 }
+
+/// Each family converts into its variant, boxed.
+macro_rules! from_family {
+    ($($variant:ident($family:ty)),* $(,)?) => {$(
+        impl From<$family> for Error {
+            fn from(error: $family) -> Self {
+                Error::$variant(Box::new(error))
+            }
+        }
+    )*};
+}
+
+from_family!(
+    Configuration(ConfigurationError),
+    Source(SourceError),
+    TokenEndpoint(TokenEndpointError),
+    Credential(CredentialError),
+    Chain(ChainError),
+    Deadline(DeadlineError),
+);
 
 impl Error {
     /// True when the source is not there or not usable (as opposed to present and refusing).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Error::Source(SourceError::Unavailable { .. } | SourceError::NotSupported { .. })
-            | Error::Credential(CredentialError::Unavailable { .. }) => true,
+            Error::Source(source) => matches!(
+                **source,
+                SourceError::Unavailable { .. } | SourceError::NotSupported { .. }
+            ),
+            Error::Credential(credential) => {
+                matches!(**credential, CredentialError::Unavailable { .. })
+            }
             Error::Chain(chain) => chain.attempts.iter().all(|a| a.unavailable),
             _ => false,
         }
@@ -74,12 +123,15 @@ impl Error {
     /// The HTTP status of the answer that caused this error, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Source(SourceError::Refused { error, .. }) => Some(error.status),
-            Error::Source(SourceError::Unavailable { reason, .. })
-            | Error::TokenEndpoint(TokenEndpointError::Unavailable { reason, .. }) => {
-                reason.status()
-            }
-            Error::TokenEndpoint(TokenEndpointError::Refused { error, .. }) => Some(error.status),
+            Error::Source(source) => match &**source {
+                SourceError::Refused { error, .. } => Some(error.status),
+                SourceError::Unavailable { reason, .. } => reason.status(),
+                _ => None,
+            },
+            Error::TokenEndpoint(endpoint) => match &**endpoint {
+                TokenEndpointError::Refused { error, .. } => Some(error.status),
+                TokenEndpointError::Unavailable { reason, .. } => reason.status(),
+            },
             _ => None,
         }
     }
@@ -87,7 +139,7 @@ impl Error {
     /// True when a managed-identity source's answer shows no managed-identity endpoint is
     /// there (see [`Unavailable::is_foreign_answer`]).
     pub(crate) fn is_foreign_answer(&self) -> bool {
-        matches!(self, Error::Source(SourceError::Unavailable { reason, .. }) if reason.is_foreign_answer())
+        matches!(self, Error::Source(family) if matches!(family.as_ref(), SourceError::Unavailable { reason, .. } if reason.is_foreign_answer()))
     }
 
     /// [`DeadlineError::Caller`] for `credential`, with the last failure if there was one.
@@ -96,7 +148,7 @@ impl Error {
         deadline: Duration,
         last: Option<Error>,
     ) -> Self {
-        Error::Deadline(DeadlineError::Caller {
+        Error::from(DeadlineError::Caller {
             credential: credential.into(),
             deadline,
             last: last.map(Box::new),
@@ -105,7 +157,7 @@ impl Error {
 
     /// [`ConfigurationError::Setting`].
     pub(crate) fn configuration(setting: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Configuration(ConfigurationError::Setting {
+        Error::from(ConfigurationError::Setting {
             setting: setting.into(),
             reason: reason.into(),
         })
@@ -120,8 +172,18 @@ mod tests {
     use crate::source_kind::SourceKind;
 
     #[test]
+    fn errors_are_two_words_so_results_stay_small() {
+        assert!(size_of::<Error>() <= 2 * size_of::<usize>());
+        // The hot path's result: no larger than a header and a discriminant.
+        assert!(
+            size_of::<Result<http::HeaderValue, Error>>()
+                <= size_of::<http::HeaderValue>() + size_of::<usize>()
+        );
+    }
+
+    #[test]
     fn families_chain_to_their_typed_cause() {
-        let e = Error::Source(SourceError::Refused {
+        let e = Error::from(SourceError::Refused {
             source_kind: SourceKind::Imds,
             endpoint: "http://127.0.0.1/".into(),
             error: ServiceError {
@@ -135,7 +197,7 @@ mod tests {
         assert!(service.is_identity_not_found());
         assert_eq!(e.status(), Some(400));
 
-        let last = Error::Source(SourceError::Unavailable {
+        let last = Error::from(SourceError::Unavailable {
             source_kind: SourceKind::Imds,
             endpoint: "http://127.0.0.1/".into(),
             reason: Unavailable::Timeout(Duration::from_secs(1)),

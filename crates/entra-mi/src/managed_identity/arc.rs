@@ -55,7 +55,7 @@ impl Arc {
             .clone()
             .or_else(default_key_directory)
             .ok_or_else(|| {
-                Error::Source(SourceError::NotSupported {
+                Error::from(SourceError::NotSupported {
                     source_kind: SourceKind::AzureArc,
                     evidence: "the Arc agent runs only on Linux and Windows".into(),
                 })
@@ -141,7 +141,7 @@ impl Source for Arc {
         let key = read_key(&path, &self.key_dir).await?;
         let first_leg = self::request(http.inner(), &self.endpoint, request.audience().resource());
         let second = with_key(first_leg, &key).ok_or_else(|| {
-            Error::Source(SourceError::ArcKeyFile {
+            Error::from(SourceError::ArcKeyFile {
                 path: path.clone(),
                 reason: "its content cannot be sent in an HTTP header".into(),
             })
@@ -175,7 +175,7 @@ pub(crate) fn challenge_path(header: Option<&str>) -> Result<String, String> {
 /// bytes that is still the file at that path.
 pub(crate) async fn read_key(path: &str, key_dir: &Path) -> Result<Secret, Error> {
     let fail = |reason: String| {
-        Error::Source(SourceError::ArcKeyFile {
+        Error::from(SourceError::ArcKeyFile {
             path: path.to_owned(),
             reason,
         })

@@ -125,7 +125,7 @@ mod tests {
         );
         let e = imds().classify(&refused, 1, false);
         assert!(
-            matches!(e, Error::Source(SourceError::Refused { .. })),
+            matches!(&e, Error::Source(family) if matches!(family.as_ref(), SourceError::Refused { .. })),
             "{e:?}"
         );
         let html = RawResponse::for_tests(403, "text/html", "<html><body>Proxy</body></html>");

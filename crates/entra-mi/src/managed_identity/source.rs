@@ -89,7 +89,7 @@ pub(super) trait Source: Send + Sync + fmt::Debug {
 
 /// [`SourceError::Unavailable`] of `kind` at `endpoint`.
 pub(super) fn unavailable(kind: SourceKind, endpoint: &url::Url, reason: Unavailable) -> Error {
-    Error::Source(SourceError::Unavailable {
+    Error::from(SourceError::Unavailable {
         source_kind: kind,
         endpoint: endpoint.to_string(),
         reason,
@@ -123,7 +123,7 @@ pub(super) fn classify(
         _ if retryable => status_failure(None),
         ErrorBody::Html => unavailable(Unavailable::Html { status }),
         ErrorBody::Service(error) if (400..500).contains(&status) => {
-            Error::Source(SourceError::Refused {
+            Error::from(SourceError::Refused {
                 source_kind: kind,
                 endpoint: endpoint.to_string(),
                 error,

@@ -65,21 +65,17 @@ impl TokenRouterBuilder {
                     None
                 };
                 if let Some(reason) = reason {
-                    return Err(Error::Configuration(
-                        crate::error::ConfigurationError::Route {
-                            route: route.to_string(),
-                            reason,
-                        },
-                    ));
+                    return Err(Error::from(crate::error::ConfigurationError::Route {
+                        route: route.to_string(),
+                        reason,
+                    }));
                 }
             }
             if bound.iter().any(|b| b.route().same_place(&route)) {
-                return Err(Error::Configuration(
-                    crate::error::ConfigurationError::Route {
-                        route: route.to_string(),
-                        reason: "another route covers the same scheme, host, port and path",
-                    },
-                ));
+                return Err(Error::from(crate::error::ConfigurationError::Route {
+                    route: route.to_string(),
+                    reason: "another route covers the same scheme, host, port and path",
+                }));
             }
             let handle = self.provider.handle(route.audience());
             bound.push(BoundRoute::register(route, handle));

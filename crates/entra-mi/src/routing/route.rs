@@ -38,7 +38,7 @@ impl Route {
     /// matched on whole segments; a trailing `/` makes no difference.
     pub fn new(base_url: &str, audience: Audience) -> Result<Route, Error> {
         let refuse = |reason: &'static str| {
-            Error::Configuration(crate::error::ConfigurationError::Route {
+            Error::from(crate::error::ConfigurationError::Route {
                 route: crate::env::url_for_display(base_url),
                 reason,
             })

@@ -108,10 +108,7 @@ async fn az_success_uses_expires_on_and_passes_arguments_without_a_shell() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Configuration(entra_mi::error::ConfigurationError::Setting { .. })
-        ),
+        matches!(&err, Error::Configuration(family) if matches!(&**family, entra_mi::error::ConfigurationError::Setting { .. })),
         "{err}"
     );
     let err = cred.get_token(&arm().with_claims("{}")).await.unwrap_err();
@@ -150,7 +147,7 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains("not logged in")),
+        matches!(&err, Error::Credential(family) if matches!(family.as_ref(), entra_mi::error::CredentialError::Unavailable { reason, .. } if reason.contains("not logged in"))),
         "{err}"
     );
 
@@ -159,10 +156,7 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            &err,
-            Error::Credential(entra_mi::error::CredentialError::Failed { .. })
-        ),
+        matches!(&err, Error::Credential(family) if matches!(&**family, entra_mi::error::CredentialError::Failed { .. })),
         "{err:?}"
     );
     assert!(err.to_string().contains("AADSTS700082"), "{err}");
@@ -197,7 +191,7 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains("not found on PATH")),
+        matches!(&err, Error::Credential(family) if matches!(family.as_ref(), entra_mi::error::CredentialError::Unavailable { reason, .. } if reason.contains("not found on PATH"))),
         "{err}"
     );
 
@@ -207,7 +201,7 @@ async fn az_failures_are_typed_and_never_show_the_token() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason.contains("did not finish within")),
+        matches!(&err, Error::Credential(family) if matches!(family.as_ref(), entra_mi::error::CredentialError::Unavailable { reason, .. } if reason.contains("did not finish within"))),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -230,10 +224,7 @@ async fn absurd_expiry_from_az_is_a_typed_error_not_a_panic() {
             .await
             .unwrap_err();
         assert!(
-            matches!(
-                &err,
-                Error::Credential(entra_mi::error::CredentialError::Failed { .. })
-            ),
+            matches!(&err, Error::Credential(family) if matches!(&**family, entra_mi::error::CredentialError::Failed { .. })),
             "{name}: {err:?}"
         );
         assert!(err.to_string().contains("expires_on"), "{name}: {err}");

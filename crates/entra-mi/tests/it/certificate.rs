@@ -149,7 +149,7 @@ async fn pem_and_pkcs12_certificates_get_tokens() {
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "AZURE_CLIENT_CERTIFICATE_PATH" && reason.contains("password is wrong")),
+        matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "AZURE_CLIENT_CERTIFICATE_PATH" && reason.contains("password is wrong"))),
         "{err}"
     );
     let _ = std::fs::remove_file(&path);

@@ -179,10 +179,10 @@ fn bad_values_of_the_other_sources_name_the_variable() {
             .build()
             .unwrap_err();
         match &err {
-            Error::Configuration(entra_mi::error::ConfigurationError::Setting {
-                setting,
-                reason,
-            }) => {
+            Error::Configuration(family)
+                if let entra_mi::error::ConfigurationError::Setting { setting, reason } =
+                    family.as_ref() =>
+            {
                 assert_eq!(setting, variable, "{vars:?}");
                 assert!(reason.contains(needle), "{vars:?}: {reason}");
             }
@@ -258,10 +258,10 @@ fn bad_environment_values_name_the_variable() {
             .build()
             .unwrap_err();
         match &err {
-            Error::Configuration(entra_mi::error::ConfigurationError::Setting {
-                setting,
-                reason,
-            }) => {
+            Error::Configuration(family)
+                if let entra_mi::error::ConfigurationError::Setting { setting, reason } =
+                    family.as_ref() =>
+            {
                 assert_eq!(setting, variable, "{vars:?}");
                 assert!(reason.contains(needle), "{vars:?}: {reason}");
             }
@@ -321,7 +321,7 @@ fn managed_identity_ids_parse_from_text_and_a_bare_guid_is_refused() {
     ] {
         let err = text.parse::<ManagedIdentityId>().unwrap_err();
         assert!(
-            matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { reason, .. }) if reason.contains(needle)),
+            matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { reason, .. } if reason.contains(needle))),
             "{text:?}: {err}"
         );
     }
@@ -394,7 +394,7 @@ fn an_arc_endpoint_must_be_loopback_whatever_its_scheme() {
                 .build()
                 .unwrap_err();
             assert!(
-                matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "IDENTITY_ENDPOINT" && reason.contains("loopback")),
+                matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "IDENTITY_ENDPOINT" && reason.contains("loopback"))),
                 "{endpoint}: {err}"
             );
             let err = ManagedIdentityCredential::builder()

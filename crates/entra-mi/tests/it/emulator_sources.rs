@@ -163,7 +163,9 @@ async fn unknown_identities_are_refused_with_the_service_words() {
             .await
             .unwrap_err();
         match &err {
-            Error::Source(entra_mi::error::SourceError::Refused { error, .. }) => {
+            Error::Source(family)
+                if let entra_mi::error::SourceError::Refused { error, .. } = family.as_ref() =>
+            {
                 assert_eq!(error.status, 400, "{src:?}");
                 assert!(error.is_identity_not_found(), "{src:?}: {err}");
             }
@@ -186,7 +188,7 @@ async fn unknown_identities_are_refused_with_the_service_words() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Source(entra_mi::error::SourceError::Refused { error, .. }) if error.is_identity_not_found()),
+        matches!(&err, Error::Source(family) if matches!(family.as_ref(), entra_mi::error::SourceError::Refused { error, .. } if error.is_identity_not_found())),
         "{err}"
     );
 }
@@ -205,10 +207,7 @@ async fn a_wrong_identity_header_is_refused_and_a_rotated_one_is_followed() {
     emu.set_identity_header("rotated-secret");
     let err = cred.get_token(&req).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Source(entra_mi::error::SourceError::Refused { .. })
-        ),
+        matches!(&err, Error::Source(family) if matches!(&**family, entra_mi::error::SourceError::Refused { .. })),
         "{err:?}"
     );
     assert!(!format!("{err} {err:?}").contains("rotated-secret"));
@@ -317,9 +316,12 @@ async fn emulated_faults_become_typed_errors() {
     for (fault, check) in cases {
         let name = format!("{fault:?}");
         emu.push_fault(Endpoint::Imds, fault);
-        match cred.get_token(&req).await {
-            Err(Error::Source(entra_mi::error::SourceError::Unavailable { reason, .. })) => {
-                assert!(check(&reason), "{name}: {reason:?}")
+        match &cred.get_token(&req).await {
+            Err(Error::Source(family))
+                if let entra_mi::error::SourceError::Unavailable { reason, .. } =
+                    family.as_ref() =>
+            {
+                assert!(check(reason), "{name}: {reason:?}")
             }
             other => panic!("{name}: {other:?}"),
         }
@@ -482,7 +484,7 @@ async fn app_service_falls_back_to_2017_when_2019_is_unsupported() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Source(entra_mi::error::SourceError::Refused { error, .. }) if error.code.as_deref() == Some("UnsupportedApiVersion")),
+            matches!(&err, Error::Source(family) if matches!(family.as_ref(), entra_mi::error::SourceError::Refused { error, .. } if error.code.as_deref() == Some("UnsupportedApiVersion"))),
             "{id:?}: {err}"
         );
         assert_eq!(emu.requests(Endpoint::AzureMl), 0, "{id:?}");
@@ -554,7 +556,7 @@ async fn a_source_given_in_code_replaces_detection() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "ManagedIdentityCredentialBuilder::source" && reason.contains(needle)),
+            matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "ManagedIdentityCredentialBuilder::source" && reason.contains(needle))),
             "{source:?}: {err}"
         );
         assert!(!format!("{err} {err:?}").contains("PW-CANARY"), "{err:?}");

@@ -75,7 +75,9 @@ async fn client_secret_gets_a_token_and_a_wrong_one_gets_the_aadsts_error() {
     let wrong = secret_credential(&emu, &app.client_id, "CANARY-wrong-secret");
     let err = wrong.get_token(&graph()).await.unwrap_err();
     match &err {
-        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+        Error::TokenEndpoint(family)
+            if let entra_mi::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
+        {
             assert_eq!(error.status, 401);
             assert_eq!(error.code.as_deref(), Some("invalid_client"));
             assert_eq!(error.aadsts, vec![7000215]);
@@ -135,7 +137,7 @@ async fn authority_must_be_https_unless_loopback_is_allowed() {
         .build()
         .unwrap_err();
         assert!(
-            matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "AZURE_AUTHORITY_HOST" && reason.contains(needle)),
+            matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "AZURE_AUTHORITY_HOST" && reason.contains(needle))),
             "{host}: {err}"
         );
     }
@@ -161,7 +163,7 @@ async fn authority_must_be_https_unless_loopback_is_allowed() {
     .build()
     .unwrap_err();
     assert!(
-        matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, .. }) if setting == "AZURE_TENANT_ID"),
+        matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, .. } if setting == "AZURE_TENANT_ID")),
         "{err}"
     );
     let err =
@@ -187,7 +189,7 @@ async fn environment_conventions_and_sovereign_authority() {
     env.remove("AZURE_CLIENT_SECRET");
     let err = ClientSecretCredential::from_environment(&env).unwrap_err();
     assert!(
-        matches!(&err, Error::Credential(entra_mi::error::CredentialError::Unavailable { reason, .. }) if reason == "AZURE_CLIENT_SECRET is not set"),
+        matches!(&err, Error::Credential(family) if matches!(family.as_ref(), entra_mi::error::CredentialError::Unavailable { reason, .. } if reason == "AZURE_CLIENT_SECRET is not set")),
         "{err}"
     );
     assert!(err.is_unavailable());
@@ -204,13 +206,10 @@ async fn an_oversized_token_answer_is_not_asked_for_again() {
     let (cred, sleeps) = on_loopback(&server);
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(
-            &err,
-            Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Unavailable {
-                reason: entra_mi::error::Unavailable::BodyTooLarge { .. },
-                ..
-            })
-        ),
+        matches!(&err, Error::TokenEndpoint(family) if matches!(&**family, entra_mi::error::TokenEndpointError::Unavailable {
+            reason: entra_mi::error::Unavailable::BodyTooLarge { .. },
+            ..
+        })),
         "{err:?}"
     );
     assert_eq!(server.count(), 1);
@@ -288,7 +287,7 @@ async fn workload_identity_refuses_a_fifo_without_blocking() {
         .expect("reading a FIFO blocked")
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("not a regular file")),
+        matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("not a regular file"))),
         "{err}"
     );
     assert_eq!(emu.requests(entra_mi_emulator::Endpoint::EntraToken), 0);
@@ -322,7 +321,7 @@ async fn workload_identity_rereads_the_rotated_token_file() {
     let cred = builder(&env);
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { setting, reason }) if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("does not exist")),
+        matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("does not exist"))),
         "{err}"
     );
     std::fs::write(&file, "").unwrap();

@@ -189,7 +189,7 @@ async fn a_caller_waiting_for_another_callers_fetch_keeps_to_its_deadline() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::Deadline(entra_mi::error::DeadlineError::Caller { deadline, .. }) if *deadline == Duration::from_millis(200)),
+        matches!(&err, Error::Deadline(family) if matches!(family.as_ref(), entra_mi::error::DeadlineError::Caller { deadline, .. } if *deadline == Duration::from_millis(200))),
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_millis(1500), "{err}");
@@ -210,7 +210,9 @@ async fn an_assertion_entra_refuses_is_dropped() {
     s.emu.push_fault(Endpoint::EntraToken, expired_assertion());
     let err = cred.get_token(&graph()).await.unwrap_err();
     match &err {
-        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+        Error::TokenEndpoint(family)
+            if let entra_mi::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
+        {
             assert_eq!(error.aadsts, [700024], "{err}")
         }
         other => panic!("{other}"),
@@ -255,7 +257,9 @@ async fn a_refusal_that_is_not_about_the_assertion_keeps_it() {
         .await
         .unwrap_err();
     match &err {
-        Error::TokenEndpoint(entra_mi::error::TokenEndpointError::Refused { error, .. }) => {
+        Error::TokenEndpoint(family)
+            if let entra_mi::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
+        {
             assert_eq!(error.aadsts, [90002], "{err}")
         }
         other => panic!("{other}"),

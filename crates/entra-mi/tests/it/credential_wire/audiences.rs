@@ -64,10 +64,14 @@ async fn a_token_for_another_api_or_identity_is_refused() {
         let err = cred.get_token(&graph()).await.unwrap_err();
         assert_no_canary(&err);
         match &err {
-            Error::Source(entra_mi::error::SourceError::Unavailable {
-                reason: Unavailable::InvalidResponse { problem },
-                ..
-            }) => assert!(problem.contains("asked"), "{name}: {problem}"),
+            Error::Source(family)
+                if let entra_mi::error::SourceError::Unavailable {
+                    reason: Unavailable::InvalidResponse { problem },
+                    ..
+                } = family.as_ref() =>
+            {
+                assert!(problem.contains("asked"), "{name}: {problem}")
+            }
             other => panic!("{name}: {other:?}"),
         }
     }

@@ -97,7 +97,7 @@ async fn app_service_reads_the_rotated_identity_header_per_request() {
     env.remove("IDENTITY_HEADER");
     let err = cred.get_token(&graph()).await.unwrap_err();
     assert!(
-        matches!(err, Error::Configuration(entra_mi::error::ConfigurationError::Setting { ref setting, .. }) if setting == "IDENTITY_HEADER"),
+        matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, .. } if setting == "IDENTITY_HEADER")),
         "{err}"
     );
 }

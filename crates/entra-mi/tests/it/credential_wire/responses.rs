@@ -133,13 +133,10 @@ async fn an_already_expired_token_is_refused_even_with_expires_in() {
     let err = imds(&server).get_token(&graph()).await.unwrap_err();
     let text = err.to_string();
     assert!(
-        matches!(
-            &err,
-            Error::Source(entra_mi::error::SourceError::Unavailable {
-                reason: Unavailable::InvalidResponse { .. },
-                ..
-            })
-        ),
+        matches!(&err, Error::Source(family) if matches!(&**family, entra_mi::error::SourceError::Unavailable {
+            reason: Unavailable::InvalidResponse { .. },
+            ..
+        })),
         "{err:?}"
     );
     assert!(text.contains("already-expired token"), "{text}");

@@ -129,20 +129,19 @@ async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
     // The caller's deadline ended it: that is no "unavailable" (a chain stops), and the last
     // failure is kept.
     match &err {
-        Error::Deadline(entra_mi::error::DeadlineError::Caller {
-            deadline,
-            last: Some(last),
-            ..
-        }) => {
+        Error::Deadline(family)
+            if let entra_mi::error::DeadlineError::Caller {
+                deadline,
+                last: Some(last),
+                ..
+            } = family.as_ref() =>
+        {
             assert_eq!(*deadline, Duration::from_secs(5));
             assert!(
-                matches!(
-                    **last,
-                    Error::Source(entra_mi::error::SourceError::Unavailable {
-                        reason: Unavailable::Status { status: 503, .. },
-                        ..
-                    })
-                ),
+                matches!(&**last, Error::Source(family) if matches!(&**family, entra_mi::error::SourceError::Unavailable {
+                    reason: Unavailable::Status { status: 503, .. },
+                    ..
+                })),
                 "{err}"
             );
         }
