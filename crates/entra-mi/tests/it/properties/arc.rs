@@ -1,5 +1,8 @@
 //! Property tests of Azure Arc's challenge: the realm and the key-file path.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
 use super::*;
 
 const GOOD: &str = "good-key-0123456789abcdef";
@@ -18,13 +21,29 @@ struct ArcFixture {
     rt: tokio::runtime::Runtime,
 }
 
-/// `<root>/tokens` holds two keys and every kind of file the check must refuse; `<root>` is
-/// removed when the process exits only if the last test to use it removes it, so it is named
-/// per process and small.
-fn arc_fixture() -> &'static ArcFixture {
-    static F: OnceLock<ArcFixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let root = std::env::temp_dir().join(format!("entra-mi-props-arc-{}", std::process::id()));
+impl Drop for ArcFixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// `<root>/tokens` holds two keys and every kind of file the check must refuse. The fixture
+/// lives while a test holds it and its directory goes with it, so nothing is left in the
+/// temporary directory; each one made gets a name of its own (process id and a counter), so a
+/// fixture being removed never takes a newer one's files with it.
+fn arc_fixture() -> Arc<ArcFixture> {
+    static CURRENT: Mutex<Weak<ArcFixture>> = Mutex::new(Weak::new());
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    let mut current = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(fixture) = current.upgrade() {
+        return fixture;
+    }
+    let fixture = Arc::new({
+        let root = std::env::temp_dir().join(format!(
+            "entra-mi-props-arc-{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&root);
         let tokens = root.join("tokens");
         let outside = root.join("outside");
@@ -59,7 +78,9 @@ fn arc_fixture() -> &'static ArcFixture {
             .build()
             .unwrap();
         ArcFixture { root, tokens, rt }
-    })
+    });
+    *current = Arc::downgrade(&fixture);
+    fixture
 }
 
 /// Independently of the library: should `path` be accepted, and with which key?

@@ -19,7 +19,6 @@
 //! (feature `test-util`) that the `routing` fuzz target uses too.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
