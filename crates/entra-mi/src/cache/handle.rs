@@ -251,7 +251,8 @@ impl TokenHandle {
 /// The hit is looked for in `poll` itself, not when the future is made, so the header is
 /// written once, straight into the poll's result: a header kept in the future and moved out
 /// of it at the poll travels through the stack in stores narrower than the loads that read it
-/// back, and each such move stalls on store forwarding.
+/// back, and each such move stalls on store forwarding. (For the same reason [`Error`] boxes
+/// its families: the poll's result is no larger than the header.)
 struct Header<'a> {
     handle: &'a TokenHandle,
     wait: Option<Wait<'a>>,
