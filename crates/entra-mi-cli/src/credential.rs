@@ -8,7 +8,7 @@ use entra_mi::credentials::{
     ChainLink, ClientCertificateCredential, ClientSecretCredential, WorkloadIdentityCredential,
     authority,
 };
-use entra_mi::managed_identity::{ManagedIdentitySource, detect_source};
+use entra_mi::managed_identity::{Detection, detect_source};
 use entra_mi::{DefaultCredential, Environment, Error, ManagedIdentityId, TokenCredential};
 
 use crate::Failure;
@@ -237,17 +237,21 @@ impl Chosen {
                     },
                 }
             }
-            ChainLink::ManagedIdentity => match detect_source(env) {
-                Ok(detected) => {
-                    let endpoints = managed_identity_endpoints(&detected, env);
+            ChainLink::ManagedIdentity => match Detection::from_env(env) {
+                Ok(detection) => {
+                    // The detected endpoint and, on App Service, the 2017-09-01 one the
+                    // credential may switch to.
+                    let endpoints: Vec<&url::Url> = std::iter::once(detection.source.endpoint())
+                        .chain(detection.fallback.as_ref())
+                        .collect();
                     Origin {
-                        loopback: endpoints.iter().all(is_loopback),
+                        loopback: endpoints.iter().all(|u| is_loopback(u)),
                         description: format!(
                             "from the {} managed-identity endpoint at {}",
-                            detected.kind(),
+                            detection.source.kind(),
                             endpoints
                                 .iter()
-                                .map(host_port)
+                                .map(|u| host_port(u))
                                 .collect::<Vec<_>>()
                                 .join(" or ")
                         ),
@@ -294,11 +298,7 @@ impl Chosen {
 /// Whether `link` is configured in `env` (the chain skips the links that are not).
 fn configured(link: ChainLink, env: &Environment) -> bool {
     fn absent<T>(built: Result<T, Error>) -> bool {
-        matches!(
-            built,
-            Err(Error::Credential(ref c))
-                if matches!(**c, entra_mi::error::CredentialError::Unavailable { .. })
-        )
+        built.err().is_some_and(|e| e.is_unavailable())
     }
     match link {
         ChainLink::Environment => {
@@ -308,25 +308,6 @@ fn configured(link: ChainLink, env: &Environment) -> bool {
         ChainLink::WorkloadIdentity => !absent(WorkloadIdentityCredential::from_environment(env)),
         _ => true,
     }
-}
-
-/// Every endpoint the managed-identity credential may ask: the detected one and, on App
-/// Service, the 2017-09-01 endpoint it falls back to when `MSI_ENDPOINT` and `MSI_SECRET` are
-/// set too.
-fn managed_identity_endpoints(
-    detected: &ManagedIdentitySource,
-    env: &Environment,
-) -> Vec<url::Url> {
-    let mut out = vec![detected.endpoint().clone()];
-    if matches!(detected, ManagedIdentitySource::AppService { .. })
-        && env.has("MSI_SECRET")
-        && let Some(fallback) = env
-            .get("MSI_ENDPOINT")
-            .and_then(|v| url::Url::parse(v.trim()).ok())
-    {
-        out.push(fallback);
-    }
-    out
 }
 
 /// `host:port` of `url` (never its path or query).

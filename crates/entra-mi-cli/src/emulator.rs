@@ -261,7 +261,7 @@ pub(crate) async fn run(args: EmulatorArgs) -> Result<(), Failure> {
         }
     };
     // Where `entra-mi perms` finds the emulator's Microsoft Graph.
-    let graph = ("ENTRA_MI_GRAPH_URL", emulator.base_url());
+    let graph = (crate::perms::ENTRA_MI_GRAPH_URL, emulator.base_url());
     let text = if args.print_env {
         env.iter()
             .chain([&graph])

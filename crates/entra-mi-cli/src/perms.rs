@@ -15,7 +15,7 @@ use crate::{Failure, output, printable, progress, values};
 const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 const ARM_APP_ID: &str = "797f4846-ba00-4fd7-ba43-dac1f8f63013";
 /// The variable that gives the Graph URL when `--graph-url` does not.
-const ENTRA_MI_GRAPH_URL: &str = "ENTRA_MI_GRAPH_URL";
+pub(crate) const ENTRA_MI_GRAPH_URL: &str = "ENTRA_MI_GRAPH_URL";
 
 /// `entra-mi perms …`
 #[derive(Subcommand, Debug)]

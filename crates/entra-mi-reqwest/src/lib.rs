@@ -171,14 +171,18 @@ impl Middleware for BearerAuthMiddleware {
         let Some(route) = self.router.match_url(req.url()) else {
             return next.run(req, extensions).await;
         };
-        let (header, version) = route
-            .handle()
-            .header_with_version()
-            .await
-            .map_err(token_error)?;
         // Cloned before the header goes in: the retry gets the new token instead.
         let again = if self.recover { req.try_clone() } else { None };
-        req.headers_mut().insert(AUTHORIZATION, header);
+        // A cached token goes straight from the cache into the headers; only a miss waits.
+        let handle = route.handle();
+        let version = match handle.insert_cached_header(req.headers_mut()) {
+            Some(version) => version,
+            None => {
+                let (header, version) = handle.header_with_version().await.map_err(token_error)?;
+                req.headers_mut().insert(AUTHORIZATION, header);
+                version
+            }
+        };
         let response = next.clone().run(req, extensions).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);

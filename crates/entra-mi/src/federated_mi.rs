@@ -191,14 +191,11 @@ impl FederatedManagedIdentityCredential {
 
 /// True when `result` is Entra refusing the client assertion itself.
 fn assertion_refused(result: &Result<AccessToken, Error>) -> bool {
-    match result {
-        Err(Error::TokenEndpoint(family))
-            if let crate::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
-        {
-            blames_assertion(error)
-        }
-        _ => false,
-    }
+    result
+        .as_ref()
+        .err()
+        .and_then(Error::entra_error)
+        .is_some_and(blames_assertion)
 }
 
 fn blames_assertion(error: &EntraError) -> bool {

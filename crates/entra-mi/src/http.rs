@@ -17,6 +17,16 @@ pub(crate) fn sensitive_header(value: impl AsRef<[u8]>) -> Option<http::HeaderVa
     Some(header)
 }
 
+/// `<scheme> <secret>` as a sensitive header value, assembled in a buffer that is wiped when
+/// dropped (it holds the secret); `None` when a header cannot carry it.
+pub(crate) fn sensitive_authorization(scheme: &str, secret: &str) -> Option<http::HeaderValue> {
+    let mut value = zeroize::Zeroizing::new(Vec::with_capacity(scheme.len() + 1 + secret.len()));
+    value.extend_from_slice(scheme.as_bytes());
+    value.push(b' ');
+    value.extend_from_slice(secret.as_bytes());
+    sensitive_header(value.as_slice())
+}
+
 /// What came back from one request. Its `Debug` shows the status, content type and body
 /// length, never the body (a token response holds the token).
 pub(crate) struct RawResponse {

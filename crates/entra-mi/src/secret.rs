@@ -45,6 +45,8 @@ mod tests {
     fn a_secret_is_redacted_and_zeroized_on_drop() {
         let s = Secret::new("canary-secret");
         zeroized_on_drop(&s);
+        // The marker above is only a promise: the field itself is what clears the buffer.
+        let _: &Zeroizing<String> = &s.0;
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(s.expose(), "canary-secret");
         // What `Zeroizing` does on drop, observed: the buffer is cleared in place.

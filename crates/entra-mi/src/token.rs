@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
-use zeroize::Zeroizing;
 
 use crate::secret::Secret;
 
@@ -98,13 +97,7 @@ impl AccessToken {
         if !Self::is_header_safe(self.secret()) || !Self::is_header_safe(&self.token_type) {
             return None;
         }
-        let secret = self.secret();
-        let mut bytes =
-            Zeroizing::new(Vec::with_capacity(self.token_type.len() + 1 + secret.len()));
-        bytes.extend_from_slice(self.token_type.as_bytes());
-        bytes.push(b' ');
-        bytes.extend_from_slice(secret.as_bytes());
-        crate::http::sensitive_header(&*bytes)
+        crate::http::sensitive_authorization(&self.token_type, self.secret())
     }
 
     /// How long the token stays valid from now: by the deadline on `time`'s monotonic clock

@@ -164,13 +164,11 @@ impl TokenCredential for WorkloadIdentityCredential {
             .client
             .get_token(request, ClientAuth::Assertion(assertion.expose()))
             .await;
-        let expired_assertion = matches!(
-            &result,
-            Err(Error::TokenEndpoint(e)) if matches!(
-                &**e,
-                crate::error::TokenEndpointError::Refused { error, .. } if error.aadsts.contains(&700024)
-            )
-        );
+        let expired_assertion = result
+            .as_ref()
+            .err()
+            .and_then(Error::entra_error)
+            .is_some_and(|e| e.aadsts.contains(&700024));
         if !expired_assertion {
             return result;
         }

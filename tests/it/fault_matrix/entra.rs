@@ -252,3 +252,48 @@ pub(super) async fn secret_redirect() {
     assert_eq!(server.count(), 1);
     assert_eq!(target.count(), 0, "the secret never reached the target");
 }
+
+pub(super) async fn secret_untrusted_certificate() {
+    // The emulator's TLS listener serves its Entra endpoints with a self-signed certificate
+    // that this client was not told to trust.
+    let app = App::new("daemon").with_secret(SECRET);
+    let emu = Emulator::builder()
+        .app(app.clone())
+        .key_vault(entra_mi_emulator::KeyVault::new("fault-matrix"))
+        .start()
+        .await
+        .unwrap();
+    let tls = emu.key_vault().expect("the TLS listener");
+    let clock = ManualClock::with_wall_time(SystemTime::now());
+    let (time, sleeps) = clock.instant_time_source(0.5);
+    let cred = ClientSecretCredential::builder(emu.tenant_id(), &app.client_id, SECRET)
+        .authority_host(tls.ip_url.clone())
+        .time_source(time)
+        .attempt_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = cred.get_token(&graph()).await.unwrap_err();
+    match &err {
+        Error::TokenEndpoint(family)
+            if let entra_mi::error::TokenEndpointError::Unavailable { reason, .. } =
+                family.as_ref() =>
+        {
+            assert!(
+                matches!(reason, Unavailable::TlsVerification { .. }),
+                "{err:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_clean(&err);
+    assert!(
+        sleeps.sleeps().is_empty(),
+        "a certificate that fails verification is not retried: {:?}",
+        sleeps.sleeps()
+    );
+    assert_eq!(
+        emu.requests(Endpoint::EntraToken),
+        0,
+        "no request got past the TLS handshake"
+    );
+}

@@ -55,6 +55,7 @@
 //! | 41 | client secret (emulator) | accept, then never answer (deadline 300 ms) | `DeadlineExceeded` after `TokenEndpointUnavailable { Timeout }`, 1 request |
 //! | 42 | client secret | connection refused | `TokenEndpointUnavailable { Connect }`, one retry |
 //! | 43 | client secret | `302` from the token endpoint | `TokenEndpointUnavailable { Redirect { 302 } }`; the target got 0 requests |
+//! | 44 | client secret (emulator over TLS) | the authority's certificate is not trusted | `TlsVerification`, not retried; no request got through |
 //!
 //! # A valid cached token is never lost (`refresh_faults_keep_the_cached_token`)
 //!
@@ -122,7 +123,8 @@ use azure_ml::{azure_ml_date_in_the_past, azure_ml_wrong_secret};
 use cloud_shell::{cloud_shell_audience, cloud_shell_closed};
 use entra::{
     secret_429, secret_500_then_token, secret_connection_refused, secret_hang, secret_one_gib_body,
-    secret_redirect, secret_truncated_json, secret_wrong, wi_entra_503, wi_file_missing,
+    secret_redirect, secret_truncated_json, secret_untrusted_certificate, secret_wrong,
+    wi_entra_503, wi_file_missing,
 };
 use imds::{
     imds_5xx_sequence, imds_400, imds_401, imds_403, imds_429_with_retry_after,
@@ -492,6 +494,11 @@ fn matrix() -> Vec<Fault> {
             secret_connection_refused
         ),
         fault!("client secret", "302 redirect", secret_redirect),
+        fault!(
+            "client secret",
+            "untrusted certificate",
+            secret_untrusted_certificate
+        ),
     ]
 }
 

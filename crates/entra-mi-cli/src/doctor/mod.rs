@@ -133,18 +133,11 @@ fn receiver_summary(shown: &serde_json::Map<String, Value>) -> Option<String> {
 /// so the advice is chosen from the words of the error.
 fn hints(error: &Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    match error {
-        Error::Source(family)
-            if let entra_mi::error::SourceError::Refused { error, .. } = family.as_ref() =>
-        {
-            out.extend(error.hint().map(str::to_owned))
-        }
-        Error::TokenEndpoint(family)
-            if let entra_mi::error::TokenEndpointError::Refused { error, .. } = family.as_ref() =>
-        {
-            out.extend(error.hint().map(str::to_owned))
-        }
-        _ => {}
+    if let Some(hint) = error.service_error().and_then(|e| e.hint()) {
+        out.push(hint.to_owned());
+    }
+    if let Some(hint) = error.entra_error().and_then(|e| e.hint()) {
+        out.push(hint.to_owned());
     }
     let text = error.to_string().to_ascii_lowercase();
     // The library's own hint for "Identity not found" says the same; don't print both.

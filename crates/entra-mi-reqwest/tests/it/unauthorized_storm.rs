@@ -85,3 +85,54 @@ async fn fifty_401s_in_a_minute_cause_at_most_two_fetches_and_a_rotation_is_used
     assert_eq!(resp.status(), 200);
     assert_eq!(emu.requests(Endpoint::Imds), before + 1);
 }
+
+#[tokio::test]
+async fn the_back_off_for_a_re_served_token_doubles_from_30_s_to_5_min() {
+    let emu = Emulator::builder().start().await.unwrap();
+    let api = Downstream::start(&emu, AUD).await;
+    let clock = ManualClock::with_wall_time(SystemTime::now());
+    let provider = TokenProvider::builder(emulator_credential(&emu))
+        .time_source(clock.time_source(0.0))
+        .build();
+    let client = client(&provider, &api.url("/"));
+    assert_eq!(
+        client
+            .get(api.url("/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Every token is rejected, and the endpoint keeps handing back the same one: one request
+    // a second for 1,100 s of virtual time, noting when each token request was caused.
+    api.set_mode(Mode::RejectAll);
+    let mut fetched_at = Vec::new();
+    let mut fetches = emu.requests(Endpoint::Imds);
+    for second in 0..1_100u64 {
+        let resp = client.get(api.url("/orders")).send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let now = emu.requests(Endpoint::Imds);
+        if now > fetches {
+            fetched_at.push(second);
+            fetches = now;
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    let gaps: Vec<u64> = fetched_at.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("token requests at {fetched_at:?} s: gaps {gaps:?}");
+    assert_eq!(
+        fetched_at.first(),
+        Some(&0),
+        "the first rejection is acted on at once"
+    );
+    // 30 s, doubling, at most 5 min (a request a second: each gap is seen up to 1 s late).
+    let expected = [30, 60, 120, 240, 300, 300];
+    assert_eq!(gaps.len(), expected.len(), "gaps {gaps:?}");
+    for (gap, want) in gaps.iter().zip(expected) {
+        assert!(
+            (want..=want + 1).contains(gap),
+            "gaps {gaps:?}, want {expected:?}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
+use entra_mi_emulator::Endpoint;
 use entra_mi_validate::{Claims, Policy, TokenValidator, ValidateTokenLayer};
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, StatusCode};
@@ -84,9 +85,13 @@ async fn answers_follow_rfc_6750_and_never_echo_the_token() {
     let a = call(&app, "/orders", Some(&bearer(&good))).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body, format!("{} sensitive=true", w.caller.client_id));
+    assert_eq!(v.verified_tokens(), 1);
+    let key_sets = w.em.requests(Endpoint::Jwks);
     // Again: answered from memory, same result.
     let a = call(&app, "/orders", Some(&format!("bearer  {good} "))).await;
     assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(v.verified_tokens(), 1, "the same token, remembered once");
+    assert_eq!(w.em.requests(Endpoint::Jwks), key_sets);
 
     for (auth, description) in [
         (None, "no bearer token"),

@@ -129,6 +129,20 @@ async fn rows(w: &World) -> Vec<(&'static str, String, Option<Check>)> {
             })),
             Some(Check::Tenant),
         ),
+        (
+            // Claims are never read before the signature holds: a forged token with every
+            // claim wrong is a signature failure.
+            "order: bad signature, expired and wrong audience",
+            jwt(
+                &header("RS256"),
+                &crate::support::merge(
+                    w.claims(),
+                    json!({"exp": 1, "aud": "x", "nbf": 4_000_000_000u64}),
+                ),
+                |m| foreign.sign(m),
+            ),
+            Some(Check::Signature),
+        ),
         ("order: expired and missing role", w.token(json!({"exp": 1, "roles": null})), Some(Check::Expired)),
         ("garbage", "garbage".to_owned(), Some(Check::Malformed)),
         ("empty", String::new(), Some(Check::Malformed)),

@@ -145,7 +145,7 @@ fn start(
 }
 
 /// Starts a flight for `request` on `runtime`; returns the receiver of its result.
-pub(super) fn begin_flight(
+fn begin_flight(
     inner: &Arc<Inner>,
     slot: &Arc<Slot>,
     st: &mut SlotState,
@@ -256,7 +256,7 @@ fn complete(
 }
 
 /// Eager mode: a timer task that refreshes the slot at `at` (monotonic), without traffic.
-pub(super) fn schedule_eager(inner: &Arc<Inner>, slot: &Arc<Slot>, at: Duration) {
+fn schedule_eager(inner: &Arc<Inner>, slot: &Arc<Slot>, at: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };

@@ -264,8 +264,10 @@ type Wait<'a> = Pin<Box<dyn Future<Output = Result<HeaderValue, Error>> + Send +
 impl Future for Header<'_> {
     type Output = Result<HeaderValue, Error>;
 
-    // Forced inline for the reason `try_header` is; only the per-thread hit is inlined, the
-    // rest is `poll_slow`.
+    // Forced inline for the reason `try_header` is. Not `try_header` itself: the per-thread
+    // hit returns from here, and the shared store's answer from `poll_slow`, so the two never
+    // meet in one `Option` that the hit would have to be stored into (calling `try_header`
+    // here measures 1.69x `cached_header()` in the cache bench, against 1.05x).
     #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();

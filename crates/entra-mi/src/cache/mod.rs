@@ -315,8 +315,7 @@ impl TokenProvider {
         if let Some(h) = self.cached_header(audience) {
             return Ok(h);
         }
-        let handle = self.handle(audience);
-        Box::pin(async move { handle.header().await }).await
+        self.handle(audience).header().await
     }
 
     /// The header for `audience` if a valid token is cached, without waiting.

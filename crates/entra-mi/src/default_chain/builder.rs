@@ -146,13 +146,7 @@ impl DefaultCredentialBuilder {
                                     .build()?,
                             ))
                         }
-                        Err(Error::Credential(family)) => match *family {
-                            crate::error::CredentialError::Unavailable { reason, .. } => {
-                                Slot::Unconfigured(reason)
-                            }
-                            other => return Err(other.into()),
-                        },
-                        Err(e) => return Err(e),
+                        Err(e) => Slot::Unconfigured(unconfigured(e)?),
                     }
                 }
                 ChainLink::ManagedIdentity => {
@@ -174,7 +168,7 @@ impl DefaultCredentialBuilder {
                         // AZURE_CLIENT_ID (meant for another link, perhaps) names an identity
                         // this source cannot select: the link reports it when reached and the
                         // chain stops there, rather than the whole chain failing to build.
-                        Err(e @ Error::Configuration(_))
+                        Err(e)
                             if implicit
                                 && matches!(&e, Error::Configuration(c) if matches!(**c, crate::error::ConfigurationError::Setting { .. })) =>
                         {
@@ -234,11 +228,7 @@ impl DefaultCredentialBuilder {
                     .build()?;
                 return Ok(Slot::Ready(Arc::new(c)));
             }
-            Err(Error::Credential(family)) => match *family {
-                crate::error::CredentialError::Unavailable { reason, .. } => reason,
-                other => return Err(other.into()),
-            },
-            Err(e) => return Err(e),
+            Err(e) => unconfigured(e)?,
         };
         self.certificate_link(secret)
     }
@@ -257,14 +247,12 @@ impl DefaultCredentialBuilder {
                     .build()?;
                 Ok(Slot::Ready(Arc::new(c)))
             }
-            Err(Error::Credential(family))
-                if let crate::error::CredentialError::Unavailable { .. } = family.as_ref() =>
-            {
+            Err(e) => {
+                unconfigured(e)?;
                 Ok(Slot::Unconfigured(format!(
                     "{secret} (and AZURE_CLIENT_CERTIFICATE_PATH is not set either)"
                 )))
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -374,5 +362,17 @@ impl DefaultCredential {
     /// The chain for the process environment.
     pub fn new() -> Result<Self, Error> {
         Self::builder().build()
+    }
+}
+
+/// Why a link is not configured, when building its credential failed with
+/// `CredentialError::Unavailable` (its variables are not set); any other failure as it is.
+fn unconfigured(e: Error) -> Result<String, Error> {
+    match e {
+        Error::Credential(family) => match *family {
+            crate::error::CredentialError::Unavailable { reason, .. } => Ok(reason),
+            other => Err(other.into()),
+        },
+        e => Err(e),
     }
 }

@@ -341,7 +341,7 @@ impl ConfidentialClient {
             return Err(Error::from(crate::error::TokenEndpointError::Refused {
                 credential: self.name.clone(),
                 endpoint,
-                error: Box::new(entra_error(&response)),
+                error: entra_error(&response),
             }));
         }
     }

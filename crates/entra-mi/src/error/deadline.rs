@@ -21,7 +21,7 @@ pub enum DeadlineError {
         /// The deadline the caller set.
         deadline: Duration,
         /// The last failure before the deadline, if an attempt failed.
-        last: Option<Box<Error>>,
+        last: Option<Error>,
     },
     /// A [`crate::TokenProvider`]'s fetch did not finish within its fetch timeout
     /// ([`crate::TokenProviderBuilder::fetch_timeout`]); every caller waiting for it gets this.
@@ -67,7 +67,7 @@ impl fmt::Display for DeadlineError {
 impl std::error::Error for DeadlineError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DeadlineError::Caller { last: Some(e), .. } => Some(&**e),
+            DeadlineError::Caller { last: Some(e), .. } => Some(e),
             _ => None,
         }
     }

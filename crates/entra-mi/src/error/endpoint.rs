@@ -18,7 +18,7 @@ pub enum TokenEndpointError {
         endpoint: String,
         /// The service's error.
         #[source]
-        error: Box<EntraError>,
+        error: EntraError,
     },
     /// The Entra token endpoint could not be reached or did not answer like a token
     /// endpoint: connection failure, timeout, redirect, HTML or other non-JSON body, oversized

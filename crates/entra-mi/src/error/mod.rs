@@ -120,6 +120,30 @@ impl Error {
         }
     }
 
+    /// The managed-identity endpoint's own error, when it refused the request
+    /// ([`SourceError::Refused`]).
+    pub fn service_error(&self) -> Option<&ServiceError> {
+        match self {
+            Error::Source(source) => match &**source {
+                SourceError::Refused { error, .. } => Some(error),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Entra's error, when its token endpoint refused the request
+    /// ([`TokenEndpointError::Refused`]).
+    pub fn entra_error(&self) -> Option<&EntraError> {
+        match self {
+            Error::TokenEndpoint(endpoint) => match &**endpoint {
+                TokenEndpointError::Refused { error, .. } => Some(error),
+                TokenEndpointError::Unavailable { .. } => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The HTTP status of the answer that caused this error, if there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -151,7 +175,7 @@ impl Error {
         Error::from(DeadlineError::Caller {
             credential: credential.into(),
             deadline,
-            last: last.map(Box::new),
+            last,
         })
     }
 
@@ -196,6 +220,8 @@ mod tests {
         let service = cause.downcast_ref::<ServiceError>().expect("ServiceError");
         assert!(service.is_identity_not_found());
         assert_eq!(e.status(), Some(400));
+        assert!(e.service_error().unwrap().is_identity_not_found());
+        assert!(e.entra_error().is_none());
 
         let last = Error::from(SourceError::Unavailable {
             source_kind: SourceKind::Imds,

@@ -85,11 +85,7 @@ fn request(
 /// The second leg: `request` with `Authorization: Basic <key file content>`; `None` when the
 /// key cannot be sent in a header.
 fn with_key(request: reqwest::RequestBuilder, key: &Secret) -> Option<reqwest::RequestBuilder> {
-    // Built in a buffer that is wiped when dropped: it holds the key.
-    let mut basic = zeroize::Zeroizing::new(Vec::with_capacity(6 + key.expose().len()));
-    basic.extend_from_slice(b"Basic ");
-    basic.extend_from_slice(key.expose().as_bytes());
-    let value = crate::http::sensitive_header(basic.as_slice())?;
+    let value = crate::http::sensitive_authorization("Basic", key.expose())?;
     Some(request.header(http::header::AUTHORIZATION, value))
 }
 

@@ -182,13 +182,10 @@ impl ManagedIdentityCredentialBuilder {
             None => detect::detect(&self.env, self.allow_http_endpoint)?,
         };
         // App Service's 2017-09-01 fallback: not for a source given in code (it replaces
-        // detection), and not for object or resource ids (that protocol selects a
-        // user-assigned identity only by client id).
-        let fallback_2017 = match self.id {
-            _ if !detected => None,
-            ManagedIdentityId::ObjectId(_) | ManagedIdentityId::ResourceId(_) => None,
-            _ => detect::app_service_2017_fallback(&self.env, self.allow_http_endpoint),
-        };
+        // detection). Whether the identity can use it is `AppService::new`'s to say.
+        let fallback_2017 = detected
+            .then(|| detect::app_service_2017_fallback(&self.env, self.allow_http_endpoint))
+            .flatten();
         let config = SourceConfig {
             id: &self.id,
             arc_key_directory: self.arc_key_directory.clone(),

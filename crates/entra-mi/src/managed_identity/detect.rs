@@ -392,5 +392,50 @@ mod tests {
         ] {
             assert!(VARIABLES.contains(&name), "{name}");
         }
+        // And each listed variable is one detection acts on: adding it to an environment
+        // changes what is detected (Azure ML's client id is read when a token is requested).
+        let outcome = |vars: &[(&str, &str)]| match Detection::from_env(&Environment::from_vars(
+            vars.iter().copied(),
+        )) {
+            Ok(d) => format!("{:?} / {} / {:?}", d.source.kind(), d.evidence, d.fallback),
+            Err(e) => e.to_string(),
+        };
+        let endpoint = "http://127.0.0.1:41000/msi/token";
+        type Vars<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Vars, (&str, &str)); 7] = [
+            (&[(IDENTITY_HEADER, "h")], (IDENTITY_ENDPOINT, endpoint)),
+            (
+                &[(IDENTITY_ENDPOINT, endpoint), (IMDS_ENDPOINT, endpoint)],
+                (IDENTITY_HEADER, "h"),
+            ),
+            (
+                &[
+                    (
+                        IDENTITY_ENDPOINT,
+                        "https://127.0.0.1:2377/metadata/identity/oauth2/token",
+                    ),
+                    (IDENTITY_HEADER, "h"),
+                ],
+                (IDENTITY_SERVER_THUMBPRINT, "AB"),
+            ),
+            (&[(IDENTITY_ENDPOINT, endpoint)], (IMDS_ENDPOINT, endpoint)),
+            (&[], (MSI_ENDPOINT, endpoint)),
+            (&[(MSI_ENDPOINT, endpoint)], (MSI_SECRET, "s")),
+            (
+                &[],
+                (AZURE_POD_IDENTITY_AUTHORITY_HOST, "http://127.0.0.1:8080"),
+            ),
+        ];
+        for name in VARIABLES
+            .iter()
+            .filter(|n| **n != DEFAULT_IDENTITY_CLIENT_ID)
+        {
+            let (base, added) = cases
+                .iter()
+                .find(|(_, (n, _))| n == name)
+                .unwrap_or_else(|| panic!("no case for {name}"));
+            let with: Vec<_> = base.iter().copied().chain([*added]).collect();
+            assert_ne!(outcome(base), outcome(&with), "{name} changes nothing");
+        }
     }
 }

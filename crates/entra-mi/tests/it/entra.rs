@@ -294,6 +294,30 @@ async fn workload_identity_refuses_a_fifo_without_blocking() {
     let _ = std::fs::remove_file(&fifo);
 }
 
+/// A token file over 64 KiB is no federated token: refused by its size, and nothing is sent.
+#[tokio::test]
+async fn workload_identity_refuses_an_oversized_token_file() {
+    let emu = Emulator::builder().start().await.unwrap();
+    let file = temp_file("wi-huge");
+    std::fs::write(&file, "e".repeat(64 * 1024 + 1)).unwrap();
+    let cred = WorkloadIdentityCredential::builder(
+        emu.tenant_id(),
+        "11111111-2222-3333-4444-555555555555",
+        &file,
+    )
+    .authority_host(emu.authority_host())
+    .allow_loopback_http(true)
+    .build()
+    .unwrap();
+    let err = cred.get_token(&graph()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Configuration(family) if matches!(family.as_ref(), entra_mi::error::ConfigurationError::Setting { setting, reason } if setting == "AZURE_FEDERATED_TOKEN_FILE" && reason.contains("larger than 65536"))),
+        "{err}"
+    );
+    assert_eq!(emu.requests(entra_mi_emulator::Endpoint::EntraToken), 0);
+    let _ = std::fs::remove_file(&file);
+}
+
 #[tokio::test]
 async fn workload_identity_rereads_the_rotated_token_file() {
     let subject = "system:serviceaccount:default:worker";

@@ -138,7 +138,7 @@ async fn retries_stop_at_the_caller_deadline_and_the_retry_budget() {
         {
             assert_eq!(*deadline, Duration::from_secs(5));
             assert!(
-                matches!(&**last, Error::Source(family) if matches!(&**family, entra_mi::error::SourceError::Unavailable {
+                matches!(last, Error::Source(family) if matches!(&**family, entra_mi::error::SourceError::Unavailable {
                     reason: Unavailable::Status { status: 503, .. },
                     ..
                 })),
